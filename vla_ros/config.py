@@ -1,0 +1,362 @@
+"""One typed schema for the YAML in `config/`; also the source of the ROS parameters.
+
+Every section is a frozen dataclass. `load_config(path)` / `config_from_dict(data)` build it and
+validate it; any problem raises `ConfigError` whose message names the key path
+(`frames.tolerance_s`, `cameras[2].topic`) and the offending value. Unknown keys are errors too,
+because a misspelled key silently falling back to a default is how a car ends up with the wrong
+tolerance.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A configuration value is missing, unknown or invalid. `key` is the dotted key path."""
+
+    def __init__(self, key: str, message: str) -> None:
+        super().__init__(f"config key '{key}': {message}")
+        self.key = key
+
+
+# --------------------------------------------------------------------------------------------
+# Schema
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CameraConfig:
+    """One camera. A topic ending in `/compressed` carries sensor_msgs/CompressedImage, any other
+    sensor_msgs/Image."""
+
+    name: str
+    topic: str
+    camera_info_topic: str | None = None
+
+    @property
+    def compressed(self) -> bool:
+        return self.topic.endswith("/compressed")
+
+    def validate(self, key: str) -> None:
+        _require(bool(self.name.strip()), f"{key}.name", self.name, "must be a non-empty string")
+        _require(self.topic.startswith("/"), f"{key}.topic", self.topic, "must be an absolute topic name starting with '/'")
+
+
+@dataclass(frozen=True)
+class FramesConfig:
+    """Frames per camera in a stack: offsets -(count-1)*interval .. 0 s relative to t0."""
+
+    count: int = 4
+    interval_s: float = 0.1
+    tolerance_s: float = 0.04
+    # A stack whose t0 is older than this at tick time is skipped as stale.
+    max_t0_age_s: float = 0.5
+    # Messages kept per camera beyond the stack span (seconds of extra history).
+    buffer_margin_s: float = 0.5
+
+    @property
+    def offsets_s(self) -> tuple[float, ...]:
+        """Offsets relative to t0, oldest first, e.g. (-0.3, -0.2, -0.1, 0.0)."""
+        return tuple(-(self.count - 1 - i) * self.interval_s for i in range(self.count))
+
+    def validate(self, key: str) -> None:
+        _require(self.count >= 1, f"{key}.count", self.count, "must be >= 1")
+        _require(self.interval_s > 0, f"{key}.interval_s", self.interval_s, "must be > 0")
+        _require(self.tolerance_s > 0, f"{key}.tolerance_s", self.tolerance_s, "must be > 0")
+        _require(
+            self.tolerance_s < self.interval_s / 2 or self.count == 1,
+            f"{key}.tolerance_s",
+            self.tolerance_s,
+            f"must be < interval_s/2 ({self.interval_s / 2:g}) or one frame could fill two slots",
+        )
+        _require(self.max_t0_age_s > 0, f"{key}.max_t0_age_s", self.max_t0_age_s, "must be > 0")
+        _require(self.buffer_margin_s >= 0, f"{key}.buffer_margin_s", self.buffer_margin_s, "must be >= 0")
+
+
+@dataclass(frozen=True)
+class ImageConfig:
+    """Model input size per image (pixels). The model's preprocessing config may override it
+    unless `override_model` is true."""
+
+    height: int = 320
+    width: int = 576
+    override_model: bool = False
+    # Decoded frames kept per camera (LRU); a tick reuses count-1 frames of the previous one.
+    decoded_cache_per_camera: int = 16
+
+    def validate(self, key: str) -> None:
+        _require(16 <= self.height <= 4096, f"{key}.height", self.height, "must be in [16, 4096]")
+        _require(16 <= self.width <= 4096, f"{key}.width", self.width, "must be in [16, 4096]")
+        _require(self.decoded_cache_per_camera >= 1, f"{key}.decoded_cache_per_camera", self.decoded_cache_per_camera, "must be >= 1")
+
+
+@dataclass(frozen=True)
+class EgoConfig:
+    odometry_topic: str = "/ego/odom"
+    history_steps: int = 16
+    history_interval_s: float = 0.1
+    # Largest gap between two odometry messages that may be interpolated across.
+    max_gap_s: float = 0.25
+    # How far past the newest odometry message t0 may lie (held by linear extrapolation).
+    max_extrapolation_s: float = 0.1
+    frame_id: str = "odom"
+    child_frame_id: str = "base_link"
+
+    def validate(self, key: str) -> None:
+        _require(self.odometry_topic.startswith("/"), f"{key}.odometry_topic", self.odometry_topic, "must start with '/'")
+        _require(self.history_steps >= 2, f"{key}.history_steps", self.history_steps, "must be >= 2")
+        _require(self.history_interval_s > 0, f"{key}.history_interval_s", self.history_interval_s, "must be > 0")
+        _require(self.max_gap_s > 0, f"{key}.max_gap_s", self.max_gap_s, "must be > 0")
+        _require(self.max_extrapolation_s >= 0, f"{key}.max_extrapolation_s", self.max_extrapolation_s, "must be >= 0")
+
+
+@dataclass(frozen=True)
+class SensingConfig:
+    # A stamp older than the newest one on the same stream by more than this is a time jump
+    # (bag loop, simulator reset): all buffers are cleared. Smaller regressions are dropped as
+    # out-of-order messages.
+    time_jump_s: float = 1.0
+
+    def validate(self, key: str) -> None:
+        _require(self.time_jump_s > 0, f"{key}.time_jump_s", self.time_jump_s, "must be > 0")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    # A local checkpoint directory (config.json + safetensors) or a preset such as `random:tiny`.
+    path: str = "models/drive-tiny"
+    device: str = "cpu"
+    dtype: Literal["float32", "float16", "bfloat16"] = "float32"
+
+    def validate(self, key: str) -> None:
+        _require(bool(self.path), f"{key}.path", self.path, "must name a checkpoint directory or a preset")
+        _require(
+            self.device == "cpu" or self.device.startswith("cuda"),
+            f"{key}.device",
+            self.device,
+            "must be 'cpu', 'cuda' or 'cuda:N'",
+        )
+
+
+@dataclass(frozen=True)
+class InferenceConfig:
+    rate_hz: float = 10.0
+    steps: int = 10
+    samples: int = 1
+    reasoning: bool = False
+    max_reasoning_tokens: int = 48
+    backend: Literal["torch", "onnxruntime", "tensorrt"] = "torch"
+    seed: int = 0
+
+    def validate(self, key: str) -> None:
+        _require(0 < self.rate_hz <= 1000, f"{key}.rate_hz", self.rate_hz, "must be in (0, 1000]")
+        _require(self.steps >= 1, f"{key}.steps", self.steps, "must be >= 1")
+        _require(self.samples >= 1, f"{key}.samples", self.samples, "must be >= 1")
+        _require(self.max_reasoning_tokens >= 1, f"{key}.max_reasoning_tokens", self.max_reasoning_tokens, "must be >= 1")
+
+
+@dataclass(frozen=True)
+class ControlConfig:
+    mode: Literal["trajectory", "action_chunk"] = "trajectory"
+    rate_hz: float = 10.0
+
+    def validate(self, key: str) -> None:
+        _require(0 < self.rate_hz <= 1000, f"{key}.rate_hz", self.rate_hz, "must be in (0, 1000]")
+
+
+@dataclass(frozen=True)
+class SafetyConfig:
+    max_input_age_s: float = 0.5
+    max_output_age_s: float = 0.5
+    max_abs_acceleration: float = 9.8
+    max_abs_curvature: float = 0.33
+    fallback_deceleration: float = 2.0
+
+    def validate(self, key: str) -> None:
+        for name in ("max_input_age_s", "max_output_age_s", "max_abs_acceleration", "max_abs_curvature", "fallback_deceleration"):
+            value = getattr(self, name)
+            _require(value > 0, f"{key}.{name}", value, "must be > 0")
+
+
+@dataclass(frozen=True)
+class OutputsConfig:
+    trajectory_topic: str = "/vla/trajectory"
+    reasoning_topic: str = "/vla/reasoning"
+    diagnostics_topic: str = "/diagnostics"
+    latency_topic: str = "/vla/latency"
+    frame_id: str = "odom"
+
+    def validate(self, key: str) -> None:
+        for name in ("trajectory_topic", "reasoning_topic", "diagnostics_topic", "latency_topic"):
+            value = getattr(self, name)
+            _require(value.startswith("/"), f"{key}.{name}", value, "must start with '/'")
+
+
+def _default_cameras() -> tuple[CameraConfig, ...]:
+    names = ("cross_left", "front_wide", "cross_right", "front_tele")
+    return tuple(CameraConfig(name=n, topic=f"/cameras/{n}/image_raw/compressed") for n in names)
+
+
+@dataclass(frozen=True)
+class Config:
+    """The whole configuration of a vla_ros deployment or evaluation."""
+
+    cameras: tuple[CameraConfig, ...] = field(default_factory=_default_cameras)
+    frames: FramesConfig = field(default_factory=FramesConfig)
+    image: ImageConfig = field(default_factory=ImageConfig)
+    ego: EgoConfig = field(default_factory=EgoConfig)
+    sensing: SensingConfig = field(default_factory=SensingConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    inference: InferenceConfig = field(default_factory=InferenceConfig)
+    control: ControlConfig = field(default_factory=ControlConfig)
+    safety: SafetyConfig = field(default_factory=SafetyConfig)
+    outputs: OutputsConfig = field(default_factory=OutputsConfig)
+
+    @property
+    def camera_names(self) -> tuple[str, ...]:
+        return tuple(c.name for c in self.cameras)
+
+    def validate(self, key: str = "") -> None:
+        _require(len(self.cameras) >= 1, "cameras", list(self.cameras), "must list at least one camera")
+        seen_names: set[str] = set()
+        seen_topics: set[str] = set()
+        for i, cam in enumerate(self.cameras):
+            cam.validate(f"cameras[{i}]")
+            _require(cam.name not in seen_names, f"cameras[{i}].name", cam.name, "duplicate camera name")
+            _require(cam.topic not in seen_topics, f"cameras[{i}].topic", cam.topic, "duplicate topic")
+            seen_names.add(cam.name)
+            seen_topics.add(cam.topic)
+        _require(
+            self.ego.odometry_topic not in seen_topics,
+            "ego.odometry_topic",
+            self.ego.odometry_topic,
+            "is also a camera topic",
+        )
+        for f in dataclasses.fields(self):
+            if f.name != "cameras":
+                getattr(self, f.name).validate(f.name)
+
+    def to_dict(self) -> dict[str, Any]:
+        return _to_plain(self)
+
+    def replace(self, **sections: Any) -> "Config":
+        """A copy with whole sections or `section__key` values replaced, re-validated."""
+        data = self.to_dict()
+        for name, value in sections.items():
+            if "__" in name:
+                section, key = name.split("__", 1)
+                data.setdefault(section, {})[key] = value
+            else:
+                data[name] = _to_plain(value)
+        return config_from_dict(data)
+
+
+# --------------------------------------------------------------------------------------------
+# Loading
+# --------------------------------------------------------------------------------------------
+
+
+def load_config(path: str | Path | None) -> Config:
+    """Load and validate a YAML config file; `None` gives the defaults (config/drive.yaml)."""
+    if path is None:
+        return config_from_dict({})
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError("<file>", f"config file '{p}' does not exist")
+    try:
+        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ConfigError("<file>", f"'{p}' is not valid YAML: {exc}") from exc
+    if data is None:
+        data = {}
+    # A ROS 2 parameter file (`node_name: {ros__parameters: {...}}`) is accepted as well.
+    if isinstance(data, dict) and len(data) == 1:
+        (only,) = data.values()
+        if isinstance(only, dict) and "ros__parameters" in only:
+            data = only["ros__parameters"]
+    return config_from_dict(data)
+
+
+def config_from_dict(data: Any) -> Config:
+    if not isinstance(data, dict):
+        raise ConfigError("<root>", f"must be a mapping, got {type(data).__name__}")
+    cfg = _build(Config, data, "")
+    cfg.validate()
+    return cfg
+
+
+def _build(cls: type, data: Any, key: str) -> Any:
+    if not isinstance(data, dict):
+        raise ConfigError(key or "<root>", f"must be a mapping, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        where = f"{key}.{unknown[0]}" if key else str(unknown[0])
+        raise ConfigError(where, f"unknown key (known keys here: {', '.join(sorted(names))})")
+    kwargs = {}
+    for name, value in data.items():
+        sub = f"{key}.{name}" if key else name
+        kwargs[name] = _coerce(hints[name], value, sub)
+    try:
+        return cls(**kwargs)
+    except TypeError as exc:  # a required field is missing
+        raise ConfigError(key or "<root>", str(exc)) from exc
+
+
+def _coerce(tp: Any, value: Any, key: str) -> Any:
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        (inner,) = [a for a in args if a is not type(None)]
+        return _coerce(inner, value, key)
+    if origin is Literal:
+        if value not in args:
+            raise ConfigError(key, f"got {value!r}, expected one of {', '.join(repr(a) for a in args)}")
+        return value
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(key, f"must be a list, got {value!r}")
+        return tuple(_coerce(args[0], v, f"{key}[{i}]") for i, v in enumerate(value))
+    if dataclasses.is_dataclass(tp):
+        return _build(tp, value, key)
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(key, f"must be true or false, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(key, f"must be an integer, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise ConfigError(key, f"must be a finite number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(key, f"must be a string, got {value!r}")
+        return value
+    raise TypeError(f"unsupported schema type {tp!r} at {key}")  # a bug in the schema, not input
+
+
+def _require(ok: bool, key: str, value: Any, message: str) -> None:
+    if not ok:
+        raise ConfigError(key, f"got {value!r}, {message}")
+
+
+def _to_plain(obj: Any) -> Any:
+    if dataclasses.is_dataclass(obj):
+        return {f.name: _to_plain(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, (list, tuple)):
+        return [_to_plain(v) for v in obj]
+    return obj

@@ -1,0 +1,1 @@
+"""Replay: reading and writing rosbag2 recordings, open-loop evaluation, reports."""

@@ -1,0 +1,138 @@
+"""Reading and writing rosbag2 recordings (MCAP or sqlite3) with `rosbags`.
+
+Reading yields deserialized messages in receive-time order; writing takes message objects built
+with `vla_ros.replay.messages`. The ROS 2 Humble type store is used for both: its definitions of
+the standard messages are what Humble and Jazzy put on the wire.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from rosbags.highlevel import AnyReader
+from rosbags.rosbag2 import StoragePlugin, Writer
+from rosbags.typesys import Stores, get_typestore
+
+TYPESTORE = get_typestore(Stores.ROS2_HUMBLE)
+
+BagFormat = Literal["mcap", "sqlite3"]
+
+
+class BagError(ValueError):
+    """A bag cannot be opened or lacks what the caller needs."""
+
+
+@dataclass(frozen=True)
+class BagMessage:
+    topic: str
+    msgtype: str
+    log_time_ns: int  # when the recorder received it
+    msg: Any
+
+
+@dataclass(frozen=True)
+class BagInfo:
+    path: Path
+    start_ns: int
+    end_ns: int
+    message_counts: dict[str, int]
+    topic_types: dict[str, str]
+
+    @property
+    def duration_s(self) -> float:
+        return (self.end_ns - self.start_ns) / 1e9
+
+
+def _open(path: str | Path) -> AnyReader:
+    p = Path(path)
+    if not p.exists():
+        raise FileNotFoundError(f"bag '{p}' does not exist")
+    try:
+        reader = AnyReader([p], default_typestore=TYPESTORE)
+        reader.open()
+    except Exception as exc:  # rosbags raises several reader-specific errors
+        raise BagError(f"cannot open bag '{p}': {exc}") from exc
+    return reader
+
+
+def bag_info(path: str | Path) -> BagInfo:
+    reader = _open(path)
+    try:
+        counts: dict[str, int] = {}
+        types: dict[str, str] = {}
+        for conn in reader.connections:
+            counts[conn.topic] = counts.get(conn.topic, 0) + conn.msgcount
+            types[conn.topic] = conn.msgtype
+        return BagInfo(Path(path), reader.start_time, reader.end_time, counts, types)
+    finally:
+        reader.close()
+
+
+def read_messages(path: str | Path, topics: Iterable[str] | None = None) -> Iterator[BagMessage]:
+    """Messages on `topics` (all if None) in receive-time order. A message that fails to
+    deserialize is yielded with `msg=None` so the caller can count it."""
+    reader = _open(path)
+    try:
+        wanted = None if topics is None else set(topics)
+        conns = [c for c in reader.connections if wanted is None or c.topic in wanted]
+        for conn, log_time, raw in reader.messages(connections=conns):
+            try:
+                msg = reader.deserialize(raw, conn.msgtype)
+            except Exception:  # noqa: BLE001 - a corrupt record is reported, not fatal
+                msg = None
+            yield BagMessage(conn.topic, conn.msgtype, log_time, msg)
+    finally:
+        reader.close()
+
+
+class BagWriter:
+    """A rosbag2 writer that registers each topic on first use.
+
+    with BagWriter(path, "mcap") as bag:
+        bag.write("/ego/odom", odometry_msg, stamp_ns)
+    """
+
+    def __init__(self, path: str | Path, fmt: BagFormat = "mcap", overwrite: bool = False) -> None:
+        self.path = Path(path)
+        if self.path.exists():
+            if not overwrite:
+                raise FileExistsError(f"output bag '{self.path}' exists (use --force to overwrite)")
+            _remove_tree(self.path)
+        plugin = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}.get(fmt)
+        if plugin is None:
+            raise BagError(f"unknown bag format '{fmt}' (mcap or sqlite3)")
+        self._writer = Writer(self.path, version=9, storage_plugin=plugin)
+        self._connections: dict[str, Any] = {}
+
+    def __enter__(self) -> "BagWriter":
+        self._writer.open()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._writer.close()
+
+    def write(self, topic: str, msg: Any, log_time_ns: int) -> None:
+        conn = self._connections.get(topic)
+        if conn is None:
+            conn = self._writer.add_connection(topic, msg.__msgtype__, typestore=TYPESTORE)
+            self._connections[topic] = conn
+        self._writer.write(conn, log_time_ns, TYPESTORE.serialize_cdr(msg, msg.__msgtype__))
+
+    def write_raw(self, topic: str, msgtype: str, data: bytes, log_time_ns: int) -> None:
+        """Write already-serialized CDR bytes (used to store deliberately corrupt records)."""
+        conn = self._connections.get(topic)
+        if conn is None:
+            conn = self._writer.add_connection(topic, msgtype, typestore=TYPESTORE)
+            self._connections[topic] = conn
+        self._writer.write(conn, log_time_ns, data)
+
+
+def _remove_tree(path: Path) -> None:
+    import shutil
+
+    if path.is_dir():
+        shutil.rmtree(path)
+    else:
+        path.unlink()

@@ -1,0 +1,141 @@
+"""Ego poses from nav_msgs/Odometry and the ego history at a tick time t0.
+
+The history is `steps` poses at `interval` spacing ending at t0, interpolated (linear position,
+slerp orientation) and expressed in the ego frame at t0 (x forward, y left, z up).
+"""
+from __future__ import annotations
+
+import bisect
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from vla_ros.sensors.drops import DropCounter
+from vla_ros.sensors.geometry import quat_slerp, quat_to_matrix
+
+
+class EgoHistoryError(ValueError):
+    """The odometry buffer cannot give a history at t0. `kind` is a short, countable reason."""
+
+    def __init__(self, kind: str, detail: str) -> None:
+        super().__init__(f"{kind}: {detail}")
+        self.kind = kind
+        self.detail = detail
+
+
+@dataclass(frozen=True)
+class EgoHistory:
+    """Ego history ending at t0. Times are relative to t0 in seconds (oldest first)."""
+
+    times_s: np.ndarray  # (N,)
+    xyz: np.ndarray  # (N, 3) in the t0 ego frame
+    rot: np.ndarray  # (N, 3, 3) in the t0 ego frame
+    pose_t0_xyz: np.ndarray  # (3,) t0 pose in the odometry frame
+    pose_t0_rot: np.ndarray  # (3, 3)
+
+
+def pose_from_odometry(msg: Any) -> tuple[np.ndarray, np.ndarray]:
+    """nav_msgs/Odometry -> position (3,), quaternion (x, y, z, w) (4,); ValueError if unusable."""
+    try:
+        p = msg.pose.pose.position
+        q = msg.pose.pose.orientation
+        xyz = np.array([p.x, p.y, p.z], dtype=np.float64)
+        quat = np.array([q.x, q.y, q.z, q.w], dtype=np.float64)
+    except (AttributeError, TypeError) as exc:
+        raise ValueError("not a nav_msgs/Odometry (pose.pose.position/orientation)") from exc
+    if not (np.all(np.isfinite(xyz)) and np.all(np.isfinite(quat))):
+        raise ValueError("pose contains NaN or inf")
+    norm = float(np.linalg.norm(quat))
+    if not 0.5 < norm < 1.5:
+        raise ValueError(f"orientation quaternion has norm {norm:.3g}")
+    return xyz, quat / norm
+
+
+class EgoBuffer:
+    def __init__(self, topic: str, keep_ns: int, max_gap_ns: int, max_extrapolation_ns: int, drops: DropCounter) -> None:
+        self.topic = topic
+        self.keep_ns = keep_ns
+        self.max_gap_ns = max_gap_ns
+        self.max_extrapolation_ns = max_extrapolation_ns
+        self._drops = drops
+        self._stamps: list[int] = []
+        self._xyz: list[np.ndarray] = []
+        self._quat: list[np.ndarray] = []
+        self.received = 0
+        self.accepted = 0
+        self.drops: dict[str, int] = {}
+
+    @property
+    def newest_ns(self) -> int | None:
+        return self._stamps[-1] if self._stamps else None
+
+    def __len__(self) -> int:
+        return len(self._stamps)
+
+    def drop(self, reason: str, detail: str = "") -> None:
+        self.drops[reason] = self.drops.get(reason, 0) + 1
+        self._drops.drop(reason, self.topic, detail)
+
+    def add(self, msg: Any, stamp: int) -> bool:
+        """Store a pose whose stamp the caller has checked to be newer than `newest_ns`."""
+        try:
+            xyz, quat = pose_from_odometry(msg)
+        except ValueError as exc:
+            self.drop("bad_pose", str(exc))
+            return False
+        self._stamps.append(stamp)
+        self._xyz.append(xyz)
+        self._quat.append(quat)
+        self.accepted += 1
+        cut = bisect.bisect_left(self._stamps, stamp - self.keep_ns)
+        if cut:
+            del self._stamps[:cut], self._xyz[:cut], self._quat[:cut]
+        return True
+
+    def reset(self) -> None:
+        self._stamps.clear()
+        self._xyz.clear()
+        self._quat.clear()
+
+    def history(self, t0_ns: int, steps: int, interval_ns: int) -> EgoHistory:
+        """Poses at t0 - (steps-1-i)*interval, i = 0..steps-1, in the t0 ego frame."""
+        if len(self._stamps) < 2:
+            raise EgoHistoryError("ego_missing", f"{len(self._stamps)} odometry message(s) buffered")
+        stamps = np.asarray(self._stamps, dtype=np.int64)
+        xyz_all = np.stack(self._xyz)
+        quat_all = np.stack(self._quat)
+        times = t0_ns - interval_ns * np.arange(steps - 1, -1, -1, dtype=np.int64)
+        if times[0] < stamps[0]:
+            raise EgoHistoryError(
+                "ego_history_short", f"history needs odometry from {(t0_ns - times[0]) / 1e9:.2f} s before t0, buffer starts {(t0_ns - stamps[0]) / 1e9:.2f} s before"
+            )
+        if times[-1] > stamps[-1] + self.max_extrapolation_ns:
+            raise EgoHistoryError("ego_stale", f"newest odometry is {(t0_ns - stamps[-1]) / 1e9:.3f} s older than t0")
+        # Bracketing indices; points past the newest message extrapolate from the last two.
+        hi = np.clip(np.searchsorted(stamps, times, side="left"), 1, len(stamps) - 1)
+        lo = hi - 1
+        gaps = stamps[hi] - stamps[lo]
+        inside = times <= stamps[-1]
+        if np.any(inside & (gaps > self.max_gap_ns)):
+            worst = int(gaps[inside].max())
+            raise EgoHistoryError("ego_gap", f"odometry gap of {worst / 1e9:.3f} s inside the history window")
+        frac = (times - stamps[lo]) / gaps
+        xyz = xyz_all[lo] + frac[:, None] * (xyz_all[hi] - xyz_all[lo])
+        quat = quat_slerp(quat_all[lo], quat_all[hi], np.clip(frac, 0.0, 1.0))
+        rot = quat_to_matrix(quat)
+        r0, p0 = rot[-1], xyz[-1]
+        local_xyz = (xyz - p0) @ r0  # row-wise R0^T (p - p0)
+        local_rot = np.einsum("ji,njk->nik", r0, rot)  # R0^T R_i
+        return EgoHistory(
+            times_s=(times - t0_ns) / 1e9,
+            xyz=local_xyz,
+            rot=local_rot,
+            pose_t0_xyz=p0,
+            pose_t0_rot=r0,
+        )
+
+
+def history_span_ns(steps: int, interval_s: float) -> int:
+    return int(math.ceil((steps - 1) * interval_s * 1e9))

@@ -1,0 +1,217 @@
+"""The sensing pipeline: routes messages into per-camera and ego buffers and assembles a
+FrameStack at a tick, or says exactly why it cannot.
+
+Thread-safety: one lock guards the buffers; callbacks may run on other threads than the tick.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import asdict
+from typing import Any
+
+import numpy as np
+
+from vla_ros.config import Config
+from vla_ros.sensors.camera_buffer import BufferedImage, CameraBuffer
+from vla_ros.sensors.drops import DropCounter
+from vla_ros.sensors.ego_buffer import EgoBuffer, EgoHistoryError, history_span_ns
+from vla_ros.sensors.frame_stack import FrameStack, StackSkip
+from vla_ros.sensors.image_decode import DecodeError
+from vla_ros.sensors.stamps import StampError, stamp_ns, to_ns
+
+_LOG = logging.getLogger("vla_ros.sensors")
+
+
+class SensingPipeline:
+    def __init__(self, config: Config, image_size_hw: tuple[int, int] | None = None, skip_repeated_t0: bool = True) -> None:
+        """`image_size_hw` overrides `config.image` (the model's preprocessing decides the size)."""
+        self.config = config
+        self.size_hw = image_size_hw or (config.image.height, config.image.width)
+        self.offsets_ns = tuple(to_ns(o) for o in config.frames.offsets_s)
+        self.tolerance_ns = to_ns(config.frames.tolerance_s)
+        self.max_t0_age_ns = to_ns(config.frames.max_t0_age_s)
+        self.time_jump_ns = to_ns(config.sensing.time_jump_s)
+        self.history_interval_ns = to_ns(config.ego.history_interval_s)
+        self.skip_repeated_t0 = skip_repeated_t0
+        self.drops = DropCounter()
+        span = -self.offsets_ns[0] + self.tolerance_ns + to_ns(config.frames.buffer_margin_s)
+        self.cameras: list[CameraBuffer] = [
+            CameraBuffer(
+                cam.name,
+                cam.topic,
+                cam.compressed,
+                self.size_hw,
+                keep_ns=span,
+                decoded_cache=max(config.image.decoded_cache_per_camera, config.frames.count),
+                drops=self.drops,
+            )
+            for cam in config.cameras
+        ]
+        self._by_topic = {c.topic: c for c in self.cameras}
+        ego_keep = history_span_ns(config.ego.history_steps, config.ego.history_interval_s) + span + to_ns(1.0)
+        self.ego = EgoBuffer(
+            config.ego.odometry_topic,
+            keep_ns=ego_keep,
+            max_gap_ns=to_ns(config.ego.max_gap_s),
+            max_extrapolation_ns=to_ns(config.ego.max_extrapolation_s),
+            drops=self.drops,
+        )
+        self.time_jumps = 0
+        self.ticks_attempted = 0
+        self.ticks_assembled = 0
+        self.skips: dict[str, int] = {}
+        self._last_t0_ns: int | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def topics(self) -> list[str]:
+        return [c.topic for c in self.cameras] + [self.ego.topic]
+
+    # -- ingest ---------------------------------------------------------------------------
+
+    def on_message(self, topic: str, msg: Any) -> bool:
+        """Route a message by topic. Returns True if it was stored."""
+        if topic == self.ego.topic:
+            return self.on_odometry(msg)
+        cam = self._by_topic.get(topic)
+        if cam is None:
+            self.drops.drop("unknown_topic", topic)
+            return False
+        return self.on_image(cam, msg)
+
+    def on_image(self, cam: CameraBuffer, msg: Any) -> bool:
+        with self._lock:
+            cam.stats.received += 1
+            stamp = self._checked_stamp(msg, cam.newest_ns, cam.drop, cam.topic)
+            return stamp is not None and cam.add(msg, stamp)
+
+    def on_odometry(self, msg: Any) -> bool:
+        with self._lock:
+            self.ego.received += 1
+            stamp = self._checked_stamp(msg, self.ego.newest_ns, self.ego.drop, self.ego.topic)
+            return stamp is not None and self.ego.add(msg, stamp)
+
+    def _checked_stamp(self, msg: Any, newest: int | None, drop: Any, topic: str) -> int | None:
+        try:
+            stamp = stamp_ns(msg)
+        except StampError as exc:
+            drop("bad_stamp", str(exc))
+            return None
+        if newest is not None and stamp <= newest:
+            if newest - stamp > self.time_jump_ns:
+                self._time_jump(topic, newest, stamp)
+            elif stamp == newest:
+                drop("duplicate_stamp", f"stamp {stamp / 1e9:.9f} seen twice")
+                return None
+            else:
+                drop("out_of_order", f"stamp {(newest - stamp) / 1e6:.1f} ms older than the newest")
+                return None
+        return stamp
+
+    def _time_jump(self, topic: str, newest: int, stamp: int) -> None:
+        self.time_jumps += 1
+        _LOG.warning(
+            "time went backwards by %.3f s on %s (bag loop or simulator reset): all sensor buffers reset",
+            (newest - stamp) / 1e9,
+            topic,
+        )
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget all buffered input (statistics are kept)."""
+        for cam in self.cameras:
+            cam.reset()
+        self.ego.reset()
+        self._last_t0_ns = None
+
+    # -- assembly -------------------------------------------------------------------------
+
+    def assemble(self, tick_ns: int | None = None) -> FrameStack | StackSkip:
+        """A FrameStack at the newest t0 every camera can fill, or the reason it cannot.
+        `tick_ns` (the current time) enables the staleness check."""
+        with self._lock:
+            self.ticks_attempted += 1
+            result = self._assemble(tick_ns)
+            if isinstance(result, StackSkip):
+                self.skips[result.key] = self.skips.get(result.key, 0) + 1
+            else:
+                self.ticks_assembled += 1
+                self._last_t0_ns = result.t0_ns
+            return result
+
+    def _assemble(self, tick_ns: int | None) -> FrameStack | StackSkip:
+        for cam in self.cameras:
+            if cam.newest_ns is None:
+                return StackSkip("no_frames", f"no usable message received on {cam.topic}", camera=cam.name)
+        oldest_cam = min(self.cameras, key=lambda c: c.newest_ns or 0)
+        t0 = oldest_cam.newest_ns
+        assert t0 is not None
+        if tick_ns is not None and tick_ns - t0 > self.max_t0_age_ns:
+            return StackSkip(
+                "stale_input", f"newest frame of {oldest_cam.name} is {(tick_ns - t0) / 1e9:.3f} s old", camera=oldest_cam.name
+            )
+        if self.skip_repeated_t0 and t0 == self._last_t0_ns:
+            return StackSkip("no_new_frames", f"t0 {t0 / 1e9:.3f} was already used by the previous stack")
+        try:
+            history = self.ego.history(t0, self.config.ego.history_steps, self.history_interval_ns)
+        except EgoHistoryError as exc:
+            return StackSkip(exc.kind, exc.detail)
+        V, F = len(self.cameras), len(self.offsets_ns)
+        images = np.empty((V, F, *self.size_hw, 3), dtype=np.uint8)
+        stamps = np.empty((V, F), dtype=np.int64)
+        # Choose every slot before decoding anything: a tick that will skip costs no decode.
+        chosen: list[list[BufferedImage]] = []
+        for cam in self.cameras:
+            row = []
+            for offset in self.offsets_ns:
+                entry = cam.nearest(t0 + offset, self.tolerance_ns)
+                if entry is None:
+                    return self._missing(cam, t0, offset)
+                row.append(entry)
+            chosen.append(row)
+        for v, cam in enumerate(self.cameras):
+            for f, offset in enumerate(self.offsets_ns):
+                entry: BufferedImage | None = chosen[v][f]
+                while True:
+                    assert entry is not None
+                    try:
+                        images[v, f] = cam.frame(entry)
+                        break
+                    except DecodeError:
+                        # The bad message is gone from the buffer; another may fill the slot.
+                        entry = cam.nearest(t0 + offset, self.tolerance_ns)
+                        if entry is None:
+                            return self._missing(cam, t0, offset, "the frame chosen for it failed to decode")
+                stamps[v, f] = entry.stamp_ns
+        target = t0 + np.asarray(self.offsets_ns, dtype=np.int64)
+        return FrameStack(
+            t0_ns=t0,
+            camera_names=tuple(c.name for c in self.cameras),
+            offsets_s=self.config.frames.offsets_s,
+            images=images,
+            stamps_ns=stamps,
+            history=history,
+            slot_error_ms=(stamps - target[None, :]) / 1e6,
+            tick_ns=tick_ns,
+        )
+
+    def _missing(self, cam: CameraBuffer, t0: int, offset: int, why: str = "") -> StackSkip:
+        detail = why or f"no message within {self.tolerance_ns / 1e6:.0f} ms of t0{offset / 1e9:+.2f} s ({len(cam)} buffered)"
+        return StackSkip("missing_frame", detail, camera=cam.name, offset_s=offset / 1e9)
+
+    # -- statistics -----------------------------------------------------------------------
+
+    def stats(self) -> dict[str, Any]:
+        """Counters for reports and diagnostics (plain JSON types)."""
+        with self._lock:
+            return {
+                "ticks_attempted": self.ticks_attempted,
+                "ticks_assembled": self.ticks_assembled,
+                "ticks_skipped": sum(self.skips.values()),
+                "skipped_by_reason": dict(sorted(self.skips.items())),
+                "time_jumps": self.time_jumps,
+                "cameras": {c.name: {"topic": c.topic, **asdict(c.stats)} for c in self.cameras},
+                "ego": {"topic": self.ego.topic, "received": self.ego.received, "accepted": self.ego.accepted, "drops": dict(self.ego.drops)},
+                "drops": self.drops.as_dict(),
+            }
