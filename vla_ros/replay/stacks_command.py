@@ -66,10 +66,8 @@ def run(args: argparse.Namespace) -> int:
     pipeline = SensingPipeline(config)
     npz_limit = args.npz_limit or args.limit or NPZ_DEFAULT_LIMIT
     kept: list[FrameStack] = []
-    sheet_stacks: list[FrameStack] = []
-    last_sheet_tick = -10**9
+    sheet_pool = _EvenSample(args.sheets)
     total = count_ticks(args.bag, args.rate)
-    sheet_every = max(total // max(args.sheets, 1), 1)
     cpu_ms: list[float] = []
     wall0 = time.perf_counter()
     with tqdm(total=total, desc=f"stacks {Path(args.bag).name}", unit="tick") as bar:
@@ -84,15 +82,13 @@ def run(args: argparse.Namespace) -> int:
                 continue
             if args.npz and len(kept) < npz_limit:
                 kept.append(stack)
-            if len(sheet_stacks) < args.sheets and tick.index - last_sheet_tick >= sheet_every:
-                sheet_stacks.append(stack)
-                last_sheet_tick = tick.index
+            sheet_pool.offer(stack)
             if args.limit is not None and pipeline.ticks_assembled >= args.limit:
                 break
     wall_s = time.perf_counter() - wall0
 
     sheets = []
-    for i, stack in enumerate(sheet_stacks):
+    for i, stack in enumerate(sheet_pool.pick()):
         sheets.append(save_contact_sheet(stack, out / f"sheet_{i:02d}_t{stack.t0:.3f}.png").name)
     if args.npz and kept:
         _save_npz(args.npz, kept)
@@ -121,6 +117,32 @@ def run(args: argparse.Namespace) -> int:
         print("no stack could be assembled; see skipped_by_reason above")
         return 1
     return 0
+
+
+class _EvenSample:
+    """Keeps at most 2n of the items offered, evenly spread over the whole stream (every
+    stride-th, the stride doubling when full), so n contact sheets can span the bag without
+    knowing in advance how many stacks will assemble."""
+
+    def __init__(self, n: int) -> None:
+        self.n = max(n, 0)
+        self.items: list = []
+        self.stride = 1
+        self.seen = 0
+
+    def offer(self, item) -> None:
+        if self.n and self.seen % self.stride == 0:
+            self.items.append(item)
+            if len(self.items) >= 2 * self.n:
+                self.items = self.items[::2]
+                self.stride *= 2
+        self.seen += 1
+
+    def pick(self) -> list:
+        if len(self.items) <= self.n:
+            return list(self.items)
+        step = (len(self.items) - 1) / (self.n - 1) if self.n > 1 else 0
+        return [self.items[round(i * step)] for i in range(self.n)]
 
 
 def _pct(values: list[float], q: float) -> float | None:

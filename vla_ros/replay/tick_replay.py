@@ -1,7 +1,9 @@
 """Deterministic replay of a bag through the sensing pipeline at fixed ticks of sim time.
 
 Sim time is the bag's receive time: at tick T every message received at or before T has been
-handed to the pipeline, then a stack is assembled for T. The result depends only on the bag and
+handed to the pipeline, then a stack is assembled. Staleness is judged against the newest header
+stamp received so far (not T): receive times and header stamps may run on different clocks, and
+a looped bag restarts its stamps while its receive time goes on. The result depends only on the bag and
 the config, never on how fast the machine is.
 """
 from __future__ import annotations
@@ -42,7 +44,7 @@ def replay_ticks(bag: str | Path, pipeline: SensingPipeline, rate_hz: float) -> 
             else:
                 pipeline.on_message(pending.topic, pending.msg)
             pending = next(messages, None)
-        yield Tick(index, t, pipeline.assemble(t))
+        yield Tick(index, t, pipeline.assemble(pipeline.newest_stamp_ns))
 
 
 def count_ticks(bag: str | Path, rate_hz: float) -> int:

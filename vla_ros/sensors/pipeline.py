@@ -65,6 +65,13 @@ class SensingPipeline:
         self._lock = threading.Lock()
 
     @property
+    def newest_stamp_ns(self) -> int | None:
+        """The newest header stamp held on any stream: "now" in the stamps' own time base, which
+        is what replay uses for staleness (a bag's receive times may run on another clock)."""
+        stamps = [s for s in (*(c.newest_ns for c in self.cameras), self.ego.newest_ns) if s is not None]
+        return max(stamps) if stamps else None
+
+    @property
     def topics(self) -> list[str]:
         return [c.topic for c in self.cameras] + [self.ego.topic]
 
