@@ -1,0 +1,133 @@
+"""The control layer: re-timing, validation, fallback and watchdog, on exact cases."""
+import numpy as np
+import pytest
+
+from vla_ros.config import Config
+from vla_ros.control.controller import TrajectoryController
+from vla_ros.control.fallback import stopping_trajectory
+from vla_ros.control.trajectory import EgoState, PlannedTrajectory, retime
+from vla_ros.control.validation import RejectedOutput, validate_trajectory
+
+S = 1_000_000_000
+T0 = 500 * S
+
+
+def _rotz(yaw):
+    c, s = np.cos(yaw), np.sin(yaw)
+    return np.array([[c, -s, 0], [s, c, 0], [0, 0, 1.0]])
+
+
+def straight(t0=T0, speed=10.0, n=64, dt=0.1, pose=(100.0, 50.0, 0.0), yaw=np.pi / 2):
+    x = speed * dt * np.arange(1, n + 1)
+    return PlannedTrajectory(t0, dt, np.stack([x, 0 * x, 0 * x], 1), np.array(pose), _rotz(yaw))
+
+
+def circle(radius=20.0, speed=8.0, n=64, dt=0.1):
+    th = speed * dt * np.arange(1, n + 1) / radius
+    xyz = np.stack([radius * np.sin(th), radius * (1 - np.cos(th)), 0 * th], 1)
+    return PlannedTrajectory(T0, dt, xyz, np.zeros(3), np.eye(3), rot=np.stack([_rotz(a) for a in th]))
+
+
+def test_retime_drops_elapsed_points_and_transforms_to_odom():
+    out = retime(straight(), T0 + S // 4)
+    # ego heading +y in odom at (100, 50): 0.25 s at 10 m/s = 2.5 m further along +y
+    np.testing.assert_allclose(out.xyz[0], [100.0, 52.5, 0.0], atol=1e-9)
+    assert out.times_ns[0] == T0 + S // 4
+    assert np.all(np.diff(out.times_ns) == S // 10)
+    assert out.times_ns[-1] <= T0 + 64 * S // 10 and len(out) == 62
+    np.testing.assert_allclose(out.yaw, np.pi / 2)
+    np.testing.assert_allclose(out.speed, 10.0, atol=1e-6)
+    assert out.stamp_ns == T0 and out.source == "policy"
+
+
+def test_retime_before_t0_starts_at_t0_and_uses_rotations():
+    traj = circle()
+    out = retime(traj, T0 - S)
+    assert out.times_ns[0] == T0 and len(out) == 65
+    th_last = 8.0 * 6.4 / 20.0
+    assert out.yaw[-1] == pytest.approx(th_last)
+
+
+def test_validation_accepts_physical_paths_and_rejects_the_rest():
+    validate_trajectory(straight(), 9.8, 0.33)
+    validate_trajectory(circle(radius=5.0), 9.8, 0.33)
+    with pytest.raises(RejectedOutput) as info:
+        validate_trajectory(circle(radius=2.0), 9.8, 0.33)
+    assert info.value.reason == "curvature_limit"
+    bad = straight()
+    xyz = bad.xyz.copy()
+    xyz[30:, 0] += 5.0  # a 5 m jump in 0.1 s
+    with pytest.raises(RejectedOutput) as info:
+        validate_trajectory(PlannedTrajectory(T0, 0.1, xyz, bad.pose_t0_xyz, bad.pose_t0_rot), 9.8, 0.33)
+    assert info.value.reason == "acceleration_limit"
+    xyz[3, 1] = np.nan
+    with pytest.raises(RejectedOutput) as info:
+        validate_trajectory(PlannedTrajectory(T0, 0.1, xyz, bad.pose_t0_xyz, bad.pose_t0_rot), 9.8, 0.33)
+    assert info.value.reason == "not_finite"
+
+
+def test_stopping_trajectory_is_comfortable_and_stops():
+    ego = EgoState(T0, np.array([1.0, 2.0, 0.0]), np.pi, 12.0)
+    out = stopping_trajectory(ego, T0, deceleration=2.0, ramp_s=0.5)
+    assert out.source == "fallback" and out.stamp_ns == T0
+    assert np.all(np.diff(out.speed) <= 1e-12) and out.speed[0] == 12.0 and out.speed[-1] == 0.0
+    assert np.all(out.acceleration >= -2.0 - 1e-9)
+    # stopping distance: v^2 / (2a) plus the extra distance covered while the ramp builds up
+    dist = np.linalg.norm(out.xyz[-1] - out.xyz[0])
+    ramp_extra = 12.0 * 0.5 / 2 - 2.0 * 0.5**2 / 6  # ~ v * ramp/2 minus the ramp's own braking
+    assert dist == pytest.approx(12.0**2 / 4.0 + ramp_extra, rel=0.02)
+    # straight back along -x (yaw = pi)
+    np.testing.assert_allclose(out.xyz[:, 1], 2.0, atol=1e-9)
+    assert out.xyz[-1, 0] < out.xyz[0, 0]
+
+
+def test_controller_fallback_and_recovery_in_any_clock():
+    for base in (T0, 10 * S):  # wall-clock-like and sim-time-like origins behave the same
+        cfg = Config()
+        ctl = TrajectoryController(cfg)
+        ctl.note_ego(EgoState(base, np.zeros(3), 0.0, 10.0))
+        step = ctl.step(base)
+        assert step.fallback_active and set(step.reasons) == {"no_input", "no_output"}
+        assert step.command.source == "fallback"
+        traj = straight(t0=base, pose=(0, 0, 0), yaw=0.0)
+        ctl.note_input(base)
+        ctl.accept(traj, base + S // 10)
+        step = ctl.step(base + S // 5)
+        assert not step.fallback_active and step.command.source == "policy"
+        # cameras stop: no complete stack for longer than max_input_age_s (0.5 s)
+        step = ctl.step(base + 7 * S // 10)
+        assert step.fallback_active and "input_stale" in step.reasons
+        assert step.command.times_ns[0] == base + 7 * S // 10
+        # inputs come back and a new output arrives
+        ctl.note_input(base + 8 * S // 10)
+        ctl.accept(straight(t0=base + 8 * S // 10, pose=(0, 0, 0), yaw=0.0), base + 9 * S // 10)
+        step = ctl.step(base + 9 * S // 10)
+        assert not step.fallback_active
+        assert ctl.stats.fallback_activations == 2 and ctl.stats.accepted == 2
+
+
+def test_late_older_output_never_replaces_a_newer_one_but_a_clock_jump_resets():
+    ctl = TrajectoryController(Config())
+    ctl.note_input(T0)
+    ctl.accept(straight(t0=T0), T0 + 1)
+    ctl.accept(straight(t0=T0 - S // 10), T0 + 2)
+    assert ctl.stats.superseded == 1 and ctl.stats.accepted == 1
+    # a looped bag: t0 goes back by 60 s
+    ctl.note_input(T0 - 60 * S)
+    ctl.accept(straight(t0=T0 - 60 * S), T0 - 60 * S + 1)
+    assert ctl.stats.accepted == 2
+    assert not ctl.step(T0 - 60 * S + S // 10).fallback_active
+
+
+def test_rejected_output_is_counted_and_the_previous_one_kept():
+    ctl = TrajectoryController(Config())
+    ctl.note_input(T0)
+    ctl.accept(straight(t0=T0), T0)
+    bad = straight(t0=T0 + S // 10)
+    xyz = bad.xyz.copy()
+    xyz[5, 0] = np.inf
+    with pytest.raises(RejectedOutput):
+        ctl.accept(PlannedTrajectory(bad.t0_ns, 0.1, xyz, bad.pose_t0_xyz, bad.pose_t0_rot), T0 + S // 10)
+    assert ctl.stats.rejected == {"not_finite": 1}
+    step = ctl.step(T0 + S // 5)
+    assert step.command.stamp_ns == T0 and not step.fallback_active
