@@ -25,7 +25,7 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from vla_ros.config import Config  # noqa: E402
-from vla_ros.replay import messages  # noqa: E402
+from vla_ros.ros import messages  # noqa: E402
 from vla_ros.sensors.frame_stack import FrameStack  # noqa: E402
 from vla_ros.sensors.geometry import yaw_to_quat  # noqa: E402
 from vla_ros.sensors.pipeline import SensingPipeline  # noqa: E402

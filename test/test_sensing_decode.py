@@ -5,7 +5,7 @@ import array
 import numpy as np
 import pytest
 
-from vla_ros.replay import messages
+from vla_ros.ros import messages
 from vla_ros.replay.pattern_bag import decode_pattern, pattern_image
 from vla_ros.sensors.image_decode import DecodeError, as_uint8_buffer, check_raw, decode_compressed, decode_raw
 

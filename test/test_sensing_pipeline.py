@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from bagtools import identities, replay, small_config, stacks_of
-from vla_ros.replay import messages
+from vla_ros.ros import messages
 from vla_ros.replay.bag_io import BagWriter
 from vla_ros.replay.pattern_bag import ArcMotion, PatternBagSpec, pattern_image, write_pattern_bag
 from vla_ros.sensors.frame_stack import FrameStack, StackSkip

@@ -1,8 +1,7 @@
 """Reading and writing rosbag2 recordings (MCAP or sqlite3) with `rosbags`.
 
 Reading yields deserialized messages in receive-time order; writing takes message objects built
-with `vla_ros.replay.messages`. The ROS 2 Humble type store is used for both: its definitions of
-the standard messages are what Humble and Jazzy put on the wire.
+with `vla_ros.ros.messages` (the ROS 2 Humble type store, shared with the transports).
 """
 from __future__ import annotations
 
@@ -13,9 +12,8 @@ from typing import Any, Literal
 
 from rosbags.highlevel import AnyReader
 from rosbags.rosbag2 import StoragePlugin, Writer
-from rosbags.typesys import Stores, get_typestore
 
-TYPESTORE = get_typestore(Stores.ROS2_HUMBLE)
+from vla_ros.ros.messages import TYPESTORE
 
 BagFormat = Literal["mcap", "sqlite3"]
 

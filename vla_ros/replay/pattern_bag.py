@@ -16,7 +16,7 @@ import numpy as np
 from tqdm import tqdm
 
 from vla_ros.config import Config
-from vla_ros.replay import messages
+from vla_ros.ros import messages
 from vla_ros.replay.bag_io import BagFormat, BagWriter
 from vla_ros.sensors.geometry import yaw_to_quat
 

@@ -1,0 +1,138 @@
+"""Standard ROS 2 messages as plain Python objects (the classes of the rosbags type store), built
+from numpy data.
+
+These objects are the one message representation inside vla_ros: bags store them, the DDS
+transport puts them on the wire, and the rclpy adapter copies them field by field into rclpy
+messages (the field names are the ROS ones). The ROS 2 Humble definitions are used; Humble and
+Jazzy put the same standard messages on the wire.
+"""
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from rosbags.typesys import Stores, get_typestore
+
+TYPESTORE = get_typestore(Stores.ROS2_HUMBLE)
+_T = TYPESTORE.types
+
+
+def time_msg(stamp_ns: int) -> Any:
+    return _T["builtin_interfaces/msg/Time"](sec=int(stamp_ns // 1_000_000_000), nanosec=int(stamp_ns % 1_000_000_000))
+
+
+def header(stamp_ns: int, frame_id: str) -> Any:
+    return _T["std_msgs/msg/Header"](stamp=time_msg(stamp_ns), frame_id=frame_id)
+
+
+def encode_jpeg(rgb: np.ndarray, quality: int = 90) -> bytes:
+    """uint8 (H, W, 3) RGB -> JPEG bytes (deterministic for the same input and quality)."""
+    out = io.BytesIO()
+    Image.fromarray(rgb).save(out, format="JPEG", quality=quality)
+    return out.getvalue()
+
+
+def encode_png(rgb: np.ndarray) -> bytes:
+    out = io.BytesIO()
+    Image.fromarray(rgb).save(out, format="PNG", compress_level=1)
+    return out.getvalue()
+
+
+def compressed_image(stamp_ns: int, frame_id: str, data: bytes, fmt: str = "jpeg") -> Any:
+    return _T["sensor_msgs/msg/CompressedImage"](
+        header=header(stamp_ns, frame_id), format=fmt, data=np.frombuffer(data, dtype=np.uint8)
+    )
+
+
+def raw_image(stamp_ns: int, frame_id: str, pixels: np.ndarray, encoding: str, step: int | None = None) -> Any:
+    """sensor_msgs/Image from (H, W) or (H, W, C) uint8 pixels already in `encoding`'s layout."""
+    h, w = pixels.shape[:2]
+    data = np.ascontiguousarray(pixels).reshape(-1).view(np.uint8)
+    row = data.size // h
+    return _T["sensor_msgs/msg/Image"](
+        header=header(stamp_ns, frame_id),
+        height=h,
+        width=w,
+        encoding=encoding,
+        is_bigendian=0,
+        step=row if step is None else step,
+        data=data,
+    )
+
+
+def vector3(x: float, y: float, z: float) -> Any:
+    return _T["geometry_msgs/msg/Vector3"](x=float(x), y=float(y), z=float(z))
+
+
+def pose(xyz: Sequence[float], quat_xyzw: Sequence[float]) -> Any:
+    return _T["geometry_msgs/msg/Pose"](
+        position=_T["geometry_msgs/msg/Point"](x=float(xyz[0]), y=float(xyz[1]), z=float(xyz[2])),
+        orientation=_T["geometry_msgs/msg/Quaternion"](
+            x=float(quat_xyzw[0]), y=float(quat_xyzw[1]), z=float(quat_xyzw[2]), w=float(quat_xyzw[3])
+        ),
+    )
+
+
+def odometry(
+    stamp_ns: int,
+    xyz: Sequence[float],
+    quat_xyzw: Sequence[float],
+    linear: Sequence[float] = (0.0, 0.0, 0.0),
+    angular: Sequence[float] = (0.0, 0.0, 0.0),
+    frame_id: str = "odom",
+    child_frame_id: str = "base_link",
+) -> Any:
+    """nav_msgs/Odometry; twist in the child (base_link) frame as REP 105 says."""
+    cov = np.zeros(36, dtype=np.float64)
+    return _T["nav_msgs/msg/Odometry"](
+        header=header(stamp_ns, frame_id),
+        child_frame_id=child_frame_id,
+        pose=_T["geometry_msgs/msg/PoseWithCovariance"](pose=pose(xyz, quat_xyzw), covariance=cov),
+        twist=_T["geometry_msgs/msg/TwistWithCovariance"](
+            twist=_T["geometry_msgs/msg/Twist"](linear=vector3(*linear), angular=vector3(*angular)), covariance=cov.copy()
+        ),
+    )
+
+
+def string(text: str) -> Any:
+    return _T["std_msgs/msg/String"](data=text)
+
+
+def transform_stamped(stamp_ns: int, parent: str, child: str, xyz: Sequence[float], quat_xyzw: Sequence[float]) -> Any:
+    return _T["geometry_msgs/msg/TransformStamped"](
+        header=header(stamp_ns, parent),
+        child_frame_id=child,
+        transform=_T["geometry_msgs/msg/Transform"](
+            translation=vector3(*xyz),
+            rotation=_T["geometry_msgs/msg/Quaternion"](
+                x=float(quat_xyzw[0]), y=float(quat_xyzw[1]), z=float(quat_xyzw[2]), w=float(quat_xyzw[3])
+            ),
+        ),
+    )
+
+
+def tf_message(transforms: Sequence[Any]) -> Any:
+    return _T["tf2_msgs/msg/TFMessage"](transforms=list(transforms))
+
+
+def camera_info(stamp_ns: int, frame_id: str, width: int, height: int, fx: float, fy: float, cx: float, cy: float) -> Any:
+    """Pinhole CameraInfo without distortion ("plumb_bob" with zero coefficients)."""
+    k = np.array([fx, 0, cx, 0, fy, cy, 0, 0, 1], dtype=np.float64)
+    p = np.array([fx, 0, cx, 0, 0, fy, cy, 0, 0, 0, 1, 0], dtype=np.float64)
+    return _T["sensor_msgs/msg/CameraInfo"](
+        header=header(stamp_ns, frame_id),
+        height=height,
+        width=width,
+        distortion_model="plumb_bob",
+        d=np.zeros(5, dtype=np.float64),
+        k=k,
+        r=np.eye(3, dtype=np.float64).reshape(-1),
+        p=p,
+        binning_x=0,
+        binning_y=0,
+        roi=_T["sensor_msgs/msg/RegionOfInterest"](x_offset=0, y_offset=0, height=0, width=0, do_rectify=False),
+    )
