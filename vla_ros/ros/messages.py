@@ -136,3 +136,44 @@ def camera_info(stamp_ns: int, frame_id: str, width: int, height: int, fx: float
         binning_y=0,
         roi=_T["sensor_msgs/msg/RegionOfInterest"](x_offset=0, y_offset=0, height=0, width=0, do_rectify=False),
     )
+
+
+def pose_stamped(stamp_ns: int, frame_id: str, xyz: Sequence[float], quat_xyzw: Sequence[float]) -> Any:
+    return _T["geometry_msgs/msg/PoseStamped"](header=header(stamp_ns, frame_id), pose=pose(xyz, quat_xyzw))
+
+
+def path(stamp_ns: int, frame_id: str, poses: Sequence[Any]) -> Any:
+    return _T["nav_msgs/msg/Path"](header=header(stamp_ns, frame_id), poses=list(poses))
+
+
+def key_value(key: str, value: str) -> Any:
+    return _T["diagnostic_msgs/msg/KeyValue"](key=key, value=value)
+
+
+# diagnostic_msgs/DiagnosticStatus levels
+DIAG_OK, DIAG_WARN, DIAG_ERROR, DIAG_STALE = 0, 1, 2, 3
+
+
+def diagnostic_status(name: str, level: int, message: str, values: dict[str, str], hardware_id: str = "") -> Any:
+    return _T["diagnostic_msgs/msg/DiagnosticStatus"](
+        level=level,
+        name=name,
+        message=message,
+        hardware_id=hardware_id,
+        values=[key_value(k, str(v)) for k, v in values.items()],
+    )
+
+
+def diagnostic_array(stamp_ns: int, statuses: Sequence[Any]) -> Any:
+    return _T["diagnostic_msgs/msg/DiagnosticArray"](header=header(stamp_ns, ""), status=list(statuses))
+
+
+def float64_multiarray(labels: Sequence[str], values: Sequence[float]) -> Any:
+    """One dimension whose label lists the entries ("a,b,c"), so a reader can tell them apart."""
+    dim = _T["std_msgs/msg/MultiArrayDimension"](label=",".join(labels), size=len(values), stride=len(values))
+    layout = _T["std_msgs/msg/MultiArrayLayout"](dim=[dim], data_offset=0)
+    return _T["std_msgs/msg/Float64MultiArray"](layout=layout, data=np.asarray(values, dtype=np.float64))
+
+
+def clock(stamp_ns: int) -> Any:
+    return _T["rosgraph_msgs/msg/Clock"](clock=time_msg(stamp_ns))

@@ -1,0 +1,124 @@
+"""ROS time for the node: the system clock, or simulated time driven by /clock (use_sim_time),
+and timers that fire on either."""
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Protocol
+
+
+class WallClock:
+    """ROS time when use_sim_time is false: the system clock (Unix epoch)."""
+
+    def now_ns(self) -> int:
+        return time.time_ns()
+
+    def wait_until(self, deadline_ns: int, stop: threading.Event, timeout_s: float = 0.05) -> None:
+        """Sleep until the clock reaches `deadline_ns`, `stop` is set, or `timeout_s` passes."""
+        remaining = deadline_ns - self.now_ns()
+        if remaining > 0:
+            stop.wait(min(remaining / 1e9, timeout_s))
+
+    def wake(self) -> None:
+        pass
+
+    def started(self) -> bool:
+        return True
+
+
+class SimClock:
+    """ROS time when use_sim_time is true: the newest /clock message. Before the first one the
+    time is 0, as in ROS 2, and timers do not fire."""
+
+    def __init__(self) -> None:
+        self._now = 0
+        self._cond = threading.Condition()
+
+    def now_ns(self) -> int:
+        with self._cond:
+            return self._now
+
+    def set(self, now_ns: int) -> None:
+        """A /clock message. Time may jump backwards (a looped bag): timers re-arm."""
+        with self._cond:
+            self._now = now_ns
+            self._cond.notify_all()
+
+    def wait_until(self, deadline_ns: int, stop: threading.Event, timeout_s: float = 0.05) -> None:
+        """Return when a /clock message reaches `deadline_ns`, or after `timeout_s` (the caller
+        re-checks: time may also have jumped backwards, or a stop been requested)."""
+        with self._cond:
+            if self._now < deadline_ns and not stop.is_set():
+                self._cond.wait(timeout_s)
+
+    def wake(self) -> None:
+        with self._cond:
+            self._cond.notify_all()
+
+    def started(self) -> bool:
+        """False until the first /clock message."""
+        return self.now_ns() > 0
+
+
+class Clock(Protocol):
+    """What timers and the node core need of a clock (the rclpy node adapts its own clock)."""
+
+    def now_ns(self) -> int: ...
+
+    def wait_until(self, deadline_ns: int, stop: threading.Event, timeout_s: float = 0.05) -> None: ...
+
+    def wake(self) -> None: ...
+
+    def started(self) -> bool: ...
+
+
+class Timer:
+    """Calls `callback(now_ns)` every `period_s` of the given clock on its own thread.
+
+    Deadlines advance by whole periods from the start, so a slow callback does not shift later
+    ticks (the missed ones are counted in `missed`); a clock jump backwards re-arms the timer.
+    """
+
+    def __init__(self, name: str, clock: Clock, period_s: float, callback: Callable[[int], None]) -> None:
+        self.name = name
+        self.clock = clock
+        self.period_ns = round(period_s * 1e9)
+        self.callback = callback
+        self.missed = 0
+        self.fired = 0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name=f"vla_ros-{self.name}", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        self.clock.wake()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+
+    def _run(self) -> None:
+        deadline: int | None = None
+        while not self._stop.is_set():
+            if not self.clock.started():  # sim time is 0 until the first /clock
+                self._stop.wait(0.01)
+                continue
+            now = self.clock.now_ns()
+            if deadline is None or now < deadline - 2 * self.period_ns:
+                deadline = now + self.period_ns  # first tick, or the clock went backwards
+            if now < deadline:
+                self.clock.wait_until(deadline, self._stop)
+                continue
+            self.fired += 1
+            self.callback(now)
+            deadline += self.period_ns
+            after = self.clock.now_ns()
+            if after >= deadline:  # the callback overran: skip the ticks it covered
+                skipped = (after - deadline) // self.period_ns + 1
+                self.missed += int(skipped)
+                deadline += int(skipped) * self.period_ns
