@@ -116,20 +116,20 @@ class DdsPublisher:
     """A DataWriter on `rt/<topic>`. `publish` accepts a rosbags message, an IDL object from
     `dds_types.idl_class`, any object with the ROS field names, or serialized CDR bytes."""
 
-    def __init__(self, transport: "DdsTransport", topic: str, msgtype: str, writer: DataWriter) -> None:
+    def __init__(self, topic: str, msgtype: str, writer: DataWriter, typestore: Any) -> None:
         self.topic = topic
         self.msgtype = msgtype
         self.dds_topic = dds_topic_name(topic)
         self.dds_type = dds_type_name(msgtype)
         self.published = 0
-        self._transport = transport
+        self._typestore = typestore
         self._writer = writer
 
     def serialize(self, msg: Any) -> bytes:
         """The CDR bytes (with encapsulation header, padded) that `publish(msg)` writes."""
         if isinstance(msg, (bytes, bytearray, memoryview)):
             return pad_cdr(msg)
-        ts = self._transport.typestore
+        ts = self._typestore
         if isinstance(msg, IdlStruct):  # cyclonedds' codec is correct, only slow for big uint8 data
             return pad_cdr(msg.serialize(use_version_2=False))
         msgtype = getattr(msg, "__msgtype__", None)
@@ -271,7 +271,7 @@ class DdsTransport:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _topic(self, topic: str, msgtype: str) -> Topic:
+    def _topic(self, topic: str, msgtype: str, typestore: Any = None) -> Topic:
         if self._closed:
             raise DdsError("transport is closed")
         msgtype = normalize_msgtype(msgtype)
@@ -282,14 +282,18 @@ class DdsTransport:
                 if known[1] != msgtype:
                     raise TypeError(f"topic {topic} is already used with type {known[1]}, not {msgtype}")
                 return known[0]
-            t = Topic(self._participant, name, idl_class(msgtype, self.typestore))
+            t = Topic(self._participant, name, idl_class(msgtype, typestore or self.typestore))
             self._topics[name] = (t, msgtype)
             return t
 
-    def publisher(self, topic: str, msgtype: str, qos: QosName | str = "default", depth: int | None = None) -> DdsPublisher:
+    def publisher(
+        self, topic: str, msgtype: str, qos: QosName | str = "default", depth: int | None = None, typestore: Any = None
+    ) -> DdsPublisher:
+        """A writer for `topic`. `typestore` defines `msgtype` when it is not a standard ROS 2
+        Humble type (e.g. the one a bag's embedded definitions build)."""
         msgtype = normalize_msgtype(msgtype)
-        writer = DataWriter(self._participant, self._topic(topic, msgtype), ros_qos(qos, depth))
-        pub = DdsPublisher(self, topic, msgtype, writer)
+        writer = DataWriter(self._participant, self._topic(topic, msgtype, typestore), ros_qos(qos, depth))
+        pub = DdsPublisher(topic, msgtype, writer, typestore or self.typestore)
         with self._lock:
             self._publishers.append(pub)
         return pub
