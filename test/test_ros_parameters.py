@@ -1,0 +1,34 @@
+"""Config <-> flat ROS parameters, as the rclpy node declares them."""
+import pytest
+
+from vla_ros.config import Config, ConfigError
+from vla_ros.ros.parameters import from_parameters, to_parameters
+
+
+def test_round_trip_of_defaults_and_a_custom_config():
+    assert from_parameters(to_parameters(Config())) == Config()
+    cfg = Config().replace(
+        cameras=[{"name": "a", "topic": "/a/image_raw", "camera_info_topic": "/a/camera_info"}, {"name": "b", "topic": "/b/compressed"}],
+        frames__count=2,
+        inference__reasoning=True,
+    )
+    params = to_parameters(cfg)
+    assert params["cameras.names"] == ["a", "b"] and params["cameras.camera_info_topics"] == ["/a/camera_info", ""]
+    assert params["frames.count"] == 2 and params["inference.reasoning"] is True
+    assert from_parameters(params) == cfg
+
+
+def test_parameters_are_scalars_or_string_lists():
+    for key, value in to_parameters(Config()).items():
+        assert isinstance(value, (bool, int, float, str)) or (isinstance(value, list) and all(isinstance(v, str) for v in value)), key
+
+
+def test_bad_override_names_the_key():
+    params = to_parameters(Config())
+    params["frames.tolerance_s"] = -0.1
+    with pytest.raises(ConfigError, match="frames.tolerance_s"):
+        from_parameters(params)
+    params = to_parameters(Config())
+    params["cameras.topics"] = params["cameras.topics"][:2]
+    with pytest.raises(ConfigError, match="cameras.topics"):
+        from_parameters(params)

@@ -1,0 +1,236 @@
+"""The drive node, independent of the transport (rclpy or ROS-less DDS).
+
+Callbacks store camera and odometry messages (no decoding). An inference timer at
+`inference.rate_hz` assembles a FrameStack, runs the policy and hands the stamped trajectory to
+the control layer; a control timer at `control.rate_hz` publishes the latest trajectory re-timed
+to now, or the safe fallback; a diagnostics timer publishes status at 1 Hz. All times are ROS
+time from the injected clock (system time, or /clock with use_sim_time).
+
+A transport adapter only has to: call `on_message(topic, msg)` from its subscriptions, call
+`on_clock(stamp_ns)` for /clock when using sim time, and provide `publish(topic, msg)` for the
+messages the core builds (rosbags type-store objects with ROS field names).
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import traceback
+from collections import deque
+from collections.abc import Callable
+from typing import Any, Protocol
+
+import numpy as np
+
+from vla_ros.config import Config
+from vla_ros.control.controller import TrajectoryController
+from vla_ros.control.trajectory import PlannedTrajectory
+from vla_ros.control.validation import RejectedOutput
+from vla_ros.ros import messages
+from vla_ros.ros.clock import Clock, SimClock, Timer
+from vla_ros.ros.conversions import ego_state_from_odometry, latency_message, path_message
+from vla_ros.sensors.frame_stack import FrameStack, StackSkip
+from vla_ros.sensors.pipeline import SensingPipeline
+from vla_ros.sensors.stamps import StampError
+
+_LOG = logging.getLogger("vla_ros.node")
+
+DIAGNOSTICS_PERIOD_S = 1.0
+_LATENCY_WINDOW = 200
+
+
+class PolicyLike(Protocol):
+    """What the node needs of a policy (vla_ros.runtime.Policy satisfies it)."""
+
+    def act(self, stack: FrameStack, *, reasoning: bool, max_reasoning_tokens: int | None, samples: int, steps: int | None) -> Any: ...
+
+
+Publish = Callable[[str, Any], None]
+
+
+class DriveNodeCore:
+    def __init__(self, config: Config, policy: PolicyLike, publish: Publish, clock: Clock, model_name: str = "") -> None:
+        self.config = config
+        self.policy = policy
+        self.publish = publish
+        self.clock = clock
+        self.model_name = model_name
+        size = None if config.image.override_model else getattr(policy, "image_size_hw", None)
+        self.pipeline = SensingPipeline(config, image_size_hw=size)
+        self.controller = TrajectoryController(config)
+        self.tick_skips: dict[str, int] = {}
+        self.inference_errors = 0
+        self.ticks_run = 0
+        self.published = 0
+        self.last_published_stamp_ns: int | None = None
+        self._latency_ms: deque[float] = deque(maxlen=_LATENCY_WINDOW)
+        self._last_error: str = ""
+        self._lock = threading.Lock()
+        self._timers = [
+            Timer("inference", clock, 1.0 / config.inference.rate_hz, self.inference_tick),
+            Timer("control", clock, 1.0 / config.control.rate_hz, self.control_tick),
+            Timer("diagnostics", clock, DIAGNOSTICS_PERIOD_S, self.diagnostics_tick),
+        ]
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    def start(self) -> None:
+        for timer in self._timers:
+            timer.start()
+
+    def stop(self) -> None:
+        for timer in self._timers:
+            timer.stop()
+
+    # -- inputs ---------------------------------------------------------------------------
+
+    def on_message(self, topic: str, msg: Any) -> None:
+        """A camera or odometry message (any transport). Never raises on bad input."""
+        try:
+            stored = self.pipeline.on_message(topic, msg)
+            if stored and topic == self.config.ego.odometry_topic:
+                self.controller.note_ego(ego_state_from_odometry(msg))
+        except (ValueError, StampError) as exc:
+            self.pipeline.drops.drop("bad_message", topic, str(exc))
+        except Exception as exc:  # noqa: BLE001 - a malformed message must not stop the node
+            self.pipeline.drops.drop("bad_message", topic, f"{type(exc).__name__}: {exc}")
+
+    def on_clock(self, stamp_ns: int) -> None:
+        """A /clock message (use_sim_time); ignored with the system clock."""
+        if isinstance(self.clock, SimClock):
+            self.clock.set(stamp_ns)
+
+    # -- timers ---------------------------------------------------------------------------
+
+    def inference_tick(self, now_ns: int) -> None:
+        t_start = time.perf_counter()
+        result = self.pipeline.assemble(now_ns)
+        stack_ms = (time.perf_counter() - t_start) * 1e3
+        if isinstance(result, StackSkip):
+            self._count_skip(result.key)
+            return
+        self.controller.note_input(result.t0_ns)
+        try:
+            inf = self.config.inference
+            out = self.policy.act(result, reasoning=inf.reasoning, max_reasoning_tokens=inf.max_reasoning_tokens, samples=1, steps=inf.steps)
+        except Exception as exc:  # noqa: BLE001 - one failed inference is reported, the next tick runs
+            self.inference_errors += 1
+            self._last_error = f"{type(exc).__name__}: {exc}"
+            self._count_skip("inference_error")
+            if self.inference_errors == 1:
+                _LOG.error("inference failed at t0=%.3f: %s\n%s", result.t0, exc, traceback.format_exc())
+            else:
+                _LOG.warning("inference failed at t0=%.3f: %s", result.t0, exc)
+            return
+        self.ticks_run += 1
+        traj = PlannedTrajectory(
+            t0_ns=result.t0_ns,
+            dt_s=float(out.dt),
+            xyz=np.asarray(out.xyz[0], dtype=np.float64),
+            rot=np.asarray(out.rot[0], dtype=np.float64),
+            pose_t0_xyz=result.history.pose_t0_xyz,
+            pose_t0_rot=result.history.pose_t0_rot,
+            reasoning=out.reasoning,
+        )
+        done_ns = self.clock.now_ns()
+        try:
+            self.controller.accept(traj, done_ns)
+        except RejectedOutput as exc:
+            self._count_skip(f"rejected_output/{exc.reason}")
+            return
+        timings = dict(out.timings_ms or {})
+        total = float(timings.get("total_ms", sum(v for k, v in timings.items() if k.endswith("_ms"))))
+        self._latency_ms.append(total)
+        latency = {
+            "t0_s": result.t0,
+            "stack_ms": stack_ms,
+            **{k if k.endswith("_ms") else f"{k}_ms": float(v) for k, v in timings.items()},
+            "policy_total_ms": total,
+            "input_to_output_ms": (done_ns - result.t0_ns) / 1e6,
+        }
+        self.publish(self.config.outputs.latency_topic, latency_message(latency))
+        if self.config.inference.reasoning and out.reasoning:
+            self.publish(self.config.outputs.reasoning_topic, messages.string(out.reasoning))
+
+    def control_tick(self, now_ns: int) -> None:
+        step = self.controller.step(now_ns)
+        if step.command is None:
+            return
+        self.publish(self.config.outputs.trajectory_topic, path_message(step.command, self.config.outputs.frame_id))
+        with self._lock:
+            self.published += 1
+            self.last_published_stamp_ns = int(step.command.stamp_ns)
+
+    def diagnostics_tick(self, now_ns: int) -> None:
+        self.publish(self.config.outputs.diagnostics_topic, messages.diagnostic_array(now_ns, self.diagnostic_statuses(now_ns)))
+
+    # -- status ---------------------------------------------------------------------------
+
+    def _count_skip(self, key: str) -> None:
+        with self._lock:
+            self.tick_skips[key] = self.tick_skips.get(key, 0) + 1
+
+    def skipped_ticks(self) -> dict[str, int]:
+        """Inference ticks that produced no output, by reason (sensing skips included)."""
+        with self._lock:
+            counts = dict(self.tick_skips)
+        overrun = self._timers[0].missed
+        if overrun:
+            counts["inference_busy"] = overrun  # ticks that came while the previous one ran
+        for key, n in self.pipeline.stats()["skipped_by_reason"].items():
+            counts[key] = n
+        return dict(sorted(counts.items()))
+
+    def latency_percentiles(self) -> tuple[float | None, float | None]:
+        values = list(self._latency_ms)
+        if not values:
+            return None, None
+        return float(np.percentile(values, 50)), float(np.percentile(values, 95))
+
+    def diagnostic_statuses(self, now_ns: int) -> list[Any]:
+        stats = self.pipeline.stats()
+        name = "vla_ros"
+        model = messages.diagnostic_status(f"{name}: model", messages.DIAG_OK, "loaded", {"model": self.model_name, "backend": self.config.inference.backend})
+        ages = {}
+        worst = 0.0
+        for cam in self.pipeline.cameras:
+            age = None if cam.newest_ns is None else (now_ns - cam.newest_ns) / 1e9
+            ages[f"input_age_s/{cam.name}"] = "never" if age is None else f"{age:.3f}"
+            worst = max(worst, float("inf") if age is None else age)
+        ego_age = None if self.pipeline.ego.newest_ns is None else (now_ns - self.pipeline.ego.newest_ns) / 1e9
+        ages["input_age_s/odometry"] = "never" if ego_age is None else f"{ego_age:.3f}"
+        input_level = messages.DIAG_OK if worst <= self.config.safety.max_input_age_s else messages.DIAG_WARN
+        inputs = messages.diagnostic_status(
+            f"{name}: inputs",
+            input_level,
+            "ok" if input_level == messages.DIAG_OK else "camera input stale or missing",
+            {**ages, **{f"dropped/{k}": str(v) for k, v in stats["drops"].items()}, "time_jumps": str(stats["time_jumps"])},
+        )
+        p50, p95 = self.latency_percentiles()
+        skipped = self.skipped_ticks()
+        inference = messages.diagnostic_status(
+            f"{name}: inference",
+            messages.DIAG_OK if not self._last_error else messages.DIAG_WARN,
+            "ok" if not self._last_error else f"last error: {self._last_error}",
+            {
+                "ticks_run": str(self.ticks_run),
+                "latency_ms_p50": "n/a" if p50 is None else f"{p50:.1f}",
+                "latency_ms_p95": "n/a" if p95 is None else f"{p95:.1f}",
+                "errors": str(self.inference_errors),
+                **{f"skipped/{k}": str(v) for k, v in skipped.items()},
+            },
+        )
+        fallback = self.controller.fallback_active
+        wd = self.controller.watchdog.check(now_ns)
+        control = messages.diagnostic_status(
+            f"{name}: control",
+            messages.DIAG_ERROR if fallback else messages.DIAG_OK,
+            f"fallback active: {', '.join(wd.reasons) or 'output expired'}" if fallback else "following policy",
+            {
+                "fallback_active": str(fallback).lower(),
+                "fallback_activations": str(self.controller.stats.fallback_activations),
+                "published": str(self.published),
+                **{f"rejected/{k}": str(v) for k, v in self.controller.stats.rejected.items()},
+            },
+        )
+        return [model, inputs, inference, control]

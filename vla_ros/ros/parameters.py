@@ -1,0 +1,47 @@
+"""The config schema as flat ROS parameters (`frames.count`, `cameras.names`, ...), and back.
+
+The YAML file stays the source of truth: the rclpy node declares one parameter per key with the
+file's value as default, so `ros2 param get/list` shows the running configuration, and launch
+overrides of single keys are validated by the same schema.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from vla_ros.config import Config, ConfigError, config_from_dict
+
+# Camera entries are a list of mappings in YAML; ROS parameters hold them as parallel string
+# arrays (an empty string stands for an unset optional field).
+_CAMERA_FIELDS = ("name", "topic", "camera_info_topic")
+
+
+def to_parameters(config: Config) -> dict[str, Any]:
+    """Flat {dotted.key: value} (bool, int, float, str, or list of str)."""
+    data = config.to_dict()
+    cameras = data.pop("cameras")
+    params: dict[str, Any] = {f"cameras.{field}s": [c[field] or "" for c in cameras] for field in _CAMERA_FIELDS}
+    for section, values in data.items():
+        for key, value in values.items():
+            if value is not None:
+                params[f"{section}.{key}"] = value
+    return params
+
+
+def from_parameters(params: dict[str, Any]) -> Config:
+    """Inverse of `to_parameters`; validated (ConfigError names the dotted key)."""
+    data: dict[str, Any] = {}
+    columns = {field: list(params.get(f"cameras.{field}s", [])) for field in _CAMERA_FIELDS}
+    names = columns["name"]
+    if any(columns.values()):
+        for field, values in columns.items():
+            if values and len(values) != len(names):
+                raise ConfigError(f"cameras.{field}s", f"{len(values)} entries for {len(names)} camera names")
+        data["cameras"] = [
+            {field: columns[field][i] for field in _CAMERA_FIELDS if columns[field] and columns[field][i] != ""} for i in range(len(names))
+        ]
+    for key, value in params.items():
+        if key.startswith("cameras."):
+            continue
+        section, _, name = key.partition(".")
+        data.setdefault(section, {})[name] = value
+    return config_from_dict(data)
