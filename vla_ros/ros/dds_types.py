@@ -40,17 +40,16 @@ _BASE_IDL: dict[str, Any] = {
     "float64": idl.float64,
 }
 
-# ROS base type -> numpy dtype, for numeric arrays and sequences (what rosbags uses).
+# ROS base type -> numpy dtype, for numeric arrays and sequences (what rosbags uses: it reads
+# `byte` as int8 and `char` as uint8; on the wire both are one octet).
 _BASE_NUMPY: dict[str, np.dtype] = {
     "bool": np.dtype(np.bool_),
-    "byte": np.dtype(np.uint8),
+    "byte": np.dtype(np.int8),
     "char": np.dtype(np.uint8),
     **{name: np.dtype(name) for name in ("int8", "uint8", "int16", "uint16", "int32", "uint32", "int64", "uint64")},
     "float32": np.dtype("<f4"),
     "float64": np.dtype("<f8"),
 }
-
-_BYTE_TYPES = ("uint8", "byte", "char")
 
 _lock = threading.Lock()
 _cache: dict[tuple[int, str], type[IdlStruct]] = {}
@@ -160,8 +159,10 @@ def idl_class(msgtype: str, typestore: Any = TYPESTORE) -> type[IdlStruct]:
 def _to_numpy(value: Any, dtype: np.dtype) -> np.ndarray:
     if isinstance(value, np.ndarray):
         return value if value.dtype == dtype else value.astype(dtype)
-    if dtype == np.uint8 and isinstance(value, (bytes, bytearray, memoryview)):
-        return np.frombuffer(value, dtype=np.uint8)
+    if dtype.itemsize == 1 and isinstance(value, (bytes, bytearray, memoryview)):
+        return np.frombuffer(value, dtype=dtype)
+    if dtype == np.int8:  # byte values may come unsigned (cyclonedds) or signed (rosbags)
+        return np.asarray(list(value), dtype=np.int16).astype(np.int8)
     return np.asarray(list(value), dtype=dtype)
 
 
@@ -190,6 +191,8 @@ def _field_to_rosbags(value: Any, desc: tuple, typestore: Any) -> Any:
             return str(value)
         if base == "bool":
             return bool(value)
+        if base == "byte":  # rosbags packs byte as signed
+            return (int(value) + 128) % 256 - 128
         return float(value) if base.startswith("float") else int(value)
     if kind == Nodetype.NAME:
         return _to_rosbags(value, arg, typestore)
@@ -217,13 +220,17 @@ def _to_idl(msg: Any, msgtype: str, typestore: Any) -> IdlStruct:
 def _field_to_idl(value: Any, desc: tuple, typestore: Any) -> Any:
     kind, arg = desc
     if kind == Nodetype.BASE:
+        if arg[0] == "byte":  # cyclonedds packs byte (octet) as unsigned
+            return int(value) % 256
         return _field_to_rosbags(value, desc, typestore)
     if kind == Nodetype.NAME:
         return _to_idl(value, arg, typestore)
     (sub_kind, sub_arg), _ = arg
     if sub_kind == Nodetype.BASE and sub_arg[0] in _BASE_NUMPY:
         arr = _to_numpy(value, _BASE_NUMPY[sub_arg[0]])
+        if sub_arg[0] == "byte":
+            arr = arr.view(np.uint8)
         if kind == Nodetype.ARRAY and sub_arg[0] in ("uint8", "byte"):
-            return bytearray(arr.tobytes())  # cyclonedds maps uint8[N] to bytearray
+            return bytearray(arr.tobytes())  # cyclonedds maps uint8[N] and byte[N] to bytearray
         return arr.tolist()
     return [_field_to_idl(v, arg[0], typestore) for v in value]

@@ -51,6 +51,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="S",
         help="wait S seconds after creating the publishers, so subscribers can discover them",
     )
+    parser.add_argument(
+        "--wait-subscribers",
+        type=float,
+        default=0.0,
+        metavar="S",
+        help="before playing, wait up to S seconds until every published topic has a subscriber",
+    )
     parser.add_argument("--domain-id", type=int, default=None, help="DDS domain (default: ROS_DOMAIN_ID, else 0)")
     parser.add_argument("--quiet", action="store_true", help="no progress line")
 
@@ -102,8 +109,8 @@ def run(args: argparse.Namespace) -> int:
         raise CommandError(f"--rate must be positive, got {args.rate}")
     if args.clock is not None and not args.clock > 0:
         raise CommandError(f"--clock rate must be positive, got {args.clock}")
-    if args.start_delay < 0:
-        raise CommandError("--start-delay must not be negative")
+    if args.start_delay < 0 or args.wait_subscribers < 0:
+        raise CommandError("--start-delay and --wait-subscribers must not be negative")
     try:
         from vla_ros.ros.dds_clock import ClockPublisher
         from vla_ros.ros.dds_transport import DdsError, DdsTransport, domain_id_from_env
@@ -156,6 +163,8 @@ def run(args: argparse.Namespace) -> int:
         if args.clock is not None:
             started = threading.Event()
             clock = ClockPublisher(transport, lambda: timeline.bag_now_ns() if started.is_set() else reader.start_time, args.clock).start()
+        if args.wait_subscribers > 0:
+            _wait_for_subscribers(list(publishers.values()), args.wait_subscribers, stop)
         if args.start_delay > 0:
             stop.wait(args.start_delay)
 
@@ -199,6 +208,18 @@ def run(args: argparse.Namespace) -> int:
     if stop.is_set():
         print("vla-ros play: stopped", file=sys.stderr)
     return 0
+
+
+def _wait_for_subscribers(publishers: list[Any], timeout_s: float, stop: threading.Event) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not stop.is_set():
+        lonely = sorted({p.topic for p in publishers if p.matched_count() == 0})
+        if not lonely:
+            return
+        if time.monotonic() > deadline:
+            print(f"vla-ros play: warning: no subscriber after {timeout_s:g} s on {', '.join(lonely)}; playing anyway", file=sys.stderr)
+            return
+        stop.wait(0.02)
 
 
 def _select_connections(reader: Any, wanted: list[str] | None, own_clock: bool, error: type[Exception]) -> list[Any]:
