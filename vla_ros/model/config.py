@@ -1,0 +1,220 @@
+"""The model's config.json: one typed description of a VLA checkpoint.
+
+`VLAConfig` holds the architecture name, the transformers Qwen3-VL config (as a plain dict, so a
+published `config.json` can be pasted in), expert overrides, the action-space, flow-matching,
+action-projection, history-tokenizer, image-preprocessing and prompt settings. Everything is
+validated at construction; errors name the key (`flow.direction`).
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ARCHITECTURES = ("kv_expert",)  # `joint_mot`, `cross_attn` come later and share the runtime kernel
+FLOW_DIRECTIONS = ("noise_to_data", "data_to_noise")
+FLOW_GRIDS = ("uniform", "cosine")
+
+
+class ModelConfigError(ValueError):
+    """config.json is missing a key or has an invalid value. `key` is the dotted path."""
+
+    def __init__(self, key: str, message: str) -> None:
+        super().__init__(f"model config '{key}': {message}")
+        self.key = key
+
+
+def _check(ok: bool, key: str, message: str) -> None:
+    if not ok:
+        raise ModelConfigError(key, message)
+
+
+@dataclass(frozen=True)
+class ActionSpaceConfig:
+    """Unicycle acceleration/curvature action space (Alpamayo-R1)."""
+
+    type: str = "unicycle_accel_curvature"
+    num_waypoints: int = 64
+    dt: float = 0.1
+    accel_bound: float = 9.8
+    curvature_bound: float = 0.33
+    # Velocity at t0: ridge-regularized quadratic fit over the last `velocity_window` history poses.
+    velocity_window: int = 6
+    velocity_ridge: float = 1e-3
+
+    @property
+    def action_dim(self) -> int:
+        return 2
+
+    def validate(self) -> None:
+        _check(self.type == "unicycle_accel_curvature", "action_space.type", f"unknown action space {self.type!r}")
+        _check(self.num_waypoints >= 1, "action_space.num_waypoints", "must be >= 1")
+        _check(self.dt > 0, "action_space.dt", "must be > 0")
+        _check(self.velocity_window >= 3, "action_space.velocity_window", "must be >= 3")
+
+
+@dataclass(frozen=True)
+class FlowConfig:
+    """Flow matching: Euler steps over a time grid; the network predicts the velocity dx/dt.
+
+    `noise_to_data` (Alpamayo-R1): t goes 0 -> 1, x_0 is noise. `data_to_noise` (openpi): t goes
+    1 -> 0, x_1 is noise. The update is always x += (t_next - t) * v.
+    """
+
+    steps: int = 10
+    direction: str = "noise_to_data"
+    grid: str = "uniform"
+
+    def validate(self) -> None:
+        _check(self.steps >= 1, "flow.steps", "must be >= 1")
+        _check(self.direction in FLOW_DIRECTIONS, "flow.direction", f"must be one of {FLOW_DIRECTIONS}")
+        _check(self.grid in FLOW_GRIDS, "flow.grid", f"must be one of {FLOW_GRIDS}")
+
+
+@dataclass(frozen=True)
+class ActionProjConfig:
+    """Per-waypoint Fourier action-in projection with a sinusoidal time embedding."""
+
+    num_frequencies: int = 8
+    max_frequency: float = 16.0
+    time_embed_dim: int = 128
+    mlp_dim: int = 0  # 0: the expert's hidden size
+
+    def validate(self) -> None:
+        _check(self.num_frequencies >= 1, "action_proj.num_frequencies", "must be >= 1")
+        _check(self.time_embed_dim >= 2 and self.time_embed_dim % 2 == 0, "action_proj.time_embed_dim", "must be even and >= 2")
+        _check(self.mlp_dim >= 0, "action_proj.mlp_dim", "must be >= 0")
+
+
+@dataclass(frozen=True)
+class HistoryConfig:
+    """Ego history tokenizer: per-step xyz deltas, each axis binned uniformly into `bins`."""
+
+    steps: int = 16
+    bins: int = 1000
+    range_xy: float = 4.0
+    range_z: float = 10.0
+
+    @property
+    def num_tokens(self) -> int:
+        return self.steps * 3
+
+    def validate(self) -> None:
+        _check(self.steps >= 2, "history.steps", "must be >= 2")
+        _check(self.bins >= 2, "history.bins", "must be >= 2")
+        _check(self.range_xy > 0 and self.range_z > 0, "history.range_xy", "ranges must be > 0")
+
+
+@dataclass(frozen=True)
+class ImageConfig:
+    """Qwen-VL style preprocessing: resize to multiples of patch*merge within [min, max] pixels,
+    normalize with mean/std, cut (temporal_patch, patch, patch) patches in merge-block order."""
+
+    num_cameras: int = 4
+    num_frames: int = 4
+    patch_size: int = 16
+    merge_size: int = 2
+    temporal_patch_size: int = 2
+    min_pixels: int = 163_840
+    max_pixels: int = 196_608
+    mean: tuple[float, float, float] = (0.5, 0.5, 0.5)
+    std: tuple[float, float, float] = (0.5, 0.5, 0.5)
+
+    def validate(self) -> None:
+        _check(self.num_cameras >= 1, "image.num_cameras", "must be >= 1")
+        _check(self.num_frames >= 1, "image.num_frames", "must be >= 1")
+        _check(self.patch_size >= 1 and self.merge_size >= 1, "image.patch_size", "must be >= 1")
+        _check(0 < self.min_pixels <= self.max_pixels, "image.min_pixels", "must be in (0, max_pixels]")
+        _check(all(s > 0 for s in self.std), "image.std", "must be > 0")
+
+
+@dataclass(frozen=True)
+class PromptConfig:
+    """Prompt text and the names of the special tokens in tokenizer.json."""
+
+    system: str = "You are a driving assistant."
+    instruction: str = "Explain the driving decision, then output the trajectory."
+    image_pad: str = "<|image_pad|>"
+    video_pad: str = "<|video_pad|>"
+    vision_start: str = "<|vision_start|>"
+    vision_end: str = "<|vision_end|>"
+    im_start: str = "<|im_start|>"
+    im_end: str = "<|im_end|>"
+    history_start: str = "<|traj_history_start|>"
+    history_end: str = "<|traj_history_end|>"
+    reasoning_start: str = "<|cot_start|>"
+    reasoning_end: str = "<|cot_end|>"
+    future_start: str = "<|traj_future_start|>"
+    # Discrete trajectory tokens are `traj_token_format.format(i)` for i in [0, history.bins).
+    traj_token_format: str = "<i{}>"
+
+    def validate(self) -> None:
+        _check("{}" in self.traj_token_format, "prompt.traj_token_format", "must contain '{}'")
+
+
+@dataclass(frozen=True)
+class VLAConfig:
+    architecture: str = "kv_expert"
+    vlm: dict[str, Any] = field(default_factory=dict)  # transformers Qwen3VLConfig.to_dict()
+    expert: dict[str, Any] = field(default_factory=dict)  # overrides of the VLM text config
+    action_space: ActionSpaceConfig = field(default_factory=ActionSpaceConfig)
+    flow: FlowConfig = field(default_factory=FlowConfig)
+    action_proj: ActionProjConfig = field(default_factory=ActionProjConfig)
+    history: HistoryConfig = field(default_factory=HistoryConfig)
+    image: ImageConfig = field(default_factory=ImageConfig)
+    prompt: PromptConfig = field(default_factory=PromptConfig)
+    # Informational: the preset or training run this checkpoint came from.
+    name: str = ""
+
+    def __post_init__(self) -> None:
+        _check(self.architecture in ARCHITECTURES, "architecture", f"got {self.architecture!r}, supported: {ARCHITECTURES}")
+        _check(isinstance(self.vlm, dict) and "text_config" in self.vlm, "vlm", "must be a Qwen3-VL config with text_config")
+        for f in ("action_space", "flow", "action_proj", "history", "image", "prompt"):
+            getattr(self, f).validate()
+        forbidden = {"num_hidden_layers", "num_key_value_heads", "head_dim"}
+        text = self.vlm["text_config"]
+        for k in forbidden & set(self.expert):
+            _check(self.expert[k] == text.get(k), f"expert.{k}", f"must equal the VLM's ({text.get(k)}): the expert reads the VLM cache layer by layer")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "VLAConfig":
+        if not isinstance(data, dict):
+            raise ModelConfigError("<root>", "must be a JSON object")
+        known = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - set(known))
+        if unknown:
+            raise ModelConfigError(unknown[0], f"unknown key (known: {', '.join(sorted(known))})")
+        kwargs: dict[str, Any] = {}
+        sections = {"action_space": ActionSpaceConfig, "flow": FlowConfig, "action_proj": ActionProjConfig,
+                    "history": HistoryConfig, "image": ImageConfig, "prompt": PromptConfig}
+        for name, value in data.items():
+            if name in sections:
+                sub = sections[name]
+                if not isinstance(value, dict):
+                    raise ModelConfigError(name, "must be an object")
+                sub_known = {f.name for f in dataclasses.fields(sub)}
+                bad = sorted(set(value) - sub_known)
+                if bad:
+                    raise ModelConfigError(f"{name}.{bad[0]}", f"unknown key (known: {', '.join(sorted(sub_known))})")
+                value = {k: tuple(v) if isinstance(v, list) else v for k, v in value.items()}
+                kwargs[name] = sub(**value)
+            else:
+                kwargs[name] = value
+        return cls(**kwargs)
+
+    @classmethod
+    def load(cls, path: str | Path) -> "VLAConfig":
+        p = Path(path)
+        try:
+            data = json.loads(p.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as exc:
+            raise ModelConfigError("<file>", f"'{p}' is not valid JSON: {exc}") from exc
+        return cls.from_dict(data)
