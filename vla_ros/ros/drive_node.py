@@ -149,9 +149,18 @@ class DriveNode(LifecycleNode):
         self.core = None
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, autostart: bool = False) -> int:
+    """Console script `drive_node`. Launch files configure and activate it through lifecycle
+    events; `vla-ros node --transport ros` passes autostart=True to do it here."""
     rclpy.init(args=argv if argv is not None else sys.argv)
     node = DriveNode()
+    if autostart:
+        node.trigger_configure()
+        if node.core is None:
+            node.destroy_node()
+            rclpy.shutdown()
+            return 1
+        node.trigger_activate()
     try:
         rclpy.spin(node)
     except KeyboardInterrupt:

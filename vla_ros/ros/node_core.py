@@ -74,6 +74,11 @@ class DriveNodeCore:
 
     # -- lifecycle ------------------------------------------------------------------------
 
+    def top_skips(self, n: int = 3) -> str:
+        """The most frequent skip reasons, e.g. 'inference_busy x12, ego_history_short x15'."""
+        items = sorted(self.skipped_ticks().items(), key=lambda kv: -kv[1])[:n]
+        return ", ".join(f"{k} x{v}" for k, v in items)
+
     def start(self) -> None:
         for timer in self._timers:
             timer.start()
@@ -153,6 +158,11 @@ class DriveNodeCore:
             self.publish(self.config.outputs.reasoning_topic, messages.string(out.reasoning))
 
     def control_tick(self, now_ns: int) -> None:
+        # Input age comes from the buffers, not from finished stacks: a long inference must not
+        # look like a camera failure, and a dead camera must be noticed while it runs.
+        t0 = self.pipeline.input_t0_ns()
+        if t0 is not None:
+            self.controller.note_input(t0)
         step = self.controller.step(now_ns)
         if step.command is None:
             return

@@ -71,6 +71,14 @@ class SensingPipeline:
         stamps = [s for s in (*(c.newest_ns for c in self.cameras), self.ego.newest_ns) if s is not None]
         return max(stamps) if stamps else None
 
+    def input_t0_ns(self) -> int | None:
+        """The t0 the next stack would get (newest instant covered by every camera and by
+        odometry), without decoding anything: what the watchdog measures input age against
+        while an inference is running. None until every stream has delivered."""
+        with self._lock:
+            newest = [c.newest_ns for c in self.cameras] + [self.ego.newest_ns]
+        return None if any(n is None for n in newest) else min(newest)  # type: ignore[type-var]
+
     @property
     def topics(self) -> list[str]:
         return [c.topic for c in self.cameras] + [self.ego.topic]

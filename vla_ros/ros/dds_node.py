@@ -1,0 +1,81 @@
+"""The drive node over the ROS-less DDS transport: DriveNodeCore wired to Cyclone DDS topics."""
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+
+from vla_ros.config import Config
+from vla_ros.ros.clock import SimClock, WallClock
+from vla_ros.ros.dds_transport import DdsTransport
+from vla_ros.ros.node_core import DriveNodeCore
+from vla_ros.sensors.stamps import NS_PER_S
+
+_LOG = logging.getLogger("vla_ros.node")
+
+OUTPUT_TYPES = {
+    "trajectory_topic": "nav_msgs/msg/Path",
+    "reasoning_topic": "std_msgs/msg/String",
+    "diagnostics_topic": "diagnostic_msgs/msg/DiagnosticArray",
+    "latency_topic": "std_msgs/msg/Float64MultiArray",
+}
+
+
+def run_dds_node(config: Config, use_sim_time: bool = False, duration_s: float | None = None, status_every_s: float = 5.0) -> int:
+    """Load the model, run until SIGINT/SIGTERM (or `duration_s`), return an exit status."""
+    from vla_ros.runtime.policy import Policy  # heavy import: only once we are really starting
+
+    _LOG.info("loading model %s (%s, %s)", config.model.path, config.inference.backend, config.model.device)
+    policy = Policy.from_pretrained(config.model.path, device=config.model.device, dtype=config.model.dtype, backend=config.inference.backend)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    clock = SimClock() if use_sim_time else WallClock()
+    with DdsTransport() as dds:
+        pubs = {getattr(config.outputs, key): dds.publisher(getattr(config.outputs, key), msgtype) for key, msgtype in OUTPUT_TYPES.items()}
+        core = DriveNodeCore(config, policy, lambda topic, msg: pubs[topic].publish(msg), clock, model_name=config.model.path)
+        for cam in config.cameras:
+            msgtype = "sensor_msgs/msg/CompressedImage" if cam.compressed else "sensor_msgs/msg/Image"
+            dds.subscribe(cam.topic, msgtype, _handler(core, cam.topic), qos="sensor")
+        # best effort matches both reliable and best-effort odometry publishers
+        dds.subscribe(config.ego.odometry_topic, "nav_msgs/msg/Odometry", _handler(core, config.ego.odometry_topic), qos="sensor", depth=50)
+        if use_sim_time:
+            dds.subscribe("/clock", "rosgraph_msgs/msg/Clock", lambda msg: core.on_clock(msg.clock.sec * NS_PER_S + msg.clock.nanosec), qos="clock")
+        core.start()
+        _LOG.info(
+            "drive node running on DDS domain %d: %d cameras, inference %.0f Hz, control %.0f Hz%s",
+            dds.domain_id,
+            len(config.cameras),
+            config.inference.rate_hz,
+            config.control.rate_hz,
+            " (sim time from /clock)" if use_sim_time else "",
+        )
+        start = time.monotonic()
+        next_status = start + status_every_s
+        try:
+            while not stop.wait(0.1):
+                now = time.monotonic()
+                if duration_s is not None and now - start >= duration_s:
+                    break
+                if status_every_s > 0 and now >= next_status:
+                    next_status = now + status_every_s
+                    _LOG.info("%s", status_line(core))
+        finally:
+            core.stop()
+    _LOG.info("stopped: %s", status_line(core))
+    return 0
+
+
+def status_line(core: DriveNodeCore) -> str:
+    p50, p95 = core.latency_percentiles()
+    skipped = core.skipped_ticks()
+    lat = "n/a" if p50 is None else f"{p50:.0f}/{p95:.0f} ms"
+    return (
+        f"ticks run {core.ticks_run}, skipped {sum(skipped.values())} ({core.top_skips()}), published {core.published}, "
+        f"latency p50/p95 {lat}, fallback {'ACTIVE' if core.controller.fallback_active else 'off'}"
+    )
+
+
+def _handler(core: DriveNodeCore, topic: str):  # noqa: ANN202 - a closure
+    return lambda msg: core.on_message(topic, msg)
