@@ -121,6 +121,10 @@ class ImageConfig:
     max_pixels: int = 196_608
     mean: tuple[float, float, float] = (0.5, 0.5, 0.5)
     std: tuple[float, float, float] = (0.5, 0.5, 0.5)
+    # Camera resolution the model was trained with; `model_input_hw` is where it is resized to,
+    # and what the sensing layer should decode frames to (then no resize happens here).
+    nominal_height: int = 1080
+    nominal_width: int = 1920
 
     def validate(self) -> None:
         _check(self.num_cameras >= 1, "image.num_cameras", "must be >= 1")

@@ -45,6 +45,11 @@ class ImagePreprocessor:
     def target_size(self, height: int, width: int) -> tuple[int, int]:
         return smart_resize(height, width, self.factor, self.cfg.min_pixels, self.cfg.max_pixels)
 
+    @property
+    def model_input_hw(self) -> tuple[int, int]:
+        """(H, W) that an image of the nominal camera resolution is resized to."""
+        return self.target_size(self.cfg.nominal_height, self.cfg.nominal_width)
+
     def tokens_per_image(self, height: int, width: int) -> int:
         h, w = self.target_size(height, width)
         return (h // self.factor) * (w // self.factor)

@@ -68,3 +68,18 @@ def joint_forward(model: KVExpertVLA, prefix_embeds: torch.Tensor, prefix_positi
         if deepstack_embeds is not None and idx < len(deepstack_embeds):
             hp = lm._deepstack_process(hp, visual_pos_masks, deepstack_embeds[idx])
     return expert.norm(ha)
+
+
+def embed_prefix(model: KVExpertVLA, input_ids: torch.Tensor, pixel_values: torch.Tensor, image_grid_thw: torch.Tensor,
+                 mm_token_type_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, list[torch.Tensor]]:
+    """Prompt ids (1, P) + patches -> (embeds (1, P, D) with vision tokens scattered in,
+    M-RoPE positions (3, 1, P), visual position mask (1, P), deepstack features per layer)."""
+    vm = model.vlm.model
+    embeds = vm.get_input_embeddings()(input_ids)
+    feats = vm.get_image_features(pixel_values, image_grid_thw)
+    image_embeds = torch.cat(feats.pooler_output, dim=0).to(embeds.dtype)
+    mask, _ = vm.get_placeholder_mask(input_ids, inputs_embeds=embeds, image_features=image_embeds)
+    embeds = embeds.masked_scatter(mask, image_embeds)
+    positions, _ = vm.get_rope_index(input_ids, mm_token_type_ids, image_grid_thw=image_grid_thw)
+    deepstack = [torch.cat(f, dim=0) for f in feats.deepstack_features]
+    return embeds, positions, mask[..., 0], deepstack

@@ -1,7 +1,7 @@
 """Seeded random-weight presets, usable wherever a model path is accepted (`random:tiny`).
 
 random:tiny              ~5M parameters, 4 layers of hidden 256 (VLM text and expert), a 2-block
-                         vision tower; 16 images of 320x576 become 128x224 (28 tokens each).
+                         vision tower; 16 images of 320x576 become 96x224 (21 tokens each, ~530 prompt tokens).
 random:alpamayo-r1-10b   the published dimensions: Qwen3-VL-8B (36 layers, hidden 4096, 32 heads,
                          8 KV heads, head_dim 128; vision 27 blocks of 1152) + a 2.3B expert
                          (hidden 2048, 16 heads, 8 KV heads, head_dim 128, 36 layers); images
@@ -54,7 +54,7 @@ _PRESETS: dict[str, _Preset] = {
         vision=dict(depth=2, hidden_size=64, intermediate_size=128, num_heads=2, patch_size=16, spatial_merge_size=2,
                     temporal_patch_size=2, out_hidden_size=256, num_position_embeddings=256, deepstack_visual_indexes=[0]),
         expert={},
-        image=ImageConfig(min_pixels=16_384, max_pixels=28_672),
+        image=ImageConfig(min_pixels=16_384, max_pixels=28_672, nominal_height=320, nominal_width=576),
         seed=1234, build_on_cpu=True),
     "alpamayo-r1-10b": _Preset(
         text=dict(hidden_size=4096, intermediate_size=12288, num_hidden_layers=36, num_attention_heads=32,

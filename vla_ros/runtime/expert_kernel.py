@@ -1,0 +1,111 @@
+"""The lean expert forward used by every denoising step.
+
+The expert's q/k/v and gate/up projections are fused into one matmul each. The module's own
+parameters are re-pointed at views of the fused tensors, so no weight is stored twice and the
+state dict is unchanged. Per layer:
+
+    h  += o_proj(attn(rope(q_norm(q)), [prefix K | suffix K], [prefix V | suffix V], mask))
+    h  += down(silu(gate) * up)(post_norm(h))
+
+The new suffix K/V are written into their fixed slots of the preallocated buffers; the attention
+reads the buffer views [0, kv_len). The same code runs eagerly and inside a CUDA graph.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from vla_ros.runtime.kv_buffers import KVBuffers
+
+
+def _rotate_half(x: torch.Tensor) -> torch.Tensor:
+    x1, x2 = x.chunk(2, dim=-1)
+    return torch.cat((-x2, x1), dim=-1)
+
+
+def _rms_norm(x: torch.Tensor, weight: torch.Tensor | None, eps: float) -> torch.Tensor:
+    """Qwen RMSNorm in one fused op: normalize in float32, cast back, then scale (as transformers)."""
+    if x.dtype == torch.float32:
+        return F.rms_norm(x, (x.shape[-1],), weight, eps)
+    y = F.rms_norm(x.float(), (x.shape[-1],), None, eps).to(x.dtype)
+    return y if weight is None else weight * y
+
+
+def _fuse(linears: list[nn.Linear]) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Concatenate the weights (and biases) along the output dim and make each Linear's
+    parameters views into the fused tensors (same values, one copy in memory)."""
+    with torch.no_grad():
+        weight = torch.cat([lin.weight for lin in linears], dim=0)
+        has_bias = linears[0].bias is not None
+        bias = torch.cat([lin.bias for lin in linears], dim=0) if has_bias else None
+        row = 0
+        for lin in linears:
+            n = lin.weight.shape[0]
+            lin.weight = nn.Parameter(weight[row:row + n], requires_grad=False)
+            if has_bias:
+                lin.bias = nn.Parameter(bias[row:row + n], requires_grad=False)
+            row += n
+    return weight, bias
+
+
+class ExpertKernel:
+    def __init__(self, expert: nn.Module) -> None:
+        cfg = expert.config
+        self.num_heads = cfg.num_attention_heads
+        self.kv_heads = cfg.num_key_value_heads
+        self.head_dim = cfg.head_dim
+        self.layers = list(expert.layers)
+        self.norm = expert.norm
+        self.qkv: list[tuple[torch.Tensor, torch.Tensor | None]] = []
+        self.gate_up: list[torch.Tensor] = []
+        for layer in self.layers:
+            attn, mlp = layer.self_attn, layer.mlp
+            self.qkv.append(_fuse([attn.q_proj, attn.k_proj, attn.v_proj]))
+            self.gate_up.append(_fuse([mlp.gate_proj, mlp.up_proj])[0])
+        self.q_size = self.num_heads * self.head_dim
+        self.kv_size = self.kv_heads * self.head_dim
+        self.eps = cfg.rms_norm_eps
+        # q_norm and k_norm (per-head RMSNorms) applied to q and k together: one norm over
+        # (H + KVH) heads, then one multiply by the stacked per-head weights.
+        self.qk_norm_weight = [torch.cat([layer.self_attn.q_norm.weight.detach().expand(self.num_heads, -1),
+                                          layer.self_attn.k_norm.weight.detach().expand(self.kv_heads, -1)])
+                               for layer in self.layers]
+
+    def flops_per_token(self, kv_len: int) -> int:
+        """Multiply-adds x 2 per action token for one expert forward attending to kv_len keys."""
+        total = 0
+        for (w, _), gu, layer in zip(self.qkv, self.gate_up, self.layers):
+            total += w.numel() + gu.numel() + layer.self_attn.o_proj.weight.numel() + layer.mlp.down_proj.weight.numel()
+            total += 2 * self.num_heads * self.head_dim * kv_len  # q.K and p.V
+        return 2 * total
+
+    def forward(self, h: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, kv: KVBuffers,
+                suffix_offset: int, kv_len: int, mask: torch.Tensor | None) -> torch.Tensor:
+        """h (1, N, D) action-token embeddings of all samples; cos/sin (1, 1, N, hd);
+        mask (1, 1, N, kv_len) bool, True = may attend, or None = all of [0, kv_len). Returns the final-normed hidden (1, N, D)."""
+        n = h.shape[1]
+        hd, nh, nkv = self.head_dim, self.num_heads, self.kv_heads
+        cos, sin = cos.transpose(1, 2), sin.transpose(1, 2)  # (1, N, 1, hd): broadcast over heads
+        for i, layer in enumerate(self.layers):
+            attn = layer.self_attn
+            residual = h
+            x = _rms_norm(h, layer.input_layernorm.weight, self.eps)
+            w, b = self.qkv[i]
+            qkv = F.linear(x, w, b).unflatten(-1, (nh + 2 * nkv, hd))  # (1, N, H + 2 KVH, hd)
+            qk = _rms_norm(qkv[:, :, :nh + nkv], None, self.eps) * self.qk_norm_weight[i]
+            qk = qk * cos + _rotate_half(qk) * sin
+            q = qk[:, :, :nh].transpose(1, 2)  # (1, H, N, hd)
+            k = qk[:, :, nh:].transpose(1, 2)  # (1, KVH, N, hd)
+            v = qkv[:, :, nh + nkv:].transpose(1, 2)
+            kb, vb = kv.keys[i], kv.values[i]
+            kb[:, :, suffix_offset:suffix_offset + n].copy_(k)  # fixed slots, overwritten each step
+            vb[:, :, suffix_offset:suffix_offset + n].copy_(v)
+            o = F.scaled_dot_product_attention(q, kb[:, :, :kv_len], vb[:, :, :kv_len], attn_mask=mask,
+                                               scale=attn.scaling, enable_gqa=nkv != nh)
+            h = residual + attn.o_proj(o.transpose(1, 2).reshape(1, n, self.q_size))
+            residual = h
+            x = _rms_norm(h, layer.post_attention_layernorm.weight, self.eps)
+            gate, up = F.linear(x, self.gate_up[i]).chunk(2, dim=-1)
+            h = residual + layer.mlp.down_proj(layer.mlp.act_fn(gate) * up)
+        return _rms_norm(h, self.norm.weight, self.eps)

@@ -1,0 +1,111 @@
+"""Preallocated K/V buffers shared by prefill, reasoning decode and denoising.
+
+Per layer one K and one V tensor of shape (1, KVH, capacity + suffix_slots, head_dim):
+
+    [0, capacity)                         prompt tokens, then reasoning tokens (written once)
+    [capacity, capacity + suffix_slots)   the action tokens of all samples (samples x T),
+                                          overwritten in place every denoising step
+
+Nothing is allocated, copied or grown per step: the prefix region is read-only while denoising
+and the suffix region has fixed slots. `BufferCache` lets transformers write the prefill and
+decode K/V straight into the prefix region (it is a `Cache` whose layers return views).
+"""
+from __future__ import annotations
+
+import torch
+from transformers.cache_utils import Cache, DynamicLayer
+
+
+class KVCapacityError(RuntimeError):
+    """The prompt (plus reasoning) does not fit the preallocated K/V buffers."""
+
+
+class KVBuffers:
+    def __init__(self, num_layers: int, kv_heads: int, head_dim: int, capacity: int, suffix_slots: int,
+                 device: torch.device, dtype: torch.dtype) -> None:
+        self.capacity = capacity
+        self.suffix_slots = suffix_slots
+        shape = (1, kv_heads, capacity + suffix_slots, head_dim)
+        # zeros, not empty: masked-out slots must never hold NaN bit patterns (0 * NaN = NaN).
+        self.keys = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(num_layers)]
+        self.values = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(num_layers)]
+        self.length = 0  # tokens held in the prefix region
+        self.epoch = 0  # bumped by every prefill; contexts of older epochs are stale
+
+    def fits(self, num_layers: int, kv_heads: int, head_dim: int, capacity: int, suffix_slots: int,
+             device: torch.device, dtype: torch.dtype) -> bool:
+        k = self.keys[0]
+        return (len(self.keys) == num_layers and k.shape[1] == kv_heads and k.shape[3] == head_dim
+                and self.capacity >= capacity and self.suffix_slots == suffix_slots and k.device == device
+                and k.dtype == dtype)
+
+    def reset(self) -> None:
+        self.length = 0
+        self.epoch += 1
+
+    def nbytes(self) -> int:
+        return sum(t.numel() * t.element_size() for t in self.keys + self.values)
+
+    def signature(self) -> list[tuple[int, tuple[int, ...]]]:
+        """(data pointer, shape) of every buffer: unchanged across steps proves nothing moved or grew."""
+        return [(t.data_ptr(), tuple(t.shape)) for t in self.keys + self.values]
+
+    def suffix_keys(self, layer: int) -> torch.Tensor:
+        return self.keys[layer][:, :, self.capacity:]
+
+    def cache(self) -> "BufferCache":
+        return BufferCache(self)
+
+
+class _BufferLayer(DynamicLayer):
+    """A DynamicLayer whose storage is a preallocated buffer: `update` copies the new K/V into the
+    next free slots and returns views of the filled part (what DynamicLayer would return)."""
+
+    def __init__(self, owner: KVBuffers, index: int) -> None:
+        super().__init__()
+        self.owner = owner
+        self.index = index
+        self.filled = owner.length
+        kb, vb = owner.keys[index], owner.values[index]
+        self.dtype, self.device = kb.dtype, kb.device
+        self.keys, self.values = kb[:, :, : self.filled], vb[:, :, : self.filled]
+        self.is_initialized = True
+
+    def lazy_initialization(self, key_states: torch.Tensor, value_states: torch.Tensor) -> None:
+        pass
+
+    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs) -> tuple[torch.Tensor, torch.Tensor]:
+        n = key_states.shape[-2]
+        end = self.filled + n
+        if key_states.shape[0] != 1:
+            raise KVCapacityError("the prefix cache holds one sequence (batch 1)")
+        if end > self.owner.capacity:
+            raise KVCapacityError(f"prefix needs {end} K/V slots but {self.owner.capacity} are preallocated")
+        kb, vb = self.owner.keys[self.index], self.owner.values[self.index]
+        kb[:, :, self.filled:end].copy_(key_states)
+        vb[:, :, self.filled:end].copy_(value_states)
+        self.filled = end
+        self.keys, self.values = kb[:, :, :end], vb[:, :, :end]
+        return self.keys, self.values
+
+    def get_seq_length(self) -> int:
+        return self.filled
+
+    def crop(self, tokens_to_remove: int) -> None:
+        raise NotImplementedError("the prefix cache never shrinks")
+
+
+class BufferCache(Cache):
+    """A transformers Cache over KVBuffers' prefix region. After a forward, call `commit()` to
+    record the new length in the buffers."""
+
+    def __init__(self, buffers: KVBuffers) -> None:
+        super().__init__(layers=[_BufferLayer(buffers, i) for i in range(len(buffers.keys))])
+        self.buffers = buffers
+
+    def commit(self) -> int:
+        lengths = {layer.filled for layer in self.layers}
+        if len(lengths) != 1:
+            raise RuntimeError(f"layers filled unequally: {sorted(lengths)}")
+        self.buffers.length = lengths.pop()
+        return self.buffers.length
