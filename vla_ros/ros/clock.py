@@ -89,6 +89,26 @@ class Timer:
         self.fired = 0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._pending_target: tuple[int, int, float] | None = None
+        self._shift_lock = threading.Lock()
+
+    def align(self, target_ns: int, max_step_ns: int, gain: float = 0.5) -> None:
+        """Move the schedule a little towards firing at `target_ns` (modulo the period).
+
+        Used to phase-lock publishing to when results become ready: each call shifts the next
+        deadline by at most `max_step_ns`, so consecutive periods change by no more than that."""
+        with self._shift_lock:
+            self._pending_target = (target_ns, max_step_ns, gain)
+
+    def _apply_alignment(self, deadline: int) -> int:
+        with self._shift_lock:
+            pending, self._pending_target = self._pending_target, None
+        if pending is None:
+            return deadline
+        target, max_step, gain = pending
+        half = self.period_ns // 2
+        error = (target - deadline + half) % self.period_ns - half  # wrapped into [-P/2, P/2)
+        return deadline + int(max(-max_step, min(max_step, gain * error)))
 
     def start(self) -> None:
         self._stop.clear()
@@ -112,6 +132,7 @@ class Timer:
             if deadline is None or now < deadline - 2 * self.period_ns:
                 deadline = now + self.period_ns  # first tick, or the clock went backwards
             if now < deadline:
+                deadline = self._apply_alignment(deadline)
                 self.clock.wait_until(deadline, self._stop)
                 continue
             self.fired += 1

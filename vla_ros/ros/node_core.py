@@ -1,10 +1,12 @@
 """The drive node, independent of the transport (rclpy or ROS-less DDS).
 
-Callbacks store camera and odometry messages (no decoding). An inference timer at
-`inference.rate_hz` assembles a FrameStack, runs the policy and hands the stamped trajectory to
-the control layer; a control timer at `control.rate_hz` publishes the latest trajectory re-timed
-to now, or the safe fallback; a diagnostics timer publishes status at 1 Hz. All times are ROS
-time from the injected clock (system time, or /clock with use_sim_time).
+Callbacks store camera and odometry messages (no decoding). Inference starts as soon as a new
+complete set of camera frames is in (at most `inference.rate_hz`): it assembles a FrameStack,
+runs the policy and hands the stamped trajectory to the control layer. A control timer at
+`control.rate_hz` publishes the latest trajectory re-timed to now, or the safe fallback; its
+phase is slowly locked to when results become ready, so a new trajectory goes out a few ms after
+it is computed while the publishing period stays steady. A diagnostics timer publishes status
+at 1 Hz. All times are ROS time from the injected clock (system, or /clock with use_sim_time).
 
 A transport adapter only has to: call `on_message(topic, msg)` from its subscriptions, call
 `on_clock(stamp_ns)` for /clock when using sim time, and provide `publish(topic, msg)` for the
@@ -29,6 +31,7 @@ from vla_ros.control.validation import RejectedOutput
 from vla_ros.ros import messages
 from vla_ros.ros.clock import Clock, SimClock, Timer
 from vla_ros.ros.conversions import ego_state_from_odometry, latency_message, path_message
+from vla_ros.ros.inference_trigger import InferenceTrigger
 from vla_ros.sensors.frame_stack import FrameStack, StackSkip
 from vla_ros.sensors.pipeline import SensingPipeline
 from vla_ros.sensors.stamps import StampError
@@ -37,6 +40,11 @@ _LOG = logging.getLogger("vla_ros.node")
 
 DIAGNOSTICS_PERIOD_S = 1.0
 _LATENCY_WINDOW = 200
+# Phase lock of the control timer: publish this long after a result is usually ready (the 97th
+# percentile of recent inference times), moving the schedule by at most MAX_STEP per tick.
+_PUBLISH_MARGIN_NS = 3_000_000
+_ALIGN_MAX_STEP_NS = 2_000_000
+_READY_PERCENTILE = 97
 
 
 class PolicyLike(Protocol):
@@ -63,14 +71,14 @@ class DriveNodeCore:
         self.ticks_run = 0
         self.published = 0
         self.last_published_stamp_ns: int | None = None
-        self._latency_ms: deque[float] = deque(maxlen=_LATENCY_WINDOW)
+        self._latency_ms: deque[float] = deque(maxlen=_LATENCY_WINDOW)  # policy time per tick
+        self._run_ns: deque[int] = deque(maxlen=_LATENCY_WINDOW)  # trigger to accepted output
         self._last_error: str = ""
         self._lock = threading.Lock()
-        self._timers = [
-            Timer("inference", clock, 1.0 / config.inference.rate_hz, self.inference_tick),
-            Timer("control", clock, 1.0 / config.control.rate_hz, self.control_tick),
-            Timer("diagnostics", clock, DIAGNOSTICS_PERIOD_S, self.diagnostics_tick),
-        ]
+        self.trigger = InferenceTrigger(clock, config.inference.rate_hz, lambda: self.pipeline.input_t0_ns(include_ego=False), self.inference_tick)
+        self.control_timer = Timer("control", clock, 1.0 / config.control.rate_hz, self.control_tick)
+        self.diagnostics_timer = Timer("diagnostics", clock, DIAGNOSTICS_PERIOD_S, self.diagnostics_tick)
+        self._locked = False
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -80,12 +88,14 @@ class DriveNodeCore:
         return ", ".join(f"{k} x{v}" for k, v in items)
 
     def start(self) -> None:
-        for timer in self._timers:
-            timer.start()
+        self.trigger.start()
+        self.control_timer.start()
+        self.diagnostics_timer.start()
 
     def stop(self) -> None:
-        for timer in self._timers:
-            timer.stop()
+        self.trigger.stop()
+        self.control_timer.stop()
+        self.diagnostics_timer.stop()
 
     # -- inputs ---------------------------------------------------------------------------
 
@@ -95,6 +105,8 @@ class DriveNodeCore:
             stored = self.pipeline.on_message(topic, msg)
             if stored and topic == self.config.ego.odometry_topic:
                 self.controller.note_ego(ego_state_from_odometry(msg))
+            elif stored:
+                self.trigger.notify()
         except (ValueError, StampError) as exc:
             self.pipeline.drops.drop("bad_message", topic, str(exc))
         except Exception as exc:  # noqa: BLE001 - a malformed message must not stop the node
@@ -156,6 +168,16 @@ class DriveNodeCore:
         self.publish(self.config.outputs.latency_topic, latency_message(latency))
         if self.config.inference.reasoning and out.reasoning:
             self.publish(self.config.outputs.reasoning_topic, messages.string(out.reasoning))
+        self._run_ns.append(done_ns - now_ns)
+        self._lock_publish_phase(now_ns)
+
+    def _lock_publish_phase(self, started_ns: int) -> None:
+        """Nudge the control timer so its ticks fall just after results are usually ready."""
+        ready_ns = int(np.percentile(list(self._run_ns), _READY_PERCENTILE))
+        target = started_ns + ready_ns + _PUBLISH_MARGIN_NS
+        step = _ALIGN_MAX_STEP_NS if self._locked else self.control_timer.period_ns // 2
+        self.control_timer.align(target, step)
+        self._locked = True
 
     def control_tick(self, now_ns: int) -> None:
         # Input age comes from the buffers, not from finished stacks: a long inference must not
@@ -184,9 +206,8 @@ class DriveNodeCore:
         """Inference ticks that produced no output, by reason (sensing skips included)."""
         with self._lock:
             counts = dict(self.tick_skips)
-        overrun = self._timers[0].missed
-        if overrun:
-            counts["inference_busy"] = overrun  # ticks that came while the previous one ran
+        if self.trigger.passed_over:
+            counts["inference_busy"] = self.trigger.passed_over  # frame sets that came while one ran
         for key, n in self.pipeline.stats()["skipped_by_reason"].items():
             counts[key] = n
         return dict(sorted(counts.items()))

@@ -71,12 +71,13 @@ class SensingPipeline:
         stamps = [s for s in (*(c.newest_ns for c in self.cameras), self.ego.newest_ns) if s is not None]
         return max(stamps) if stamps else None
 
-    def input_t0_ns(self) -> int | None:
-        """The t0 the next stack would get (newest instant covered by every camera and by
-        odometry), without decoding anything: what the watchdog measures input age against
-        while an inference is running. None until every stream has delivered."""
+    def input_t0_ns(self, include_ego: bool = True) -> int | None:
+        """The newest instant covered by every camera (and by odometry), without decoding
+        anything: the t0 the next stack would get. The watchdog measures input age against it
+        while an inference runs; the inference trigger starts when it advances (cameras only).
+        None until every stream has delivered."""
         with self._lock:
-            newest = [c.newest_ns for c in self.cameras] + [self.ego.newest_ns]
+            newest = [c.newest_ns for c in self.cameras] + ([self.ego.newest_ns] if include_ego else [])
         return None if any(n is None for n in newest) else min(newest)  # type: ignore[type-var]
 
     @property

@@ -1,0 +1,150 @@
+#!/usr/bin/env python3
+"""Drive-node benchmark over DDS on loopback, measured from an external subscriber.
+
+A `vla-ros node --transport dds` process runs the policy (default random:tiny) on a live
+4-camera 10 Hz stream (576x320 JPEG) with 50 Hz odometry, all stamped with the system clock.
+This process subscribes to /vla/trajectory and /vla/latency and reports
+- output period jitter: |period - 100 ms| p50/p99 between consecutive /vla/trajectory messages
+  (target p99 < 5 ms), against the same statistic of the input camera stream sent from here;
+- input-to-output latency: camera stamp t0 -> first arrival of a trajectory stamped t0, p50/p95
+  (target p95 < inference p95 + 30 ms), against the node's own inference time (policy_total_ms
+  on /vla/latency) measured in the same run.
+
+Usage: .venv/bin/python bench/node.py [--seconds 30] [--model random:tiny] [--json]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from vla_ros.config import Config  # noqa: E402
+from vla_ros.replay.pattern_bag import pattern_image  # noqa: E402
+from vla_ros.ros import messages  # noqa: E402
+from vla_ros.ros.conversions import LATENCY_FIELDS  # noqa: E402
+from vla_ros.ros.dds_transport import DdsTransport  # noqa: E402
+from vla_ros.sensors.geometry import yaw_to_quat  # noqa: E402
+
+
+def _stamp(msg) -> int:
+    return msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--seconds", type=float, default=30.0, help="measurement window after warm-up (default 30)")
+    ap.add_argument("--warmup", type=float, default=5.0, help="seconds after the first output before measuring (default 5)")
+    ap.add_argument("--model", default="random:tiny")
+    ap.add_argument("--config", default=None, help="node config YAML (default: built-in defaults)")
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args()
+
+    domain = 150 + os.getpid() % 80
+    env = {**os.environ, "ROS_DOMAIN_ID": str(domain), "ROS_LOCALHOST_ONLY": "1"}
+    os.environ["ROS_LOCALHOST_ONLY"] = "1"
+    config = Config()
+    log = tempfile.NamedTemporaryFile("w+", suffix=".log", delete=False)
+    cmd = [sys.executable, "-m", "vla_ros.cli", "node", "--transport", "dds", "--model", args.model]
+    if args.config:
+        cmd += ["--config", args.config]
+    node = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
+    arrivals: list[tuple[int, int]] = []  # (arrival wall ns, header stamp)
+    inference_ms: list[float] = []
+    cam_sent: list[int] = []
+    camera_stamps: set[int] = set()
+    lock = threading.Lock()
+    stop = threading.Event()
+    try:
+        with DdsTransport(domain_id=domain) as dds:
+            dds.subscribe("/vla/trajectory", "nav_msgs/msg/Path", lambda m: arrivals.append((time.time_ns(), _stamp(m))))
+            total_i = LATENCY_FIELDS.index("policy_total_ms")
+            dds.subscribe("/vla/latency", "std_msgs/msg/Float64MultiArray", lambda m: inference_ms.append(float(m.data[total_i])))
+            cams = [dds.publisher(c.topic, "sensor_msgs/msg/CompressedImage", qos="sensor") for c in config.cameras]
+            odom = dds.publisher(config.ego.odometry_topic, "nav_msgs/msg/Odometry")
+            jpegs = [[messages.encode_jpeg(pattern_image(v, k, 320, 576, texture_seed=k)) for k in range(10)] for v in range(4)]
+
+            def stream() -> None:
+                t_start = time.time_ns()
+                next_t = time.monotonic()
+                k = 0
+                while not stop.is_set():
+                    now = time.time_ns()
+                    odom.publish(messages.odometry(now, [8.0 * (now - t_start) / 1e9, 0, 0], yaw_to_quat(0.0), linear=(8.0, 0, 0)))
+                    if k % 5 == 0:
+                        with lock:
+                            camera_stamps.add(now)
+                            cam_sent.append(now)
+                        for v, (pub, cam) in enumerate(zip(cams, config.cameras)):
+                            pub.publish(messages.compressed_image(now, cam.name, jpegs[v][(k // 5) % 10]))
+                    k += 1
+                    next_t += 0.02
+                    time.sleep(max(0.0, next_t - time.monotonic()))
+
+            threading.Thread(target=stream, daemon=True).start()
+            deadline = time.monotonic() + 180
+            while time.monotonic() < deadline and not any(s in camera_stamps for _, s in list(arrivals)):
+                if node.poll() is not None:
+                    raise SystemExit("node exited:\n" + Path(log.name).read_text()[-3000:])
+                time.sleep(0.1)
+            if time.monotonic() >= deadline:
+                raise SystemExit("no policy output within 180 s:\n" + Path(log.name).read_text()[-3000:])
+            print(f"node is publishing; warming up {args.warmup:.0f} s, measuring {args.seconds:.0f} s ...", file=sys.stderr)
+            time.sleep(args.warmup)
+            t0_measure = time.time_ns()
+            n_inf0 = len(inference_ms)
+            time.sleep(args.seconds)
+            t1_measure = time.time_ns()
+            stop.set()
+    finally:
+        node.terminate()
+        node.wait(30)
+
+    window = [(a, s) for a, s in arrivals if t0_measure <= a <= t1_measure]
+    periods = np.diff([a for a, _ in window]) / 1e6
+    jitter = np.abs(periods - 100.0)
+    cam = np.array([t for t in cam_sent if t0_measure <= t <= t1_measure])
+    cam_jitter = np.abs(np.diff(cam) / 1e6 - 100.0)
+    first_arrival: dict[int, int] = {}
+    for a, s in window:
+        if s in camera_stamps and s not in first_arrival:
+            first_arrival[s] = a
+    latency = np.array([(a - s) / 1e6 for s, a in first_arrival.items()])
+    inf = np.array(inference_ms[n_inf0:])
+    result = {
+        "model": args.model,
+        "outputs": int(len(window)),
+        "policy_outputs": int(len(latency)),
+        "jitter_ms_p50": float(np.percentile(jitter, 50)),
+        "jitter_ms_p99": float(np.percentile(jitter, 99)),
+        "input_stream_jitter_ms_p99": float(np.percentile(cam_jitter, 99)),
+        "latency_ms_p50": float(np.percentile(latency, 50)),
+        "latency_ms_p95": float(np.percentile(latency, 95)),
+        "inference_ms_p50": float(np.percentile(inf, 50)),
+        "inference_ms_p95": float(np.percentile(inf, 95)),
+    }
+    result["latency_over_inference_p95_ms"] = result["latency_ms_p95"] - result["inference_ms_p95"]
+    result["meets_jitter_target"] = result["jitter_ms_p99"] < 5.0
+    result["meets_latency_target"] = result["latency_over_inference_p95_ms"] < 30.0
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(f"drive node over DDS, {args.model}, {args.seconds:.0f} s: {result['outputs']} trajectories, {result['policy_outputs']} new policy outputs")
+        print(f"  output period jitter |T-100ms|: p50 {result['jitter_ms_p50']:.2f} ms, p99 {result['jitter_ms_p99']:.2f} ms (target < 5; input stream p99 {result['input_stream_jitter_ms_p99']:.2f})")
+        print(f"  t0 -> publish latency: p50 {result['latency_ms_p50']:.0f} ms, p95 {result['latency_ms_p95']:.0f} ms")
+        print(f"  inference (policy) time: p50 {result['inference_ms_p50']:.0f} ms, p95 {result['inference_ms_p95']:.0f} ms")
+        print(f"  latency p95 - inference p95 = {result['latency_over_inference_p95_ms']:.1f} ms (target < 30)")
+    return 0 if result["meets_jitter_target"] and result["meets_latency_target"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
