@@ -20,6 +20,7 @@ COMMANDS: dict[str, str] = {
     "pattern-bag": "vla_ros.replay.pattern_bag_command",
     "node": "vla_ros.ros.node_command",
     "play": "vla_ros.ros.play_command",
+    "topic": "vla_ros.ros.topic_command",
 }
 
 
