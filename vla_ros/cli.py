@@ -18,6 +18,7 @@ from vla_ros import __version__
 COMMANDS: dict[str, str] = {
     "stacks": "vla_ros.replay.stacks_command",
     "pattern-bag": "vla_ros.replay.pattern_bag_command",
+    "sim": "vla_ros.sim.command",
     "node": "vla_ros.ros.node_command",
     "play": "vla_ros.ros.play_command",
     "topic": "vla_ros.ros.topic_command",
