@@ -38,7 +38,7 @@ def bag(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def domain_id() -> int:
-    return random.SystemRandom().randrange(100, 230)
+    return random.SystemRandom().randrange(20, 102)
 
 
 def play(bag: Path, domain_id: int, *extra: str) -> subprocess.Popen:

@@ -33,7 +33,7 @@ def test_plain_and_yaml_views() -> None:
 
 
 def test_topic_list_echo_hz(tmp_path) -> None:
-    domain_id = random.SystemRandom().randrange(100, 230)
+    domain_id = random.SystemRandom().randrange(20, 102)
     env = dict(os.environ, ROS_DOMAIN_ID=str(domain_id))
     stop = threading.Event()
 

@@ -273,6 +273,9 @@ class DdsTransport:
 
     def __init__(self, domain_id: int | None = None, typestore: Any = TYPESTORE) -> None:
         self.domain_id = domain_id_from_env() if domain_id is None else int(domain_id)
+        if self.domain_id > 101:
+            # ROS 2 docs: on Linux, ids above 101 put discovery ports in the ephemeral range.
+            log.warning("DDS domain %d > 101: its ports may collide with ephemeral ports on Linux", self.domain_id)
         self.typestore = typestore
         _ensure_domain(self.domain_id)
         self._participant = DomainParticipant(self.domain_id)
