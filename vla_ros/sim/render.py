@@ -33,10 +33,9 @@ STRIDE = 4  # columns between exact road-geometry solves
 NEWTON_STEPS = 2  # from the tangent-at-ego guess; a third step changes no visible pixel
 
 
-def _stripe(a: np.ndarray, half: float, f: np.ndarray, inv_f: np.ndarray) -> np.ndarray:
-    """Fraction of a pixel footprint of width f (centred a >= 0 from a stripe's centre line)
-    covered by a stripe of half-width `half` (box filter)."""
-    h = 0.5 * f
+def _stripe(a: np.ndarray, half: float, h: np.ndarray, inv_f: np.ndarray) -> np.ndarray:
+    """Fraction of a pixel footprint of width f = 2h (centred a >= 0 from a stripe's centre
+    line) covered by a stripe of half-width `half` (box filter); inv_f = 1 / f."""
     out = np.minimum(a + h, half)
     out += np.minimum(h - a, half)
     np.maximum(out, 0.0, out=out)
@@ -133,6 +132,7 @@ def shade_ground(grid: GroundGrid, win: RoadWindow, out: np.ndarray) -> None:
     fn = grid._nearest(fn)
     ft = grid._nearest(ft)
     inv_fn = 1.0 / fn
+    fn *= 0.5  # half footprint from here on
     ad = np.abs(d)
 
     road = _stripe(ad, ROAD_HALF, fn, inv_fn)
@@ -143,7 +143,9 @@ def shade_ground(grid: GroundGrid, win: RoadWindow, out: np.ndarray) -> None:
     u -= DASH_PERIOD / 2
     np.abs(u, out=u)
     dash_dist = np.float32(DASH_PERIOD / 2) - u
-    centre *= _stripe(dash_dist, DASH_LENGTH / 2, ft, 1.0 / ft)
+    inv_ft = 1.0 / ft
+    ft *= 0.5
+    centre *= _stripe(dash_dist, DASH_LENGTH / 2, ft, inv_ft)
     paint = np.maximum(edge, centre)
     for at, kph in win.numbers:
         _paint_number(s, d, at, kph, paint)
@@ -224,12 +226,12 @@ class CameraRenderer:
         self.grid = GroundGrid(points, np.arange(self.a0, height), width, fog) if self.a0 < height else None
         # Hills: a band of rows just above the horizon; per-pixel elevation and ego-frame azimuth.
         elev = np.arcsin(np.clip(rays[..., 2], -1, 1))
-        band = np.nonzero((elev.max(axis=1) > 0) & (elev.min(axis=1) < 0.06))[0]
+        band = np.nonzero((elev.max(axis=1) > 0) & (elev.min(axis=1) < float(hill_profile().max())))[0]
         band = band[band < self.g0]
         self.h0, self.h1 = (int(band[0]), int(band[-1]) + 1) if band.size else (0, 0)
         self.hill_elev = elev[self.h0 : self.h1].astype(np.float32)
         az = np.arctan2(rays[self.h0 : self.h1, :, 1], rays[self.h0 : self.h1, :, 0])
-        self.hill_az = (az * (HILL_SAMPLES / (2 * math.pi))).astype(np.float32)
+        self.hill_az = np.floor(az * (HILL_SAMPLES / (2 * math.pi))).astype(np.intp)
         self.hill_fog = np.float32(0.55)
         self.hills = hill_profile()
         self.zbuf = np.empty((height, width), dtype=np.float32)
@@ -248,7 +250,8 @@ class CameraRenderer:
         self._hills(scene.ego_yaw, img)
         if self.grid is not None:
             shade_ground(self.grid, scene.road, img[self.a0 :].reshape(-1, 3))
-        self.zbuf.fill(np.inf)
+        if scene.boxes:
+            self.zbuf.fill(np.inf)
         for box in scene.boxes:
             self._box(box, scene.sun, img)
         return img
@@ -256,8 +259,8 @@ class CameraRenderer:
     def _hills(self, yaw: float, img: np.ndarray) -> None:
         if self.h1 <= self.h0:
             return
-        idx = (self.hill_az + np.float32(yaw * HILL_SAMPLES / (2 * math.pi))).astype(np.intp) % HILL_SAMPLES
-        mask = self.hill_elev < self.hills[idx]
+        shift = int(math.floor(yaw * HILL_SAMPLES / (2 * math.pi))) % HILL_SAMPLES
+        mask = self.hill_elev < np.take(self.hills, self.hill_az + shift, mode="wrap")
         col = (HILLS * (1 - self.hill_fog) + HAZE * self.hill_fog + 0.5).astype(np.uint8)
         img[self.h0 : self.h1][mask] = col
 
