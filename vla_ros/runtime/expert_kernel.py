@@ -80,10 +80,38 @@ class ExpertKernel:
             total += 2 * self.num_heads * self.head_dim * kv_len  # q.K and p.V
         return 2 * total
 
+    def split_attention(self, q: torch.Tensor, k_buf: torch.Tensor, v_buf: torch.Tensor, prefix_len: int,
+                        offset: int, samples: int, scale: float) -> torch.Tensor:
+        """Exact attention for S samples sharing one prefix, without a mask and without copying
+        the prefix: q (1, H, S*T, hd) -> (1, S*T, H*hd).
+
+        Queries are laid out (KVH, S, g, T, hd) so that the prefix scores of all samples are one
+        matmul against the shared prefix K and the suffix scores are a batched matmul of each
+        sample against its own T slots; one softmax spans both parts."""
+        nh, nkv, hd = self.num_heads, self.kv_heads, self.head_dim
+        g = nh // nkv
+        n = q.shape[2]
+        t = n // samples
+        qg = (q * scale).view(nkv, g, samples, t, hd).transpose(1, 2).contiguous()  # (KVH, S, g, T, hd)
+        kp, vp = k_buf[0, :, :prefix_len], v_buf[0, :, :prefix_len]  # (KVH, P, hd) views
+        ks = k_buf[0, :, offset:offset + n].view(nkv, samples, t, hd)  # (KVH, S, T, hd) views
+        vs = v_buf[0, :, offset:offset + n].view(nkv, samples, t, hd)
+        sp = torch.matmul(qg.view(nkv, samples * g * t, hd), kp.transpose(1, 2)).view(nkv, samples, g * t, -1)
+        ss = torch.matmul(qg.view(nkv, samples, g * t, hd), ks.transpose(2, 3))  # (KVH, S, gT, T)
+        m = torch.maximum(sp.amax(-1, keepdim=True), ss.amax(-1, keepdim=True))
+        ep, es = torch.exp(sp - m), torch.exp(ss - m)
+        z = ep.sum(-1, keepdim=True) + es.sum(-1, keepdim=True)
+        o = (torch.matmul(ep.view(nkv, samples * g * t, -1), vp).view(nkv, samples, g * t, hd)
+             + torch.matmul(es, vs)) / z  # (KVH, S, g*T, hd)
+        return o.view(nkv, samples, g, t, hd).permute(1, 3, 0, 2, 4).reshape(1, n, nh * hd)
+
     def forward(self, h: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, kv: KVBuffers,
-                suffix_offset: int, kv_len: int, mask: torch.Tensor | None) -> torch.Tensor:
+                suffix_offset: int, kv_len: int, mask: torch.Tensor | None,
+                split: tuple[int, int] | None = None) -> torch.Tensor:
         """h (1, N, D) action-token embeddings of all samples; cos/sin (1, 1, N, hd);
-        mask (1, 1, N, kv_len) bool, True = may attend, or None = all of [0, kv_len). Returns the final-normed hidden (1, N, D)."""
+        mask (1, 1, N, kv_len) bool, True = may attend, or None = all of [0, kv_len);
+        split = (prefix_len, samples) selects `split_attention` instead (CPU, several samples).
+        Returns the final-normed hidden (1, N, D)."""
         n = h.shape[1]
         hd, nh, nkv = self.head_dim, self.num_heads, self.kv_heads
         cos, sin = cos.transpose(1, 2), sin.transpose(1, 2)  # (1, N, 1, hd): broadcast over heads
@@ -101,9 +129,13 @@ class ExpertKernel:
             kb, vb = kv.keys[i], kv.values[i]
             kb[:, :, suffix_offset:suffix_offset + n].copy_(k)  # fixed slots, overwritten each step
             vb[:, :, suffix_offset:suffix_offset + n].copy_(v)
-            o = F.scaled_dot_product_attention(q, kb[:, :, :kv_len], vb[:, :, :kv_len], attn_mask=mask,
-                                               scale=attn.scaling, enable_gqa=nkv != nh)
-            h = residual + attn.o_proj(o.transpose(1, 2).reshape(1, n, self.q_size))
+            if split is not None:
+                o = self.split_attention(q, kb, vb, split[0], suffix_offset, split[1], attn.scaling)
+            else:
+                o = F.scaled_dot_product_attention(q, kb[:, :, :kv_len], vb[:, :, :kv_len], attn_mask=mask,
+                                                   scale=attn.scaling, enable_gqa=nkv != nh)
+                o = o.transpose(1, 2).reshape(1, n, self.q_size)
+            h = residual + attn.o_proj(o)
             residual = h
             x = _rms_norm(h, layer.post_attention_layernorm.weight, self.eps)
             gate, up = F.linear(x, self.gate_up[i]).chunk(2, dim=-1)

@@ -247,8 +247,10 @@ class Policy:
         sin = sin.repeat(1, samples, 1).unsqueeze(1)
         offset = kv.capacity if graph else context.length
         kv_len = offset + n
-        if samples == 1 and not graph:
-            return cos, sin, None, offset, kv_len  # everything in [0, kv_len) is visible: no mask
+        if not graph and (samples == 1 or self.device.type == "cpu"):
+            # One sample: everything in [0, kv_len) is visible, no mask. Several on the CPU: the
+            # kernel's split attention (no mask, no wasted sample-to-sample block).
+            return cos, sin, None, offset, kv_len
         mask = torch.zeros(n, kv_len, dtype=torch.bool, device=self.device)
         mask[:, :context.length] = True
         for s in range(samples):  # each sample sees the prefix and its own T action tokens
@@ -260,7 +262,8 @@ class Policy:
         """x (S, T, A) -> v (S, T, A)."""
         s, t, a = x.shape
         h = self.model.action_in_proj.forward_with_time_term(x, time_term).reshape(1, s * t, -1)
-        h = self.kernel.forward(h, cos, sin, self.kv, offset, kv_len, mask)  # type: ignore[arg-type]
+        split = (kv_len - s * t, s) if (mask is None and s > 1) else None
+        h = self.kernel.forward(h, cos, sin, self.kv, offset, kv_len, mask, split)  # type: ignore[arg-type]
         return self.model.action_out_proj(h).view(s, t, a)
 
     def velocity(self, context: Context, x: torch.Tensor, t: float) -> torch.Tensor:

@@ -1,0 +1,68 @@
+"""`vla-ros bench TARGET`: benchmarks that print ratios against a baseline measured in the same run."""
+from __future__ import annotations
+
+import argparse
+import json
+
+HELP = "benchmark a runtime component against its baseline"
+DESCRIPTION = """Benchmarks. Targets:
+  runtime   the Policy (prefill, denoise, reasoning) against the straightforward transformers
+            path of the released Alpamayo-R1 code, on synthetic ticks"""
+
+
+def _add_runtime(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", default="random:tiny", help="checkpoint directory or preset (default random:tiny)")
+    p.add_argument("--steps", type=int, default=10, help="flow-matching steps (default 10)")
+    p.add_argument("--samples", type=int, default=1, help="trajectory samples sharing one prefix (default 1)")
+    p.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N (default cpu)")
+    p.add_argument("--dtype", default=None, help="float32 | bfloat16 | float16 (default: bfloat16 on CUDA, float32 on CPU)")
+    p.add_argument("--repeats", type=int, default=10, help="timed repetitions, medians reported (default 10)")
+    p.add_argument("--reasoning-tokens", type=int, default=16, help="tokens decoded for the reasoning figure (default 16)")
+    p.add_argument("--no-cuda-graph", action="store_true", help="on CUDA, run the denoise loop eagerly")
+    p.add_argument("--image-size", default=None, help="HxW of the synthetic camera frames (default: the model's nominal size)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+def _run_runtime(args: argparse.Namespace) -> int:
+    from vla_ros.cli import CommandError
+
+    if args.steps < 1 or args.samples < 1 or args.repeats < 1 or args.reasoning_tokens < 1:
+        raise CommandError("--steps, --samples, --repeats and --reasoning-tokens must be >= 1")
+    image_hw = None
+    if args.image_size:
+        try:
+            h, w = (int(v) for v in args.image_size.lower().split("x"))
+        except ValueError as exc:
+            raise CommandError(f"--image-size must look like 320x576, got {args.image_size!r}") from exc
+        image_hw = (h, w)
+    import torch
+
+    from vla_ros.model import CheckpointError, UnknownPresetError
+    from vla_ros.runtime.bench import format_report, run_bench
+
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        raise CommandError(f"--device {args.device}: CUDA is not available on this machine")
+    try:
+        result = run_bench(args.model, device=args.device, dtype=args.dtype, steps=args.steps, samples=args.samples,
+                           repeats=args.repeats, reasoning_tokens=args.reasoning_tokens,
+                           cuda_graph=False if args.no_cuda_graph else None, image_hw=image_hw)
+    except (CheckpointError, UnknownPresetError, ValueError) as exc:
+        raise CommandError(str(exc)) from exc
+    print(json.dumps(result) if args.json else format_report(result))
+    return 0
+
+
+# target name -> (help, add_arguments, run); later issues add targets here
+TARGETS = {"runtime": ("Policy prefill/denoise/reasoning vs the transformers baseline", _add_runtime, _run_runtime)}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="target", metavar="TARGET", required=True)
+    for name, (help_text, add, run_fn) in TARGETS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        add(p)
+        p.set_defaults(_bench_run=run_fn)
+
+
+def run(args: argparse.Namespace) -> int:
+    return int(args._bench_run(args))
