@@ -17,6 +17,7 @@ from vla_ros import __version__
 # subcommand name -> module implementing it. Add a line here to add a command.
 COMMANDS: dict[str, str] = {
     "stacks": "vla_ros.replay.stacks_command",
+    "bench": "vla_ros.runtime.bench_command",
     "pattern-bag": "vla_ros.replay.pattern_bag_command",
     "sim": "vla_ros.sim.command",
     "node": "vla_ros.ros.node_command",
