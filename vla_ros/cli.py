@@ -22,6 +22,7 @@ COMMANDS: dict[str, str] = {
     "sim": "vla_ros.sim.command",
     "node": "vla_ros.ros.node_command",
     "play": "vla_ros.ros.play_command",
+    "eval": "vla_ros.replay.eval_command",
     "topic": "vla_ros.ros.topic_command",
 }
 

@@ -1,0 +1,256 @@
+"""`vla-ros eval` end to end: real bags on disk, the real random:tiny policy, the real CLI."""
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+from bagtools import small_config
+
+from vla_ros.cli import main
+from vla_ros.replay.bag_io import BagWriter, bag_info, read_messages
+from vla_ros.replay.pattern_bag import ArcMotion, PatternBagSpec, write_pattern_bag
+from vla_ros.replay.summary import strip_nondeterministic
+from vla_ros.ros import messages
+
+MOTION = ArcMotion(speed=10.0, yaw_rate=0.1)
+START_S = 1000.0
+DT = 0.1
+T = 64
+FAST = ["--model", "random:tiny", "--steps", "2", "--threads", "1", "--no-progress"]
+
+
+def write_config(path: Path, **extra: str) -> Path:
+    lines = ["image: {height: 64, width: 96}", "inference: {max_reasoning_tokens: 4}"]
+    lines += [f"{k}: {v}" for k, v in extra.items()]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def with_calibration(src: Path, dst: Path) -> None:
+    """Copy a pattern bag and add CameraInfo for front_wide plus /tf_static (base_link <- optical)."""
+    body_from_optical = np.array([[0.0, 0.0, 1.0], [-1.0, 0.0, 0.0], [0.0, -1.0, 0.0]])  # 90 deg: (x,y,z,w) below
+    q = (-0.5, 0.5, -0.5, 0.5)
+    from vla_ros.sensors.geometry import quat_to_matrix
+
+    np.testing.assert_allclose(quat_to_matrix(np.array(q)), body_from_optical, atol=1e-12)
+    start = round(START_S * 1e9)
+    with BagWriter(dst) as w:
+        w.write("/tf_static", messages.tf_message([
+            messages.transform_stamped(start, "base_link", "front_wide_optical", (1.7, 0.0, 1.45), q)]), start)
+        w.write("/cameras/front_wide/camera_info", messages.camera_info(start, "front_wide_optical", 96, 64, 40.0, 40.0, 47.5, 31.5), start)
+        for m in read_messages(src):
+            w.write(m.topic, m.msg, m.log_time_ns)
+
+
+@pytest.fixture(scope="module")
+def arc_bag(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    d = tmp_path_factory.mktemp("arc")
+    plain = d / "plain"
+    write_pattern_bag(plain, small_config(), PatternBagSpec(duration_s=9.0, height=64, width=96, start_s=START_S, motion=MOTION))
+    bag = d / "arc_calibrated"
+    with_calibration(plain, bag)
+    return bag
+
+
+@pytest.fixture(scope="module")
+def main_run(arc_bag: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[str]]:
+    d = tmp_path_factory.mktemp("run")
+    cfg = write_config(d / "cfg.yaml")
+    out = d / "out"
+    argv = ["eval", "--bag", str(arc_bag), "--config", str(cfg), "--out", str(out), "--limit", "3", "--samples", "2",
+            "--reasoning", "--seed", "7", *FAST]
+    assert main(argv) == 0
+    return out, argv
+
+
+def arc_pose(t_ns: int) -> np.ndarray:
+    return MOTION.pose((t_ns - round(START_S * 1e9)) / 1e9)[0]
+
+
+def path_xyz(msg) -> np.ndarray:
+    return np.array([[p.pose.position.x, p.pose.position.y, p.pose.position.z] for p in msg.poses])
+
+
+def test_metrics_schema_and_hand_computed_baselines(main_run) -> None:
+    out, _ = main_run
+    m = json.loads((out / "metrics.json").read_text())
+    overall, bag = m["overall"], m["bags"]["arc_calibrated"]
+    for block in (overall, bag):
+        assert block["ticks_evaluated"] == 3
+        assert block["ticks_total"] == block["ticks_evaluated"] + block["ticks_skipped_total"]
+        assert block["ticks_skipped"]["ego_history_short"] == 15
+        for method in ("model", "constant_velocity", "constant_velocity_yaw_rate"):
+            b = block[method]
+            for key in ("ade", "fde", "ade_1s", "fde_1s", "ade_2s", "fde_2s", "ade_3s", "fde_3s", "ade_5s", "fde_5s",
+                        "lateral_ade", "lateral_fde", "longitudinal_ade", "longitudinal_fde", "miss_rate"):
+                assert isinstance(b[key], float), (method, key)
+        assert block["model"]["samples"] == 2 and block["model"]["min_ade"] <= block["model"]["ade"]
+        for stage in ("stack", "vision", "prefill", "reasoning", "denoise", "decode", "policy", "total"):
+            assert set(block["latency_ms"][stage]) >= {"p50", "p95", "p99", "max"}
+    # The ego drives an exact arc: CV + yaw rate is (nearly) perfect, CV has the closed-form error.
+    assert overall["constant_velocity_yaw_rate"]["ade"] < 0.02
+    t = (np.arange(T) + 1) * DT
+    r, w = MOTION.speed / MOTION.yaw_rate, MOTION.yaw_rate
+    cv = np.hypot(r * np.sin(w * t) - MOTION.speed * t, r * (1 - np.cos(w * t)))
+    assert overall["constant_velocity"]["ade"] == pytest.approx(cv.mean(), abs=0.02)
+    assert overall["constant_velocity"]["fde"] == pytest.approx(cv[-1], abs=0.05)
+    assert overall["constant_velocity"]["fde_3s"] == pytest.approx(cv[29], abs=0.02)
+    assert overall["constant_velocity"]["miss_rate"] == 1.0
+    run = m["run"]
+    assert run["model"] == "random:tiny" and run["seed"] == 7 and run["samples"] == 2 and run["reasoning"] is True
+    assert run["command"].startswith("vla-ros eval --bag ") and run["code_version"] and run["device"].startswith("cpu")
+    assert bag["camera_projection"] is True and bag["missing_topics"] == []
+
+
+def test_prediction_bag_contents(main_run) -> None:
+    out, _ = main_run
+    m = json.loads((out / "metrics.json").read_text())
+    bag = out / "predictions.mcap"
+    assert bag.is_file()
+    info = bag_info(bag)
+    assert info.message_counts["/ego/odom"] == 451
+    for topic in ("/vla/trajectory", "/vla/ground_truth_path", "/vla/reasoning", "/vla/baseline/constant_velocity_yaw_rate"):
+        assert info.message_counts[topic] == 3, topic
+    assert info.topic_types["/vla/trajectory"] == "nav_msgs/msg/Path"
+    assert info.topic_types["/vla/reasoning"] == "std_msgs/msg/String"
+    by_topic: dict[str, list] = {}
+    for msg in read_messages(bag, ["/vla/trajectory", "/vla/ground_truth_path"]):
+        by_topic.setdefault(msg.topic, []).append(msg.msg)
+    ades = []
+    for traj, gt in zip(by_topic["/vla/trajectory"], by_topic["/vla/ground_truth_path"]):
+        t0 = traj.header.stamp.sec * 10**9 + traj.header.stamp.nanosec
+        assert traj.header.frame_id == "odom" and gt.header.frame_id == "odom"
+        assert (gt.header.stamp.sec, gt.header.stamp.nanosec) == (traj.header.stamp.sec, traj.header.stamp.nanosec)
+        assert len(traj.poses) == T + 1  # the t0 pose, then 64 waypoints
+        last = traj.poses[-1].header.stamp
+        assert last.sec * 10**9 + last.nanosec == t0 + T * round(DT * 1e9)
+        # The recorded future in odom is the analytic arc.
+        expected = np.array([arc_pose(t0 + k * round(DT * 1e9)) for k in range(T + 1)])
+        np.testing.assert_allclose(path_xyz(gt)[:, :2], expected[:, :2], atol=5e-3)
+        p, g = path_xyz(traj)[1:, :2], path_xyz(gt)[1:, :2]
+        ades.append(np.linalg.norm(p - g, axis=1).mean())
+    # The model's ADE recomputed from the output bag equals metrics.json's.
+    assert np.mean(ades) == pytest.approx(m["overall"]["model"]["ade"], abs=1e-9)
+
+
+def test_report_is_self_contained(main_run) -> None:
+    out, _ = main_run
+    page = (out / "report.html").read_text()
+    assert "src='plots" not in page and 'src="plots' not in page
+    assert page.count("data:image/png;base64,") >= 6  # horizon, 2 latency plots, 3 gallery ticks
+    for text in ("random:tiny", "code version", "device", "vla-ros eval --bag", "reasoning:", "constant velocity + yaw rate"):
+        assert text in page
+    md = (out / "report.md").read_text()
+    links = re.findall(r"\]\((plots/[^)]+\.png)\)", md)
+    assert "plots/error_vs_horizon.png" in links and any("tick_" in x for x in links)
+    for link in links:
+        assert (out / link).is_file()
+    rows = (out / "ticks.csv").read_text().strip().splitlines()
+    assert len(rows) == 4 and rows[0].startswith("bag,tick,")
+
+
+def test_same_inputs_and_seed_give_identical_metrics(main_run, tmp_path: Path) -> None:
+    out, argv = main_run
+    again = list(argv)
+    again[again.index("--out") + 1] = str(tmp_path / "again")
+    assert main(again) == 0
+    a = json.loads((out / "metrics.json").read_text())
+    b = json.loads((tmp_path / "again" / "metrics.json").read_text())
+    for doc in (a, b):
+        doc["run"].pop("command")  # differs only by --out
+        doc["run"].pop("code_version")  # others may commit to this checkout between the runs
+    assert strip_nondeterministic(a) == strip_nondeterministic(b)
+
+
+def test_bad_input_is_counted_not_fatal(arc_bag: Path, tmp_path: Path) -> None:
+    """Dropped frames, a corrupt JPEG and a loop (time jump back) in one bag."""
+    cfg = small_config()
+    src = tmp_path / "src"
+    write_pattern_bag(src, cfg, PatternBagSpec(duration_s=8.5, height=64, width=96, start_s=START_S, motion=MOTION),
+                      keep=lambda v, k: not (v == 1 and k in (17, 18)))
+    bad = tmp_path / "bad"
+    loop_ns = round(8.6e9)
+    with BagWriter(bad) as w:
+        for shift in (0, loop_ns):  # the same recording twice: stamps restart, receive time goes on
+            for m in read_messages(src):
+                msg = m.msg
+                if m.topic.endswith("front_tele/image_raw/compressed") and msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec == round((START_S + 2.0 + 3 * 0.002) * 1e9):
+                    msg = messages.compressed_image(round((START_S + 2.0 + 3 * 0.002) * 1e9), "x", b"not a jpeg")
+                w.write(m.topic, msg, m.log_time_ns + shift)
+    out = tmp_path / "out"
+    assert main(["eval", "--bag", str(bad), "--config", str(write_config(tmp_path / "c.yaml")), "--out", str(out), *FAST]) == 0
+    m = json.loads((out / "metrics.json").read_text())["bags"]["bad"]
+    assert m["time_jumps"] >= 1 and m["odometry"]["segments"] == 2
+    assert m["input_drops"].get("corrupt", 0) >= 2  # once per loop
+    reasons = m["ticks_skipped"]
+    assert any(k.startswith("missing_frame/front_wide") for k in reasons)
+    assert any(k.startswith("missing_frame/front_tele") for k in reasons)
+    assert reasons["future_short"] > 0
+    assert m["ticks_total"] == m["ticks_evaluated"] + m["ticks_skipped_total"]
+    # Both loops contribute evaluated ticks.
+    times = [float(row.split(",")[2]) for row in (out / "ticks.csv").read_text().splitlines()[1:]]
+    assert min(times) < START_S + 8.6 < max(times)
+
+
+def test_nothing_evaluable_exits_1_with_reason(tmp_path: Path, capsys) -> None:
+    short = tmp_path / "short"  # 5 s: no tick has 6.4 s of recorded future
+    write_pattern_bag(short, small_config(), PatternBagSpec(duration_s=5.0, height=64, width=96, motion=MOTION))
+    cfg = write_config(tmp_path / "c.yaml")
+    assert main(["eval", "--bag", str(short), "--config", str(cfg), "--out", str(tmp_path / "o1"), *FAST]) == 1
+    err = capsys.readouterr().err
+    assert "nothing could be evaluated" in err and "future_short" in err
+    m = json.loads((tmp_path / "o1" / "metrics.json").read_text())
+    assert m["overall"]["ticks_evaluated"] == 0 and m["overall"]["model"]["ade"] is None
+    assert (tmp_path / "o1" / "report.html").is_file()
+    # A bag without the configured odometry topic.
+    other = write_config(tmp_path / "other.yaml", ego="{odometry_topic: /other/odom}")
+    assert main(["eval", "--bag", str(short), "--config", str(other), "--out", str(tmp_path / "o2"), *FAST]) == 1
+    err = capsys.readouterr().err
+    assert "topics not in the bag: /other/odom" in err
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--model", "/no/such/model"], "model '/no/such/model' not found"),
+        (["--model", "random:nope"], "unknown model preset 'random:nope'"),
+        (["--model", "random:tiny", "--config", "BAD"], "frames.count"),
+        (["--model", "random:tiny", "--config", "THREE"], "takes 4 cameras, the config lists 3"),
+        (["--model", "random:tiny", "--bag", "/no/such/bag"], "bag '/no/such/bag' does not exist"),
+        (["--model", "random:tiny", "--samples", "0"], "--samples must be >= 1"),
+        (["--model", "random:tiny", "--front-camera", "rear"], "'rear' is not a configured camera"),
+    ],
+)
+def test_errors_stop_before_any_work(arc_bag: Path, tmp_path: Path, capsys, args: list[str], message: str) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("frames: {count: 0}\n")
+    three = tmp_path / "three.yaml"
+    three.write_text("cameras:\n" + "".join(f"  - {{name: c{i}, topic: /c{i}/image_raw/compressed}}\n" for i in range(3)))
+    args = [{"BAD": str(bad), "THREE": str(three)}.get(a, a) for a in args]
+    out = tmp_path / "out"
+    argv = ["eval", "--bag", str(arc_bag), "--out", str(out), "--no-progress", *args]
+    assert main(argv) == 2
+    assert message in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_two_workers_two_bags(arc_bag: Path, tmp_path: Path) -> None:
+    second = tmp_path / "straight"
+    write_pattern_bag(second, small_config(), PatternBagSpec(duration_s=8.5, height=64, width=96, motion=ArcMotion(8.0, 0.0)))
+    out = tmp_path / "out"
+    cfg = write_config(tmp_path / "c.yaml")
+    argv = ["eval", "--bag", str(arc_bag), "--bag", str(second), "--config", str(cfg), "--out", str(out),
+            "--workers", "2", "--limit", "1", "--ablate", "cameras", *FAST]
+    assert main(argv) == 0
+    m = json.loads((out / "metrics.json").read_text())
+    assert list(m["bags"]) == ["arc_calibrated", "straight"]
+    assert m["overall"]["ticks_evaluated"] == 2
+    assert m["run"]["workers"] == 2 and m["run"]["ablate"] == ["cameras"] and m["run"]["model_parameters"] > 0
+    # Straight line: both baselines are exact.
+    assert m["bags"]["straight"]["constant_velocity"]["ade"] < 0.02
+    for name in ("arc_calibrated", "straight"):
+        assert (out / "predictions" / f"{name}.mcap").is_file()
+        assert m["bags"][name]["predictions_bag"] == f"predictions/{name}.mcap"

@@ -1,0 +1,253 @@
+"""`vla-ros eval`: open-loop evaluation of a policy on recorded bags."""
+from __future__ import annotations
+
+import argparse
+
+HELP = "replay bags through the sensing pipeline and the policy; write metrics, a report and an output bag"
+DESCRIPTION = """\
+Replay rosbag2 recordings (MCAP or sqlite3) deterministically in sim time through the same sensing
+pipeline and Policy the node uses. At every tick with a complete stack and a complete recorded
+future, compare the predicted trajectory with the future ego path from odometry (in the t0 ego
+frame), next to two baselines estimated from the same history: constant velocity, and constant
+velocity + yaw rate.
+
+Writes into --out:
+  metrics.json      overall and per-bag metrics (ADE/FDE, horizons, minADE@K, lateral and
+                    longitudinal error, miss rate, skipped ticks by reason, latency percentiles)
+  ticks.csv         one row per evaluated tick
+  report.html       self-contained report (figures embedded)
+  report.md         the same report; figures in plots/*.png
+  predictions.mcap  input odometry + /vla/trajectory, /vla/ground_truth_path, /vla/baseline/*,
+                    /vla/reasoning (with several bags: predictions/<bag>.mcap each)
+
+Exit status: 0 when at least one tick was evaluated, 1 when nothing could be (the reason is
+printed), 2 for a usage, config or model error (reported before any work).
+"""
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--bag", action="append", required=True, metavar="BAG", help="rosbag2 directory or .mcap/.db3 file (repeat for several bags)")
+    p.add_argument("--model", default=None, help="checkpoint directory or preset such as random:tiny (default: config model.path)")
+    p.add_argument("--config", default=None, help="YAML config (default: built-in defaults = config/drive.yaml)")
+    p.add_argument("--out", required=True, help="output directory (created if missing; this command's files in it are replaced)")
+    p.add_argument("--rate", type=float, default=None, help="tick rate in Hz of sim time (default: config inference.rate_hz)")
+    p.add_argument("--steps", type=int, default=None, help="flow-matching steps (default: config inference.steps)")
+    p.add_argument("--samples", type=int, default=None, help="trajectories sampled per tick, K for minADE@K (default: config inference.samples)")
+    p.add_argument("--seed", type=int, default=None, help="noise seed (default: config inference.seed)")
+    p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: config model.device)")
+    p.add_argument("--workers", type=int, default=1, help="bags evaluated in parallel, each worker loading its own model (default 1)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch CPU threads per worker (default: cores // workers; 1 is fastest on a busy machine)")
+    p.add_argument("--reasoning", action=argparse.BooleanOptionalAction, default=None,
+                   help="decode reasoning text at every tick (default: config inference.reasoning)")
+    p.add_argument("--ablate", action="append", choices=["cameras"], default=[],
+                   help="'cameras': replace every camera image by flat grey before the policy")
+    p.add_argument("--limit", type=int, default=None, help="stop each bag after N evaluated ticks (quick runs)")
+    p.add_argument("--front-camera", default=None, help="camera shown in the report gallery (default: front_wide or the first 'front*')")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def _validate_flags(args: argparse.Namespace) -> None:
+    from vla_ros.cli import CommandError
+
+    for flag, low in (("rate", 0.0), ("steps", 1), ("samples", 1), ("workers", 1), ("limit", 1), ("threads", 1)):
+        v = getattr(args, flag)
+        if v is None:
+            continue
+        if (flag == "rate" and not v > low) or (flag != "rate" and v < low):
+            raise CommandError(f"--{flag} must be {'> 0' if flag == 'rate' else f'>= {low}'}, got {v}")
+
+
+def _bag_names(bags: list[str]) -> list[str]:
+    """Unique, file-system safe names: the bag's stem, suffixed _2, _3 ... on collisions."""
+    import re
+    from pathlib import Path
+
+    names: list[str] = []
+    for b in bags:
+        p = Path(b)
+        base = re.sub(r"[^A-Za-z0-9._-]+", "_", p.stem if p.suffix in (".mcap", ".db3") else p.name) or "bag"
+        name, k = base, 2
+        while name in names:
+            name, k = f"{base}_{k}", k + 1
+        names.append(name)
+    return names
+
+
+def run(args: argparse.Namespace) -> int:
+    import csv
+    import json
+    import sys
+    import time
+    from pathlib import Path
+
+    from vla_ros.cli import CommandError
+    from vla_ros.config import load_config
+    from vla_ros.replay.bag_io import BagError, bag_info
+    from vla_ros.replay.eval_runner import (BagJob, ModelSpec, ModelSpecError, check_model, code_version, device_description,
+                                            load_policy, run_jobs, threads_per_worker)
+    from vla_ros.replay.evaluator import EvalOptions, pick_front_camera
+    from vla_ros.replay.report import write_report
+    from vla_ros.replay.summary import METHODS, build_metrics
+
+    _validate_flags(args)
+    config = load_config(args.config)  # ConfigError -> message naming the key, exit 2
+    inf = config.inference
+    model_path = args.model or config.model.path
+    device = args.device or config.model.device
+    if not (device == "cpu" or device.startswith("cuda")):
+        raise CommandError(f"--device must be 'cpu', 'cuda' or 'cuda:N', got {device!r}")
+    options = EvalOptions(
+        rate_hz=args.rate if args.rate is not None else inf.rate_hz,
+        steps=args.steps if args.steps is not None else inf.steps,
+        samples=args.samples if args.samples is not None else inf.samples,
+        seed=args.seed if args.seed is not None else inf.seed,
+        reasoning=args.reasoning if args.reasoning is not None else inf.reasoning,
+        max_reasoning_tokens=inf.max_reasoning_tokens,
+        ablate=tuple(sorted(set(args.ablate))),
+        limit=args.limit,
+        front_camera=args.front_camera,
+        progress=not args.no_progress,
+    )
+    try:
+        pick_front_camera(config, args.front_camera)
+    except ValueError as exc:
+        raise CommandError(str(exc)) from exc
+    for bag in args.bag:  # every bag must at least open before any work starts
+        if not Path(bag).exists():
+            raise CommandError(f"bag '{bag}' does not exist")
+        try:
+            bag_info(bag)
+        except BagError as exc:
+            raise CommandError(str(exc)) from exc
+    spec = ModelSpec(model_path, device, config.model.dtype, inf.backend, max(8, options.samples), max(64, inf.max_reasoning_tokens))
+    workers = max(1, min(args.workers, len(args.bag)))
+    try:
+        check_model(spec, config)
+        policy = load_policy(spec) if workers == 1 else None
+    except ModelSpecError as exc:
+        raise CommandError(str(exc)) from exc
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    names = _bag_names(args.bag)
+    single = len(args.bag) == 1
+    jobs = [
+        BagJob(i, bag, name, str(out / "predictions.mcap") if single else str(out / "predictions" / f"{name}.mcap"))
+        for i, (bag, name) in enumerate(zip(args.bag, names))
+    ]
+    threads = args.threads or threads_per_worker(workers)
+    run_info = {
+        "model": model_path,
+        "model_name": None,
+        "model_parameters": None,
+        "config": str(Path(args.config).resolve()) if args.config else "<built-in defaults>",
+        "config_values": config.to_dict(),
+        "code_version": code_version(),
+        "device": device_description(device, threads),
+        "command": command_line(args),
+        "seed": options.seed,
+        "steps": options.steps,
+        "samples": options.samples,
+        "reasoning": options.reasoning,
+        "max_reasoning_tokens": options.max_reasoning_tokens if options.reasoning else None,
+        "rate_hz": options.rate_hz,
+        "ablate": list(options.ablate),
+        "limit": options.limit,
+        "workers": workers,
+        "backend": inf.backend,
+        "dtype": config.model.dtype,
+    }
+    print(f"evaluating {len(jobs)} bag(s) with {model_path} on {device}, {workers} worker(s) -> {out}", file=sys.stderr)
+
+    def done(r) -> None:
+        print(f"  {r.name}: {r.ticks_evaluated} of {r.ticks_total} ticks evaluated in {r.wall_s:.1f} s", file=sys.stderr)
+
+    import torch
+
+    previous_threads = torch.get_num_threads()
+    wall0 = time.perf_counter()
+    try:
+        if workers == 1:
+            torch.set_num_threads(threads)  # restored below: main() may run inside a larger program
+        evals = run_jobs(jobs, config, options, spec, workers, policy=policy, on_done=done, threads=threads)
+    except ModelSpecError as exc:  # a worker could not load the model
+        raise CommandError(str(exc)) from exc
+    finally:
+        torch.set_num_threads(previous_threads)
+    wall_s = time.perf_counter() - wall0
+    for e in evals:  # the workers report what they loaded
+        run_info.update(e.model_info)
+        if e.predictions_bag:  # relative to --out, so the directory can be moved
+            e.predictions_bag = str(Path(e.predictions_bag).relative_to(out))
+    durations = {e.name: e.ticks_total / options.rate_hz for e in evals}
+    metrics = build_metrics(evals, run_info, durations, wall_s)
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
+    _write_ticks_csv(out / "ticks.csv", evals, METHODS, csv)
+    page, md = write_report(out, metrics, evals)
+
+    overall = metrics["overall"]
+    print(f"ticks: {overall['ticks_total']} replayed, {overall['ticks_evaluated']} evaluated, {overall['ticks_skipped_total']} skipped")
+    for reason, n in overall["ticks_skipped"].items():
+        print(f"  skipped {n:5d} x {reason}")
+    if overall["ticks_evaluated"]:
+        for m in METHODS:
+            b = overall[m]
+            print(f"  {m:28s} ADE {b['ade']:7.3f} m   FDE {b['fde']:7.3f} m   miss rate {b['miss_rate']:.3f}")
+        total = overall["latency_ms"].get("total", {})
+        print(f"  latency total p50 {total.get('p50', 0):.1f} ms, p95 {total.get('p95', 0):.1f} ms; "
+              f"{overall['timing']['ticks_per_s']:.1f} ticks/s ({overall['timing']['realtime_factor']:.2f}x real time)")
+    print(f"report: {page}\nmarkdown: {md}\nmetrics: {out / 'metrics.json'}")
+    if overall["ticks_evaluated"] == 0:
+        print("vla-ros eval: nothing could be evaluated: " + _why_nothing(metrics), file=sys.stderr)
+        return 1
+    return 0
+
+
+def command_line(args: argparse.Namespace) -> str:
+    """The command as parsed, canonical and re-runnable (the same however it was invoked)."""
+    import shlex
+
+    parts = ["vla-ros", "eval"]
+    for bag in args.bag:
+        parts += ["--bag", bag]
+    for flag in ("model", "config", "out", "rate", "steps", "samples", "seed", "device", "workers", "threads", "limit", "front_camera"):
+        v = getattr(args, flag)
+        if v is not None:
+            parts += [f"--{flag.replace('_', '-')}", str(v)]
+    if args.reasoning is not None:
+        parts.append("--reasoning" if args.reasoning else "--no-reasoning")
+    for a in args.ablate:
+        parts += ["--ablate", a]
+    if args.no_progress:
+        parts.append("--no-progress")
+    return shlex.join(parts)
+
+
+def _why_nothing(metrics: dict) -> str:
+    parts = []
+    for name, b in metrics["bags"].items():
+        why = []
+        if b.get("missing_topics"):
+            why.append("topics not in the bag: " + ", ".join(b["missing_topics"]))
+        if b.get("error"):
+            why.append(b["error"])
+        top = sorted(b["ticks_skipped"].items(), key=lambda kv: -kv[1])[:3]
+        if top:
+            why.append("skipped " + ", ".join(f"{k} x{v}" for k, v in top))
+        if not b["ticks_total"]:
+            why.append("no ticks (empty bag)")
+        parts.append(f"{name}: {b['ticks_total']} ticks, none evaluated ({'; '.join(why) or 'no reason recorded'})")
+    return "; ".join(parts)
+
+
+def _write_ticks_csv(path, evals, methods, csv) -> None:
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["bag", "tick", "tick_time_s", "t0_s", *[f"{m}_{k}" for m in methods for k in ("ade", "fde")], "stack_ms", "policy_ms", "total_ms"])
+        for e in evals:
+            for r in e.records:
+                errs = [f"{v:.6f}" for m in methods for v in (r.errors[m].ade, r.errors[m].fde)]
+                t = r.timings_ms
+                w.writerow([e.name, r.index, f"{r.tick_ns / 1e9:.9f}", f"{r.t0_ns / 1e9:.9f}", *errs,
+                            f"{t.get('stack', 0):.3f}", f"{t.get('policy', 0):.3f}", f"{t.get('total', 0):.3f}"])

@@ -1,0 +1,191 @@
+"""Running an evaluation over several bags: model checks before any work, one job per bag,
+sequentially in this process or in worker processes that each load their own model.
+
+Workers are started with the `spawn` method (a fresh interpreter: no inherited torch threads or
+CUDA state) and each gets cores // workers torch threads (unless told otherwise) so that W
+workers do not oversubscribe the machine: OpenMP threads waiting for a busy core slow a small
+model down many times over.
+"""
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import platform
+import subprocess
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from vla_ros.config import Config
+from vla_ros.replay.evaluator import BagEvaluation, EvalOptions, evaluate_bag
+
+_LOG = logging.getLogger("vla_ros.replay")
+
+
+class ModelSpecError(ValueError):
+    """The model cannot be used with this config (missing, corrupt, or shaped differently)."""
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    path: str
+    device: str
+    dtype: str
+    backend: str
+    max_samples: int
+    max_reasoning_tokens: int
+
+    def load(self) -> Any:
+        """The Policy (heavy imports here, so the CLI stays fast)."""
+        from vla_ros.runtime.policy import Policy
+
+        return Policy.from_pretrained(self.path, device=self.device, dtype=self.dtype, backend=self.backend,
+                                      max_samples=self.max_samples, max_reasoning_tokens=self.max_reasoning_tokens)
+
+
+@dataclass(frozen=True)
+class BagJob:
+    index: int
+    bag: str
+    name: str
+    predictions_bag: str | None
+
+
+def check_model(spec: ModelSpec, config: Config) -> Any:
+    """Everything that can be checked without building the network: the preset name or the
+    checkpoint directory and its config.json, the device, and that the model takes the stacks
+    this config assembles. Returns the model's VLAConfig. Raises ModelSpecError."""
+    from vla_ros.model.config import ModelConfigError, VLAConfig
+    from vla_ros.model.presets import UnknownPresetError, is_preset, preset_config
+
+    if spec.device.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise ModelSpecError(f"device '{spec.device}' requested but CUDA is not available on this machine")
+    if is_preset(spec.path):
+        try:
+            model_cfg = preset_config(spec.path)
+        except UnknownPresetError as exc:
+            raise ModelSpecError(str(exc)) from exc
+    else:
+        root = Path(spec.path)
+        if not root.exists():
+            raise ModelSpecError(
+                f"model '{spec.path}' not found: no such checkpoint directory, and not a preset (presets look like 'random:tiny')")
+        if not root.is_dir():
+            raise ModelSpecError(f"model '{spec.path}' is a file; a checkpoint is a directory with config.json and model.safetensors")
+        if not (root / "config.json").is_file():
+            raise ModelSpecError(f"model '{spec.path}' has no config.json: not a vla_ros checkpoint directory")
+        try:
+            model_cfg = VLAConfig.load(root / "config.json")
+        except (ModelConfigError, ValueError, OSError) as exc:
+            raise ModelSpecError(f"model '{spec.path}': {exc}") from exc
+    problems = []
+    if model_cfg.image.num_cameras != len(config.cameras):
+        problems.append(f"it takes {model_cfg.image.num_cameras} cameras, the config lists {len(config.cameras)}")
+    if model_cfg.image.num_frames != config.frames.count:
+        problems.append(f"it takes {model_cfg.image.num_frames} frames per camera, the config has frames.count {config.frames.count}")
+    if model_cfg.history.steps != config.ego.history_steps:
+        problems.append(f"it takes {model_cfg.history.steps} history poses, the config has ego.history_steps {config.ego.history_steps}")
+    if problems:
+        raise ModelSpecError(f"model '{spec.path}' does not fit the config: " + "; ".join(problems))
+    return model_cfg
+
+
+def load_policy(spec: ModelSpec) -> Any:
+    """Load the policy; every loading failure becomes a ModelSpecError naming the model."""
+    try:
+        return spec.load()
+    except (ValueError, OSError, RuntimeError) as exc:  # CheckpointError, bad dtype/backend, torch errors
+        raise ModelSpecError(f"cannot load model '{spec.path}': {exc}") from exc
+
+
+def code_version() -> str:
+    """`git describe` of the source tree this package runs from, else the package version."""
+    from vla_ros import __version__
+
+    root = Path(__file__).resolve().parents[2]
+    if (root / ".git").exists():
+        try:
+            done = subprocess.run(["git", "describe", "--always", "--dirty", "--tags"], cwd=root, capture_output=True, text=True, timeout=10)
+            if done.returncode == 0 and done.stdout.strip():
+                return f"git {done.stdout.strip()} (vla_ros {__version__})"
+        except (OSError, subprocess.SubprocessError):
+            pass
+    return f"vla_ros {__version__}"
+
+
+def device_description(device: str, threads: int | None = None) -> str:
+    import torch
+
+    if device.startswith("cuda") and torch.cuda.is_available():
+        name = torch.cuda.get_device_name(torch.device(device))
+    else:
+        name = _cpu_name()
+    t = threads if threads is not None else torch.get_num_threads()
+    return f"{device} ({name}); torch {torch.__version__}, {t} CPU thread(s) per worker"
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip() + f" x{os.cpu_count()}"
+    except OSError:
+        pass
+    return (platform.processor() or platform.machine()) + f" x{os.cpu_count()}"
+
+
+# ------------------------------------------------------------------------------ workers
+
+_WORKER: dict[str, Any] = {}
+
+
+def _init_worker(spec: ModelSpec, config: Config, options: EvalOptions, workers: int, threads: int) -> None:
+    import torch
+
+    torch.set_num_threads(threads)
+    _WORKER.update(policy=load_policy(spec), config=config, options=options, workers=workers)
+
+
+def _run_job(job: BagJob) -> BagEvaluation:
+    return evaluate_bag(job.bag, _WORKER["config"], _WORKER["policy"], _WORKER["options"], name=job.name,
+                        predictions_bag=job.predictions_bag, progress_position=job.index % _WORKER["workers"])
+
+
+def threads_per_worker(workers: int) -> int:
+    return max(1, (os.cpu_count() or 1) // max(workers, 1))
+
+
+def run_jobs(
+    jobs: list[BagJob],
+    config: Config,
+    options: EvalOptions,
+    spec: ModelSpec,
+    workers: int,
+    policy: Any = None,
+    on_done: Callable[[BagEvaluation], None] | None = None,
+    threads: int | None = None,
+) -> list[BagEvaluation]:
+    """Evaluate every job; results in job order. With workers == 1 the given (or a newly
+    loaded) policy runs in this process."""
+    results: list[BagEvaluation] = []
+    workers = max(1, min(workers, len(jobs)))
+    if workers == 1:
+        policy = policy if policy is not None else load_policy(spec)
+        for job in jobs:
+            r = evaluate_bag(job.bag, config, policy, options, name=job.name, predictions_bag=job.predictions_bag, progress_position=0)
+            results.append(r)
+            if on_done:
+                on_done(r)
+        return results
+    ctx = multiprocessing.get_context("spawn")
+    with ctx.Pool(workers, initializer=_init_worker, initargs=(spec, config, options, workers, threads or threads_per_worker(workers))) as pool:
+        for r in pool.imap(_run_job, jobs):  # imap keeps job order
+            results.append(r)
+            if on_done:
+                on_done(r)
+    return results

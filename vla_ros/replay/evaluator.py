@@ -1,0 +1,289 @@
+"""Open-loop evaluation of one bag: replay it through the sensing pipeline in sim time, run the
+policy at every tick that has a complete stack and a complete recorded future, and compare the
+prediction (and two kinematic baselines) with what the car really did.
+
+Deterministic: the ticks, stacks and ground truth depend only on the bag and the config; the
+policy's noise at a tick is drawn from a generator seeded by (seed, t0), so a result does not
+depend on --limit, on the other bags or on which worker ran the bag.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from vla_ros.config import CameraConfig, Config
+from vla_ros.replay.bag_io import bag_info
+from vla_ros.replay.baselines import baseline_predictions
+from vla_ros.replay.camera_model import CameraModel, load_camera_model
+from vla_ros.replay.ground_truth import Future, FutureUnavailable, OdometryTrack
+from vla_ros.replay.metrics import MethodErrors, trajectory_errors
+from vla_ros.replay.prediction_bag import write_prediction_bag
+from vla_ros.replay.tick_replay import count_ticks, replay_ticks
+from vla_ros.sensors.frame_stack import FrameStack, StackSkip
+from vla_ros.sensors.pipeline import SensingPipeline
+from vla_ros.sensors.stamps import to_ns
+
+_LOG = logging.getLogger("vla_ros.replay")
+
+ABLATIONS = ("cameras",)
+ABLATION_GREY = 128
+MODEL = "model"
+
+
+@dataclass(frozen=True)
+class EvalOptions:
+    rate_hz: float
+    steps: int
+    samples: int
+    seed: int
+    reasoning: bool
+    max_reasoning_tokens: int
+    ablate: tuple[str, ...] = ()
+    limit: int | None = None  # evaluated ticks per bag
+    front_camera: str | None = None
+    progress: bool = True
+    gallery_keep: int = 4  # per bag: worst and most typical ticks whose camera image is kept
+
+
+@dataclass
+class TickRecord:
+    """One evaluated tick. Positions in the t0 ego frame unless named odom."""
+
+    bag: str
+    index: int
+    tick_ns: int
+    t0_ns: int
+    dt_s: float
+    pose_t0_xyz: np.ndarray  # (3,) odom
+    pose_t0_rot: np.ndarray  # (3, 3) odom
+    history_xyz: np.ndarray  # (N, 3)
+    future: Future
+    pred_xyz: np.ndarray  # (S, T, 3)
+    pred_rot: np.ndarray | None  # (S, T, 3, 3)
+    baselines: dict[str, np.ndarray]  # name -> (T, 3)
+    errors: dict[str, MethodErrors]  # "model" and baseline names
+    timings_ms: dict[str, float]
+    reasoning: str | None
+    front_jpeg: bytes | None = None  # newest front-camera frame (model input size)
+
+    @property
+    def ade(self) -> float:
+        return self.errors[MODEL].ade
+
+
+@dataclass
+class BagEvaluation:
+    name: str
+    path: str
+    dt_s: float
+    samples: int
+    waypoints: int
+    ticks_total: int = 0
+    skipped: Counter[str] = field(default_factory=Counter)
+    records: list[TickRecord] = field(default_factory=list)
+    missing_topics: list[str] = field(default_factory=list)
+    sensing: dict[str, Any] = field(default_factory=dict)
+    odometry: dict[str, int] = field(default_factory=dict)
+    camera: CameraModel | None = None
+    front_camera: str | None = None
+    error: str | None = None
+    predictions_bag: str | None = None
+    wall_s: float = 0.0
+    model_info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ticks_evaluated(self) -> int:
+        return len(self.records)
+
+
+def model_info(policy: Any) -> dict[str, Any]:
+    """Name and parameter count of the policy's network, for the report."""
+    model = getattr(policy, "model", None)
+    params = sum(p.numel() for p in model.parameters()) if model is not None else None
+    return {"model_name": getattr(getattr(policy, "config", None), "name", None) or None, "model_parameters": params}
+
+
+def tick_seed(seed: int, t0_ns: int) -> int:
+    """A 63-bit seed for the noise at one tick, from the run seed and the tick's t0."""
+    state = np.random.SeedSequence([int(seed) & 0xFFFFFFFF, int(t0_ns) & 0xFFFFFFFFFFFFFFFF]).generate_state(2, np.uint32)
+    return (int(state[0]) << 31) ^ int(state[1])
+
+
+def pick_front_camera(config: Config, name: str | None) -> tuple[int, CameraConfig]:
+    """The camera shown in the gallery: `name`, else front_wide, else the first 'front*', else the first."""
+    cams = list(config.cameras)
+    if name is not None:
+        for i, c in enumerate(cams):
+            if c.name == name:
+                return i, c
+        raise ValueError(f"--front-camera {name!r} is not a configured camera ({', '.join(config.camera_names)})")
+    for pred in (lambda c: c.name == "front_wide", lambda c: "front" in c.name):
+        for i, c in enumerate(cams):
+            if pred(c):
+                return i, c
+    return 0, cams[0]
+
+
+def ablate(stack: FrameStack, ablations: tuple[str, ...]) -> FrameStack:
+    """`cameras`: every image replaced by flat grey (measures how much the policy uses vision)."""
+    if "cameras" in ablations:
+        stack = dataclasses.replace(stack, images=np.full_like(stack.images, ABLATION_GREY))
+    return stack
+
+
+def _encode_jpeg(img: np.ndarray) -> bytes:
+    from vla_ros.ros.messages import encode_jpeg
+
+    return encode_jpeg(np.ascontiguousarray(img), quality=85)
+
+
+def evaluate_bag(
+    bag: str | Path,
+    config: Config,
+    policy: Any,
+    options: EvalOptions,
+    name: str | None = None,
+    predictions_bag: str | Path | None = None,
+    progress_position: int = 0,
+) -> BagEvaluation:
+    """Evaluate one bag with a loaded `Policy`. Bad input never raises: it is counted in
+    `skipped` (by reason) or, if the bag stops being readable, noted in `error`."""
+    import torch
+    from tqdm import tqdm
+
+    start = time.perf_counter()
+    bag = Path(bag)
+    T = int(policy.num_waypoints)
+    dt = float(policy.config.action_space.dt)
+    result = BagEvaluation(name or bag.stem, str(bag), dt, options.samples, T, model_info=model_info(policy))
+    info = bag_info(bag)
+    wanted = [c.topic for c in config.cameras] + [config.ego.odometry_topic]
+    result.missing_topics = [t for t in wanted if info.message_counts.get(t, 0) == 0]
+    front_index, front_cam = pick_front_camera(config, options.front_camera)
+    result.front_camera = front_cam.name
+    try:
+        result.camera = load_camera_model(bag, info, front_cam, config.ego.child_frame_id)
+    except Exception as exc:  # noqa: BLE001 - a broken calibration only costs the overlay
+        _LOG.warning("%s: cannot read camera calibration (%s); no projected paths", bag, exc)
+    track = OdometryTrack.from_bag(bag, config.ego.odometry_topic, to_ns(config.ego.max_gap_s), to_ns(config.sensing.time_jump_s))
+    result.odometry = {"messages": len(track.messages), "usable": len(track), "dropped": track.dropped, "segments": track.num_segments}
+
+    size = None if config.image.override_model else getattr(policy, "image_size_hw", None)
+    pipeline = SensingPipeline(config, image_size_hw=size)
+    # The embedding cache is keyed by (camera, stamp): another bag may reuse the same stamps.
+    if hasattr(policy, "vision_cache"):
+        policy.vision_cache.clear()
+    horizon_s = (np.arange(T) + 1) * dt
+    logged_policy_errors: set[str] = set()
+    ticks = replay_ticks(bag, pipeline, options.rate_hz)
+    bar = tqdm(total=count_ticks(bag, options.rate_hz), desc=result.name[:24], unit="tick", position=progress_position,
+               leave=True, disable=not options.progress, dynamic_ncols=True)
+    try:
+        while options.limit is None or result.ticks_evaluated < options.limit:
+            t_stack = time.perf_counter()
+            try:
+                tick = next(ticks, None)
+            except Exception as exc:  # noqa: BLE001 - a bag that breaks mid-way keeps what was evaluated
+                result.error = f"bag became unreadable after {result.ticks_total} ticks: {exc}"
+                _LOG.warning("%s: %s", bag, result.error)
+                break
+            if tick is None:
+                break
+            stack_ms = (time.perf_counter() - t_stack) * 1e3
+            result.ticks_total += 1
+            bar.update(1)
+            stack = tick.result
+            if isinstance(stack, StackSkip):
+                result.skipped[stack.key] += 1
+                continue
+            hist = stack.history
+            try:
+                future = track.future(tick.time_ns, stack.t0_ns, hist.pose_t0_xyz, hist.pose_t0_rot, T, dt)
+            except FutureUnavailable as exc:
+                result.skipped[exc.key] += 1
+                continue
+            generator = torch.Generator(device="cpu").manual_seed(tick_seed(options.seed, stack.t0_ns))
+            t_policy = time.perf_counter()
+            try:
+                out = policy.act(
+                    ablate(stack, options.ablate),
+                    reasoning=options.reasoning,
+                    max_reasoning_tokens=options.max_reasoning_tokens if options.reasoning else None,
+                    samples=options.samples,
+                    steps=options.steps,
+                    generator=generator,
+                )
+            except (ValueError, RuntimeError) as exc:  # bad input or NaN output: counted, not fatal
+                key = f"policy_error/{type(exc).__name__}"
+                result.skipped[key] += 1
+                if key not in logged_policy_errors:
+                    logged_policy_errors.add(key)
+                    _LOG.warning("%s: policy failed at t0=%.3f (%s); further failures of this kind are only counted", bag, stack.t0, exc)
+                continue
+            policy_ms = (time.perf_counter() - t_policy) * 1e3
+            timings = {k[:-3]: float(v) for k, v in out.timings_ms.items() if k.endswith("_ms") and k != "total_ms"}
+            timings["stack"] = stack_ms
+            timings["policy"] = float(out.timings_ms.get("total_ms", policy_ms))
+            timings["total"] = stack_ms + policy_ms
+            baselines = baseline_predictions(hist, horizon_s)
+            errors = {MODEL: trajectory_errors(out.xyz, future)}
+            errors.update({k: trajectory_errors(v, future) for k, v in baselines.items()})
+            result.records.append(
+                TickRecord(
+                    bag=result.name,
+                    index=tick.index,
+                    tick_ns=tick.time_ns,
+                    t0_ns=stack.t0_ns,
+                    dt_s=float(out.dt),
+                    pose_t0_xyz=hist.pose_t0_xyz,
+                    pose_t0_rot=hist.pose_t0_rot,
+                    history_xyz=hist.xyz,
+                    future=future,
+                    pred_xyz=np.asarray(out.xyz, dtype=np.float64),
+                    pred_rot=None if out.rot is None else np.asarray(out.rot[:1], dtype=np.float64),
+                    baselines=baselines,
+                    errors=errors,
+                    timings_ms=timings,
+                    reasoning=out.reasoning,
+                    front_jpeg=_encode_jpeg(stack.images[front_index, -1]),
+                )
+            )
+            bar.set_postfix(evaluated=result.ticks_evaluated, refresh=False)
+    finally:
+        bar.close()
+        ticks.close()
+    result.sensing = pipeline.stats()
+    _keep_gallery_images(result.records, options.gallery_keep)
+    if predictions_bag is not None:
+        write_prediction_bag(
+            predictions_bag,
+            config.ego.odometry_topic,
+            track.messages,
+            result.records,
+            config.outputs.frame_id,
+            config.outputs.trajectory_topic,
+            config.outputs.reasoning_topic,
+        )
+        result.predictions_bag = str(predictions_bag)
+    result.wall_s = time.perf_counter() - start
+    return result
+
+
+def _keep_gallery_images(records: list[TickRecord], keep: int) -> None:
+    """Drop camera images except those of the `keep` worst and `keep` most typical ticks (the
+    overall worst ticks are among the per-bag worst, so the report loses nothing)."""
+    if not records:
+        return
+    ade = np.array([r.ade for r in records])
+    worst = set(np.argsort(-ade, kind="stable")[:keep].tolist())
+    typical = set(np.argsort(np.abs(ade - np.median(ade)), kind="stable")[:keep].tolist())
+    for i, r in enumerate(records):
+        if i not in worst and i not in typical:
+            r.front_jpeg = None
