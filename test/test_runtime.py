@@ -19,9 +19,12 @@ def policy() -> Policy:
     return Policy.from_pretrained("random:tiny", device="cpu", dtype="float32")
 
 
+HW = dict(height=96, width=224)  # the tiny model's input size: no resize, fast tests
+
+
 @pytest.fixture(scope="module")
 def tick():
-    return synthetic_inputs(0, speed=6.0, yaw_rate=0.1)
+    return synthetic_inputs(0, speed=6.0, yaw_rate=0.1, **HW)
 
 
 @pytest.fixture(scope="module")
@@ -135,9 +138,9 @@ def test_c_reasoning_equals_generate(policy, tick, reference):
 def test_vision_cache_reuses_frames_and_equals_fresh_encode(policy):
     fresh = Policy(policy.model, policy.tokenizer)  # empty cache
     policy.vision_cache.clear()
-    first = policy.prefill(synthetic_inputs(0))
+    first = policy.prefill(synthetic_inputs(0, **HW))
     assert (first.vision_encoded, first.vision_reused) == (16, 0)
-    nxt = synthetic_inputs(1)  # each camera moves on by one frame
+    nxt = synthetic_inputs(1, **HW)  # each camera moves on by one frame
     ctx = policy.prefill(nxt)
     assert (ctx.vision_encoded, ctx.vision_reused) == (4, 12)  # one new image per camera
     cached_keys = [k.clone() for k in policy.kv.keys]
@@ -146,7 +149,7 @@ def test_vision_cache_reuses_frames_and_equals_fresh_encode(policy):
     for a, b in zip(cached_keys, fresh.kv.keys):
         assert float((a[:, :, :ctx.length] - b[:, :, :ref.length]).abs().max()) <= 1e-6
     # per-image embeddings: cached entries equal encoding that image alone
-    key = (nxt.camera_names[2], int(nxt.stamps_ns[2, 0]), 320, 576)
+    key = (nxt.camera_names[2], int(nxt.stamps_ns[2, 0]), 96, 224)
     cached = policy.vision_cache.get(key)
     with torch.inference_mode():
         alone, _ = fresh.encode_images(nxt.images[2, :1], None)
@@ -170,7 +173,7 @@ def test_act_outputs_a_trajectory(policy, tick):
 def test_cuda_graph_denoise_equals_eager():
     eager = Policy.from_pretrained("random:tiny", device="cuda", dtype="float32", cuda_graph=False)
     graph = Policy(eager.model, eager.tokenizer, cuda_graph=True)
-    tick = synthetic_inputs(0)
+    tick = synthetic_inputs(0, **HW)
     noise = _noise(2).cuda()
     a = eager.denoise(eager.prefill(tick), noise=noise, steps=10)
     ctx = graph.prefill(tick)

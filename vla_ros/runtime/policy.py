@@ -194,10 +194,10 @@ class Policy:
             t0 = self._now()
             cache = kv.cache()
             logits = context.logits
+            if kv.length + max_tokens > kv.capacity:  # fail before decoding anything
+                raise KVCapacityError(f"{max_tokens} reasoning tokens do not fit the {kv.capacity - kv.length} free "
+                                      "cache slots; prefill with a larger reasoning_budget")
             for _ in range(max_tokens):
-                if kv.length + 1 > kv.capacity:
-                    raise KVCapacityError(f"reasoning needs more than the {kv.capacity - context.prompt_length} reserved "
-                                          "cache slots; prefill with a larger reasoning_budget")
                 scores = logits.masked_fill(self._suppress, float("-inf"))
                 if greedy:
                     tok = int(scores.argmax(dim=-1))
