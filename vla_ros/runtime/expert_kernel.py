@@ -9,6 +9,8 @@ state dict is unchanged. Per layer:
 
 The new suffix K/V are written into their fixed slots of the preallocated buffers; the attention
 reads the buffer views [0, kv_len). The same code runs eagerly and inside a CUDA graph.
+Move the model (device/dtype) before wrapping it in a Policy, not after: the fused tensors are
+made once per model.
 """
 from __future__ import annotations
 
@@ -57,12 +59,13 @@ class ExpertKernel:
         self.head_dim = cfg.head_dim
         self.layers = list(expert.layers)
         self.norm = expert.norm
-        self.qkv: list[tuple[torch.Tensor, torch.Tensor | None]] = []
-        self.gate_up: list[torch.Tensor] = []
-        for layer in self.layers:
-            attn, mlp = layer.self_attn, layer.mlp
-            self.qkv.append(_fuse([attn.q_proj, attn.k_proj, attn.v_proj]))
-            self.gate_up.append(_fuse([mlp.gate_proj, mlp.up_proj])[0])
+        fused = getattr(expert, "_vla_ros_fused", None)
+        if fused is None:  # fuse once per model, even if several policies wrap it
+            fused = ([_fuse([l.self_attn.q_proj, l.self_attn.k_proj, l.self_attn.v_proj]) for l in self.layers],
+                     [_fuse([l.mlp.gate_proj, l.mlp.up_proj])[0] for l in self.layers])
+            expert._vla_ros_fused = fused
+        self.qkv: list[tuple[torch.Tensor, torch.Tensor | None]] = fused[0]
+        self.gate_up: list[torch.Tensor] = fused[1]
         self.q_size = self.num_heads * self.head_dim
         self.kv_size = self.kv_heads * self.head_dim
         self.eps = cfg.rms_norm_eps
