@@ -49,9 +49,8 @@ def main() -> int:
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
 
-    domain = 150 + os.getpid() % 80
-    env = {**os.environ, "ROS_DOMAIN_ID": str(domain), "ROS_LOCALHOST_ONLY": "1"}
-    os.environ["ROS_LOCALHOST_ONLY"] = "1"
+    domain = 20 + os.getpid() % 80  # ids above 101 put Cyclone's ports in Linux's ephemeral range
+    env = {**os.environ, "ROS_DOMAIN_ID": str(domain)}
     config = Config()
     log = tempfile.NamedTemporaryFile("w+", suffix=".log", delete=False)
     cmd = [sys.executable, "-m", "vla_ros.cli", "node", "--transport", "dds", "--model", args.model]

@@ -21,7 +21,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from vla_ros.config import Config  # noqa: E402
-from vla_ros.replay import messages  # noqa: E402
+from vla_ros.ros import messages  # noqa: E402
 from vla_ros.replay.pattern_bag import PatternBagSpec, write_pattern_bag  # noqa: E402
 from vla_ros.sim.camera import RIG  # noqa: E402
 from vla_ros.sim.record import RecordSpec, camera_times, record, world_for  # noqa: E402

@@ -25,12 +25,22 @@ from vla_ros.sensors.geometry import yaw_to_quat  # noqa: E402
 NODE_START_TIMEOUT_S = 120.0  # importing torch + building the model on a loaded 2-core machine
 
 
+_used_domains: set[int] = set()
+
+
 def _domain() -> int:
-    return 100 + (os.getpid() + int(time.time())) % 100
+    """A domain of its own per test. On Linux only ids 0..101 keep Cyclone's ports out of the
+    ephemeral range; the DDS transport tests draw from 20..101 at random, so collisions are
+    possible but harmless (extra, unrelated topics)."""
+    d = 60 + (os.getpid() + int(time.time())) % 42
+    while d in _used_domains:
+        d = 60 + (d - 59) % 42
+    _used_domains.add(d)
+    return d
 
 
 def _env(domain: int) -> dict[str, str]:
-    return {**os.environ, "ROS_DOMAIN_ID": str(domain), "ROS_LOCALHOST_ONLY": "1", "PYTHONUNBUFFERED": "1"}
+    return {**os.environ, "ROS_DOMAIN_ID": str(domain), "PYTHONUNBUFFERED": "1"}
 
 
 # This CPU runs random:tiny at a few hundred ms per tick while the test publishes beside it;
@@ -126,9 +136,8 @@ class LivePublisher:
             time.sleep(max(0.0, 0.02 - (time.time_ns() - now) / 1e9))
 
 
-def test_live_node_follows_inputs_falls_back_when_cameras_stop_and_recovers(tmp_path, monkeypatch):
+def test_live_node_follows_inputs_falls_back_when_cameras_stop_and_recovers(tmp_path):
     domain = _domain()
-    monkeypatch.setenv("ROS_LOCALHOST_ONLY", "1")
     config = Config()
     proc = _node(tmp_path, domain)
     log = tmp_path / "node.log"
@@ -177,9 +186,8 @@ def test_live_node_follows_inputs_falls_back_when_cameras_stop_and_recovers(tmp_
     assert "stopped:" in log.read_text()
 
 
-def test_sim_time_node_with_play_clock_stamps_outputs_with_bag_t0s(tmp_path, monkeypatch):
+def test_sim_time_node_with_play_clock_stamps_outputs_with_bag_t0s(tmp_path):
     domain = _domain()
-    monkeypatch.setenv("ROS_LOCALHOST_ONLY", "1")
     config = Config()
     bag = tmp_path / "bag"
     spec = PatternBagSpec(duration_s=8.0, height=160, width=288)
@@ -194,7 +202,7 @@ def test_sim_time_node_with_play_clock_stamps_outputs_with_bag_t0s(tmp_path, mon
             out = Outputs(dds)
             out.wait_for(lambda: "drive node running" in log.read_text(), NODE_START_TIMEOUT_S, "node start", log)
             play = subprocess.run(
-                [sys.executable, "-m", "vla_ros.cli", "play", "--bag", str(bag), "--transport", "dds", "--clock", "--start-delay", "1"],
+                [sys.executable, "-m", "vla_ros.cli", "play", "--bag", str(bag), "--transport", "dds", "--clock", "--wait-subscribers", "20", "--start-delay", "0.5"],
                 env=_env(domain),
                 capture_output=True,
                 text=True,

@@ -21,7 +21,7 @@ COMMANDS: dict[str, str] = {
     "pattern-bag": "vla_ros.replay.pattern_bag_command",
     "sim": "vla_ros.sim.command",
     "node": "vla_ros.ros.node_command",
-    "play": "vla_ros.ros.play_command",
+    "play": "vla_ros.replay.play_command",
     "eval": "vla_ros.replay.eval_command",
     "topic": "vla_ros.ros.topic_command",
 }

@@ -37,7 +37,7 @@ from cyclonedds.sub import DataReader
 from cyclonedds.topic import Topic
 from cyclonedds.util import duration
 
-from vla_ros.replay.bag_io import TYPESTORE
+from vla_ros.ros.messages import TYPESTORE
 from vla_ros.ros.dds_types import dds_topic_name, dds_type_name, idl_class, normalize_msgtype, to_rosbags
 
 log = logging.getLogger(__name__)

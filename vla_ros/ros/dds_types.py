@@ -20,7 +20,7 @@ from cyclonedds.idl import IdlStruct, make_idl_struct
 from cyclonedds.idl import types as idl
 from rosbags.interfaces import Nodetype
 
-from vla_ros.replay.bag_io import TYPESTORE
+from vla_ros.ros.messages import TYPESTORE
 
 # ROS .msg base type -> cyclonedds annotation. ROS 2 `char` is an unsigned byte (rosidl maps it
 # to uint8), `byte` is an IDL octet.

@@ -137,7 +137,7 @@ def to_plain(msg: Any, full: bool = False, limit: int = 64) -> Any:
     msgtype = getattr(msg, "__msgtype__", None)
     if msgtype is None:
         return msg.item() if hasattr(msg, "item") else msg
-    from vla_ros.replay.bag_io import TYPESTORE
+    from vla_ros.ros.messages import TYPESTORE
 
     names = [name for name, _ in TYPESTORE.fielddefs[msgtype][1]] if msgtype in TYPESTORE.fielddefs else list(vars(msg))
     return {name: to_plain(getattr(msg, name), full, limit) for name in names if name != "__msgtype__"}

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from vla_ros.config import CameraConfig, Config
-from vla_ros.replay import messages
+from vla_ros.ros import messages
 from vla_ros.replay.bag_io import BagFormat, BagWriter
 from vla_ros.sim.camera import RIG, CameraSpec, intrinsics, matrix_to_quat, rotation
 from vla_ros.sim.labels import LABEL_HORIZON_S, ground_truth_json

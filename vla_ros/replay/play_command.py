@@ -118,7 +118,7 @@ def run(args: argparse.Namespace) -> int:
         raise CommandError(f"the DDS transport needs the 'cyclonedds' Python package ({exc})") from exc
     from rosbags.highlevel import AnyReader
 
-    from vla_ros.replay.bag_io import TYPESTORE
+    from vla_ros.ros.messages import TYPESTORE
 
     if not args.bag.exists():
         raise CommandError(f"bag '{args.bag}' does not exist")
