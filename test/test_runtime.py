@@ -198,3 +198,29 @@ def test_act_takes_a_frame_stack(policy):
                        images=inp.images, stamps_ns=inp.stamps_ns, history=hist, slot_error_ms=np.zeros((4, 4)))
     out = policy.act(stack, steps=2)
     assert out.xyz.shape == (1, 64, 3) and out.t0_ns == inp.t0_ns and np.isfinite(out.xyz).all()
+
+
+def test_sampled_reasoning_is_seeded_and_never_emits_trajectory_tokens(policy, tick):
+    ids = policy.tokenizer.ids
+    runs = []
+    for _ in range(2):
+        ctx = policy.prefill(tick, reasoning_budget=6)
+        policy.reason(ctx, max_tokens=6, greedy=False, temperature=0.8, top_p=0.9,
+                      generator=torch.Generator().manual_seed(7))
+        runs.append(ctx.reasoning_ids)
+    assert runs[0] == runs[1] and 1 <= len(runs[0]) <= 6
+    assert all(not (ids.traj_first <= t < ids.traj_first + ids.traj_count) for t in runs[0])
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="bf16 CUDA policy needs a CUDA GPU (none here)")
+def test_cuda_bf16_act_is_close_to_fp32_cpu():
+    gpu = Policy.from_pretrained("random:tiny", device="cuda")  # bf16 + CUDA graph by default
+    assert gpu.dtype == torch.bfloat16 and gpu.use_cuda_graph
+    cpu = Policy.from_pretrained("random:tiny")
+    tick = synthetic_inputs(0, **HW)
+    noise = _noise(1)
+    a = gpu.act(tick, noise=noise.cuda(), steps=10)
+    b = cpu.act(tick, noise=noise, steps=10)
+    assert np.isfinite(a.xyz).all()
+    std = np.array(cpu.model.stats.std)
+    assert (np.abs(a.actions - b.actions) / std).max() < 0.1  # bf16 vs fp32, in normalized units
