@@ -76,8 +76,10 @@ class Outputs:
     def __init__(self, dds: DdsTransport) -> None:
         self.paths: list[tuple[float, object]] = []
         self.diags: list[tuple[float, dict[str, str]]] = []
+        self.autoware: list[object] = []
         self.lock = threading.Lock()
         dds.subscribe("/vla/trajectory", "nav_msgs/msg/Path", self._path)
+        dds.subscribe("/vla/autoware_trajectory", "autoware_planning_msgs/msg/Trajectory", self.autoware.append)
         dds.subscribe("/diagnostics", "diagnostic_msgs/msg/DiagnosticArray", self._diag)
 
     def _path(self, msg) -> None:
@@ -159,6 +161,20 @@ def test_live_node_follows_inputs_falls_back_when_cameras_stop_and_recovers(tmp_
                     stamps = [_stamp(p) for p in m.poses]
                     assert stamps == sorted(stamps) and stamps[0] >= _stamp(m)
                     assert all(p.header.frame_id == "odom" for p in m.poses)
+                # the same trajectories as autoware_planning_msgs/Trajectory, with velocities
+                def first_time(a) -> int:
+                    d = a.points[0].time_from_start
+                    return _stamp(a) + d.sec * 1_000_000_000 + d.nanosec
+
+                by_time = {_stamp(m.poses[0]): m for m in policy}
+                twins = [a for a in list(out.autoware) if first_time(a) in by_time]
+                assert twins
+                for a in twins[:5]:
+                    path = by_time[first_time(a)]
+                    assert _stamp(a) == _stamp(path)
+                    assert a.header.frame_id == "odom" and len(a.points) == len(path.poses)
+                    assert a.points[1].pose.position.x == pytest.approx(path.poses[1].pose.position.x)
+                    assert all(np.isfinite(p.longitudinal_velocity_mps) for p in a.points)
                 # 2. cameras stop (odometry continues): the stopping fallback within MAX_INPUT_AGE_S
                 live.cameras_on.clear()
                 t_stop = time.monotonic()

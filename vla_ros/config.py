@@ -192,12 +192,16 @@ class OutputsConfig:
     reasoning_topic: str = "/vla/reasoning"
     diagnostics_topic: str = "/diagnostics"
     latency_topic: str = "/vla/latency"
+    # autoware_planning_msgs/Trajectory for Autoware's controllers; empty string: not published.
+    autoware_trajectory_topic: str = "/vla/autoware_trajectory"
     frame_id: str = "odom"
 
     def validate(self, key: str) -> None:
         for name in ("trajectory_topic", "reasoning_topic", "diagnostics_topic", "latency_topic"):
             value = getattr(self, name)
             _require(value.startswith("/"), f"{key}.{name}", value, "must start with '/'")
+        value = self.autoware_trajectory_topic
+        _require(value == "" or value.startswith("/"), f"{key}.autoware_trajectory_topic", value, "must start with '/' (or be empty)")
 
 
 def _default_cameras() -> tuple[CameraConfig, ...]:

@@ -7,6 +7,7 @@ import threading
 import time
 
 from vla_ros.config import Config
+from vla_ros.ros.autoware_msgs import TRAJECTORY as AUTOWARE_TRAJECTORY
 from vla_ros.ros.clock import SimClock, WallClock
 from vla_ros.ros.dds_transport import DdsTransport
 from vla_ros.ros.node_core import DriveNodeCore
@@ -19,6 +20,7 @@ OUTPUT_TYPES = {
     "reasoning_topic": "std_msgs/msg/String",
     "diagnostics_topic": "diagnostic_msgs/msg/DiagnosticArray",
     "latency_topic": "std_msgs/msg/Float64MultiArray",
+    "autoware_trajectory_topic": AUTOWARE_TRAJECTORY,
 }
 
 
@@ -33,7 +35,8 @@ def run_dds_node(config: Config, use_sim_time: bool = False, duration_s: float |
         signal.signal(sig, lambda *_: stop.set())
     clock = SimClock() if use_sim_time else WallClock()
     with DdsTransport() as dds:
-        pubs = {getattr(config.outputs, key): dds.publisher(getattr(config.outputs, key), msgtype) for key, msgtype in OUTPUT_TYPES.items()}
+        topics = {getattr(config.outputs, key): msgtype for key, msgtype in OUTPUT_TYPES.items() if getattr(config.outputs, key)}
+        pubs = {topic: dds.publisher(topic, msgtype) for topic, msgtype in topics.items()}
         core = DriveNodeCore(config, policy, lambda topic, msg: pubs[topic].publish(msg), clock, model_name=config.model.path)
         for cam in config.cameras:
             msgtype = "sensor_msgs/msg/CompressedImage" if cam.compressed else "sensor_msgs/msg/Image"

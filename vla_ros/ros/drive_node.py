@@ -21,6 +21,7 @@ from rclpy.lifecycle import State, TransitionCallbackReturn
 from rclpy.qos import QoSProfile, qos_profile_sensor_data
 
 from vla_ros.config import load_config
+from vla_ros.ros.autoware_msgs import TRAJECTORY as AUTOWARE_TRAJECTORY
 from vla_ros.ros.node_core import DriveNodeCore
 from vla_ros.ros.parameters import from_parameters, to_parameters
 from vla_ros.ros.rclpy_convert import rclpy_class, to_rclpy
@@ -31,6 +32,14 @@ _OUTPUT_TYPES = {
     "diagnostics_topic": "diagnostic_msgs/msg/DiagnosticArray",
     "latency_topic": "std_msgs/msg/Float64MultiArray",
 }
+
+
+def _importable(package: str) -> bool:
+    try:
+        __import__(f"{package}.msg")
+    except ImportError:
+        return False
+    return True
 
 
 class NodeClock:
@@ -87,7 +96,11 @@ class DriveNode(LifecycleNode):
             for key, msgtype in _OUTPUT_TYPES.items():
                 topic = getattr(config.outputs, key)
                 self._pubs[topic] = self.create_lifecycle_publisher(rclpy_class(msgtype), topic, QoSProfile(depth=10))
-            self.core = DriveNodeCore(config, policy, self._publish, NodeClock(self), model_name=config.model.path)
+            autoware = bool(config.outputs.autoware_trajectory_topic) and _importable("autoware_planning_msgs")
+            if autoware:
+                topic = config.outputs.autoware_trajectory_topic
+                self._pubs[topic] = self.create_lifecycle_publisher(rclpy_class(AUTOWARE_TRAJECTORY), topic, QoSProfile(depth=10))
+            self.core = DriveNodeCore(config, policy, self._publish, NodeClock(self), model_name=config.model.path, autoware=autoware)
         except Exception as exc:  # noqa: BLE001 - configure failure: stay unconfigured, say why
             self.get_logger().error(f"configure failed: {exc}")
             self._release()

@@ -15,9 +15,31 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from rosbags.typesys import Stores, get_typestore
+from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 
 TYPESTORE = get_typestore(Stores.ROS2_HUMBLE)
+
+# Beyond the standard set: autoware_planning_msgs/Trajectory (Autoware Universe field layout),
+# which the node also publishes for Autoware's controllers.
+AUTOWARE_TRAJECTORY = "autoware_planning_msgs/msg/Trajectory"
+TYPESTORE.register(
+    get_types_from_msg(
+        """
+builtin_interfaces/Duration time_from_start
+geometry_msgs/Pose pose
+float32 longitudinal_velocity_mps
+float32 lateral_velocity_mps
+float32 acceleration_mps2
+float32 heading_rate_rps
+float32 front_wheel_angle_rad
+float32 rear_wheel_angle_rad
+""",
+        "autoware_planning_msgs/msg/TrajectoryPoint",
+    )
+)
+TYPESTORE.register(
+    get_types_from_msg("std_msgs/Header header\nautoware_planning_msgs/TrajectoryPoint[] points\n", AUTOWARE_TRAJECTORY)
+)
 _T = TYPESTORE.types
 
 

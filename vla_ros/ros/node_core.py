@@ -29,6 +29,7 @@ from vla_ros.control.controller import TrajectoryController
 from vla_ros.control.trajectory import PlannedTrajectory
 from vla_ros.control.validation import RejectedOutput
 from vla_ros.ros import messages
+from vla_ros.ros.autoware_msgs import autoware_trajectory
 from vla_ros.ros.clock import Clock, SimClock, Timer
 from vla_ros.ros.conversions import ego_state_from_odometry, latency_message, path_message
 from vla_ros.ros.inference_trigger import InferenceTrigger
@@ -57,12 +58,16 @@ Publish = Callable[[str, Any], None]
 
 
 class DriveNodeCore:
-    def __init__(self, config: Config, policy: PolicyLike, publish: Publish, clock: Clock, model_name: str = "") -> None:
+    def __init__(
+        self, config: Config, policy: PolicyLike, publish: Publish, clock: Clock, model_name: str = "", autoware: bool = True
+    ) -> None:
+        """`autoware`: also publish autoware_planning_msgs/Trajectory (when its topic is set)."""
         self.config = config
         self.policy = policy
         self.publish = publish
         self.clock = clock
         self.model_name = model_name
+        self.autoware_topic = config.outputs.autoware_trajectory_topic if autoware else ""
         size = None if config.image.override_model else getattr(policy, "image_size_hw", None)
         self.pipeline = SensingPipeline(config, image_size_hw=size)
         self.controller = TrajectoryController(config)
@@ -189,6 +194,8 @@ class DriveNodeCore:
         if step.command is None:
             return
         self.publish(self.config.outputs.trajectory_topic, path_message(step.command, self.config.outputs.frame_id))
+        if self.autoware_topic:
+            self.publish(self.autoware_topic, autoware_trajectory(step.command, self.config.outputs.frame_id))
         with self._lock:
             self.published += 1
             self.last_published_stamp_ns = int(step.command.stamp_ns)
