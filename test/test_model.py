@@ -217,3 +217,10 @@ def test_flow_schedule(direction, grid):
     # a constant velocity field moves x by exactly velocity * total time
     x = euler_sample(lambda x, i: torch.ones_like(x), torch.zeros(2, 3), s)
     torch.testing.assert_close(x, torch.full((2, 3), total))
+
+
+def test_bfloat16_keeps_rotary_frequencies_in_float32():
+    model, _ = load_model("random:tiny", dtype="bfloat16")
+    assert next(model.parameters()).dtype == torch.bfloat16
+    for rot in (model.expert.rotary_emb, model.vlm.model.language_model.rotary_emb):
+        assert rot.inv_freq.dtype == torch.float32

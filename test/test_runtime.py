@@ -224,3 +224,17 @@ def test_cuda_bf16_act_is_close_to_fp32_cpu():
     assert np.isfinite(a.xyz).all()
     std = np.array(cpu.model.stats.std)
     assert (np.abs(a.actions - b.actions) / std).max() < 0.1  # bf16 vs fp32, in normalized units
+
+
+def test_bfloat16_denoise_equals_bfloat16_baseline(policy):
+    """bf16 drifts from fp32 for this random model (both paths alike: ~0.18 in normalized
+    units); the runtime must match the transformers path run in the same dtype."""
+    bf = Policy.from_pretrained("random:tiny", dtype="bfloat16")
+    tick = synthetic_inputs(0, **HW)
+    noise = _noise(1).to(torch.bfloat16)
+    ours = bf.denoise(bf.prefill(tick, reasoning_budget=0), noise=noise, steps=10).float()
+    base = baseline_prefill(bf.model, baseline_inputs(bf.model, bf.prompts, tick.images, tick.history_xyz, bf.device, bf.dtype))
+    ref = baseline_denoise(bf.model, base, noise, bf.model.schedule(10)).float()
+    assert float((ours - ref).abs().max()) <= 2e-2
+    out = bf.act(tick, noise=noise, steps=2)
+    assert np.isfinite(out.xyz).all()

@@ -35,6 +35,16 @@ def default_dtype(dtype: torch.dtype) -> Iterator[None]:
         torch.set_default_dtype(prev)
 
 
+def cast_parameters(model: torch.nn.Module, device: str | torch.device, dtype: torch.dtype) -> torch.nn.Module:
+    """Move the model and cast its parameters only: `model.to(bfloat16)` would also round the
+    float32 rotary inverse frequencies, which shifts rotary angles by radians at long positions."""
+    model.to(device=device)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.data = p.data.to(dtype)
+    return model
+
+
 def build_model(config: VLAConfig, stats: ActionStats | None = None, *, device: str | torch.device = "cpu",
                 dtype: torch.dtype = torch.float32, seed: int | None = 0) -> KVExpertVLA:
     """seed=None: no initialization (weights are loaded afterwards). Otherwise the same seed,

@@ -10,12 +10,12 @@ random:alpamayo-r1-10b   the published dimensions: Qwen3-VL-8B (36 layers, hidde
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import torch
 
 from vla_ros.model.action_space import ActionStats
-from vla_ros.model.build import build_model
+from vla_ros.model.build import build_model, cast_parameters
 from vla_ros.model.config import ImageConfig, PromptConfig, VLAConfig
 from vla_ros.model.kv_expert import KVExpertVLA
 from vla_ros.model.text_tokenizer import TextTokenizer, build_byte_tokenizer, special_token_names
@@ -104,12 +104,8 @@ def build_preset(name: str, device: str | torch.device = "cpu", dtype: torch.dty
     p = _PRESETS[config.name[len(PRESET_PREFIX):]]
     stats = ActionStats()
     if p.build_on_cpu:
-        model = build_model(config, stats, device="cpu", dtype=torch.float32, seed=p.seed).to(device=device, dtype=dtype)
+        model = cast_parameters(build_model(config, stats, device="cpu", dtype=torch.float32, seed=p.seed), device, dtype)
     else:
         model = build_model(config, stats, device=device, dtype=dtype, seed=p.seed)
     tok = TextTokenizer(build_byte_tokenizer(config.prompt, config.history.bins), config.prompt, config.history.bins)
     return model, tok
-
-
-def with_overrides(config: VLAConfig, **sections: object) -> VLAConfig:
-    return replace(config, **sections)
