@@ -11,7 +11,6 @@ DDS transport; this module needs a ROS 2 installation (rclpy).
 from __future__ import annotations
 
 import sys
-import threading
 from typing import Any
 
 import rclpy
@@ -21,7 +20,8 @@ from rclpy.lifecycle import State, TransitionCallbackReturn
 from rclpy.qos import QoSProfile, qos_profile_sensor_data
 
 from vla_ros.config import load_config
-from vla_ros.ros.autoware_msgs import TRAJECTORY as AUTOWARE_TRAJECTORY
+from vla_ros.ros.clock import WallClock
+from vla_ros.ros.messages import AUTOWARE_TRAJECTORY
 from vla_ros.ros.node_core import DriveNodeCore
 from vla_ros.ros.parameters import from_parameters, to_parameters
 from vla_ros.ros.rclpy_convert import rclpy_class, to_rclpy
@@ -42,22 +42,15 @@ def _importable(package: str) -> bool:
     return True
 
 
-class NodeClock:
-    """The node's ROS clock (follows /clock when use_sim_time is set), for the core's timers."""
+class NodeClock(WallClock):
+    """The node's ROS clock (follows /clock when use_sim_time is set), for the core's timers;
+    waiting polls it like the system clock."""
 
     def __init__(self, node: LifecycleNode) -> None:
         self._node = node
 
     def now_ns(self) -> int:
         return self._node.get_clock().now().nanoseconds
-
-    def wait_until(self, deadline_ns: int, stop: threading.Event, timeout_s: float = 0.05) -> None:
-        remaining = deadline_ns - self.now_ns()
-        if remaining > 0:
-            stop.wait(min(remaining / 1e9, timeout_s))
-
-    def wake(self) -> None:
-        pass
 
     def started(self) -> bool:
         return self.now_ns() > 0
