@@ -54,10 +54,10 @@ class ImagePreprocessor:
         h, w = self.target_size(height, width)
         return (h // self.factor) * (w // self.factor)
 
-    def __call__(self, images: np.ndarray | torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(N, H, W, 3) uint8 -> pixel_values (N * gh * gw, C*Tp*P*P) float32, grid_thw (N, 3) int64.
-
-        All N images share one size (a FrameStack's do)."""
+    def __call__(self, images: np.ndarray | torch.Tensor, device: str | torch.device = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
+        """(N, H, W, 3) uint8 -> pixel_values (N * gh * gw, C*Tp*P*P) float32 on `device`,
+        grid_thw (N, 3) int64 (CPU). All N images share one size (a FrameStack's do). The uint8
+        images go to the device first, so resizing runs there (GPU) on 4x fewer bytes."""
         x = torch.as_tensor(np.ascontiguousarray(images) if isinstance(images, np.ndarray) else images)
         if x.ndim != 4 or x.shape[-1] != 3:
             raise ImageInputError(f"images must be (N, H, W, 3) RGB, got shape {tuple(x.shape)}")
@@ -65,11 +65,11 @@ class ImagePreprocessor:
             raise ImageInputError(f"images must be uint8, got {x.dtype}")
         n, height, width, _ = x.shape
         th, tw = self.target_size(height, width)
-        x = x.permute(0, 3, 1, 2).float()  # (N, 3, H, W), 0..255
+        x = x.to(device).permute(0, 3, 1, 2).float()  # (N, 3, H, W), 0..255
         if (th, tw) != (height, width):
             x = F.interpolate(x, size=(th, tw), mode="bicubic", antialias=True, align_corners=False).clamp_(0, 255)
-        mean = torch.tensor(self.cfg.mean).view(1, 3, 1, 1) * 255.0
-        std = torch.tensor(self.cfg.std).view(1, 3, 1, 1) * 255.0
+        mean = torch.tensor(self.cfg.mean, device=x.device).view(1, 3, 1, 1) * 255.0
+        std = torch.tensor(self.cfg.std, device=x.device).view(1, 3, 1, 1) * 255.0
         x = (x - mean) / std
         p, m, tp = self.cfg.patch_size, self.cfg.merge_size, self.cfg.temporal_patch_size
         gh, gw = th // p, tw // p

@@ -33,7 +33,7 @@ def baseline_inputs(model: KVExpertVLA, prompts: PromptBuilder, images: np.ndarr
                     device: torch.device, dtype: torch.dtype) -> dict:
     """images uint8 (V, F, H, W, 3) -> the processor-style transformers inputs."""
     v, f, h, w, _ = images.shape
-    pixels, grid = model.image_preprocessor(images.reshape(v * f, h, w, 3))
+    pixels, grid = model.image_preprocessor(images.reshape(v * f, h, w, 3), device=device)
     n_tok = int(grid[0].prod()) // model.config.image.merge_size ** 2
     prompt = prompts.build(v * f, n_tok, model.history_tokenizer.encode(history_xyz))
     return {"input_ids": prompt.input_ids.to(device), "mm_token_type_ids": prompt.mm_token_type_ids.to(device),

@@ -79,7 +79,8 @@ def run_bench(model: str, device: str = "cpu", dtype: str | None = None, steps: 
                                     max_samples=max(samples, 1), max_reasoning_tokens=reasoning_tokens)
     dev = policy.device
     cfg = policy.config.image
-    h, w = image_hw or (cfg.nominal_height, cfg.nominal_width)
+    # Frames arrive at the model's input size, as the sensing layer decodes them (no resize here).
+    h, w = image_hw or policy.image_size_hw
     ticks = [synthetic_inputs(i, height=h, width=w, cameras=cfg.num_cameras, frames=cfg.num_frames)
              for i in range(repeats + 2)]
     sched = policy.model.schedule(steps)

@@ -19,7 +19,7 @@ def _add_runtime(p: argparse.ArgumentParser) -> None:
     p.add_argument("--repeats", type=int, default=10, help="timed repetitions, medians reported (default 10)")
     p.add_argument("--reasoning-tokens", type=int, default=16, help="tokens decoded for the reasoning figure (default 16)")
     p.add_argument("--no-cuda-graph", action="store_true", help="on CUDA, run the denoise loop eagerly")
-    p.add_argument("--image-size", default=None, help="HxW of the synthetic camera frames (default: the model's nominal size)")
+    p.add_argument("--image-size", default=None, help="HxW of the synthetic camera frames (default: the model input size, as the sensing layer decodes to)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
 

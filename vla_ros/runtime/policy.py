@@ -111,8 +111,8 @@ class Policy:
         cached: list[ImageEmbedding | None] = [self.vision_cache.get(k) for k in keys] if keys else [None] * len(images)
         todo = [i for i, e in enumerate(cached) if e is None]
         if todo:
-            pixels, grid = self.model.image_preprocessor(images[todo])
-            out = self.model.vlm.model.get_image_features(pixels.to(self.device, self.dtype), grid.to(self.device))
+            pixels, grid = self.model.image_preprocessor(images[todo], device=self.device)
+            out = self.model.vlm.model.get_image_features(pixels.to(self.dtype), grid.to(self.device))
             for j, i in enumerate(todo):
                 emb = ImageEmbedding(tokens=out.pooler_output[j], deepstack=tuple(d[j] for d in out.deepstack_features),
                                      grid_thw=tuple(int(g) for g in grid[j]))

@@ -5,6 +5,8 @@ consecutive ticks share frames exactly like a real camera stream does.
 """
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from vla_ros.runtime.inputs import PolicyInputs
@@ -12,6 +14,7 @@ from vla_ros.runtime.inputs import PolicyInputs
 FRAME_PERIOD_NS = 100_000_000
 
 
+@functools.lru_cache(maxsize=128)  # consecutive ticks share frames; do not mutate the result
 def synthetic_frame(seed: int, camera: int, index: int, height: int, width: int) -> np.ndarray:
     """(H, W, 3) uint8: smooth gradients plus noise, different for every (camera, index)."""
     rng = np.random.default_rng([seed, camera, index])
