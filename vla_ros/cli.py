@@ -24,6 +24,7 @@ COMMANDS: dict[str, str] = {
     "play": "vla_ros.replay.play_command",
     "eval": "vla_ros.replay.eval_command",
     "topic": "vla_ros.ros.topic_command",
+    "train": "vla_ros.train.command",
 }
 
 
