@@ -238,3 +238,23 @@ def test_bfloat16_denoise_equals_bfloat16_baseline(policy):
     assert float((ours - ref).abs().max()) <= 2e-2
     out = bf.act(tick, noise=noise, steps=2)
     assert np.isfinite(out.xyz).all()
+
+
+@pytest.mark.parametrize("samples", [1, 3])
+def test_graph_layout_equals_eager_layout(policy, tick, samples):
+    """The CUDA-graph layout (suffix slots fixed at `capacity`, attention over the whole buffer
+    with unused prefix slots masked) run eagerly on the CPU gives the eager result, also after
+    reasoning made the prefix longer. (The capture itself needs a GPU.)"""
+    ctx = policy.prefill(tick, reasoning_budget=8)
+    policy.reason(ctx, max_tokens=3)
+    assert ctx.length < policy.kv.capacity  # a masked gap between prefix and suffix slots
+    noise = _noise(samples, 11)
+    eager = policy.denoise(ctx, noise=noise, steps=4)
+    sched, terms = policy.schedule(4)
+    with torch.inference_mode():
+        cos, sin, mask, off, kv_len = policy._suffix_tables(ctx, samples, graph=True)
+        assert off == policy.kv.capacity and mask is not None
+        x = noise
+        for i, dt in enumerate(sched.dts):
+            x = x + dt * policy._velocity(x, terms[i], cos, sin, mask, off, kv_len)
+    assert float((x - eager).abs().max()) <= 1e-5
