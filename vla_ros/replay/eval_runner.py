@@ -148,10 +148,18 @@ def _init_worker(spec: ModelSpec, config: Config, options: EvalOptions, workers:
     import torch
 
     torch.set_num_threads(threads)
-    _WORKER.update(policy=load_policy(spec), config=config, options=options, workers=workers)
+    _WORKER.update(config=config, options=options, workers=workers)
+    # An exception escaping a pool initializer makes the pool respawn workers forever; keep it
+    # and raise it from the first job instead, where imap hands it to the parent.
+    try:
+        _WORKER["policy"] = load_policy(spec)
+    except ModelSpecError as exc:
+        _WORKER["error"] = str(exc)
 
 
 def _run_job(job: BagJob) -> BagEvaluation:
+    if "error" in _WORKER:
+        raise ModelSpecError(_WORKER["error"])
     return evaluate_bag(job.bag, _WORKER["config"], _WORKER["policy"], _WORKER["options"], name=job.name,
                         predictions_bag=job.predictions_bag, progress_position=job.index % _WORKER["workers"])
 
