@@ -138,3 +138,16 @@ def test_train_export_load_and_resume(sim_bag, tmp_path):
     a, b = full.model.state_dict(), resumed.model.state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert any("resumed" in s for s in logs)
+
+
+def test_cli_errors(tmp_path, capsys):
+    from vla_ros.cli import main
+
+    assert main(["train", "--bags", str(tmp_path / "nothing*"), "--out", str(tmp_path / "m")]) == 2
+    assert "matches no bag" in capsys.readouterr().err
+    bag = tmp_path / "pattern"
+    write_pattern_bag(bag, load_config(None), PatternBagSpec(duration_s=2.0, height=72, width=128))
+    assert main(["train", "--bags", str(bag), "--out", str(tmp_path / "m"), "--workers", "1", "--no-progress",
+                 "--work-dir", str(tmp_path / "w")]) == 1
+    assert "no usable training ticks" in capsys.readouterr().err
+    assert not (tmp_path / "m").exists()
