@@ -20,6 +20,7 @@ def _add_runtime(p: argparse.ArgumentParser) -> None:
     p.add_argument("--reasoning-tokens", type=int, default=16, help="tokens decoded for the reasoning figure (default 16)")
     p.add_argument("--no-cuda-graph", action="store_true", help="on CUDA, run the denoise loop eagerly")
     p.add_argument("--image-size", default=None, help="HxW of the synthetic camera frames (default: the model input size, as the sensing layer decodes to)")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
 
@@ -40,6 +41,10 @@ def _run_runtime(args: argparse.Namespace) -> int:
     from vla_ros.model import CheckpointError, UnknownPresetError
     from vla_ros.runtime.bench import format_report, run_bench
 
+    if args.threads is not None:
+        if args.threads < 1:
+            raise CommandError("--threads must be >= 1")
+        torch.set_num_threads(args.threads)
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         raise CommandError(f"--device {args.device}: CUDA is not available on this machine")
     try:
@@ -48,6 +53,7 @@ def _run_runtime(args: argparse.Namespace) -> int:
                            cuda_graph=False if args.no_cuda_graph else None, image_hw=image_hw)
     except (CheckpointError, UnknownPresetError, ValueError) as exc:
         raise CommandError(str(exc)) from exc
+    result["threads"] = torch.get_num_threads()
     print(json.dumps(result) if args.json else format_report(result))
     return 0
 

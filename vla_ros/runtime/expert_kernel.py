@@ -21,6 +21,10 @@ from torch import nn
 from vla_ros.runtime.kv_buffers import KVBuffers
 
 
+# The CPU flash-attention op also returns the log-sum-exp needed to merge two attention parts.
+_flash_cpu = getattr(torch.ops.aten, "_scaled_dot_product_flash_attention_for_cpu", None)
+
+
 def _rotate_half(x: torch.Tensor) -> torch.Tensor:
     x1, x2 = x.chunk(2, dim=-1)
     return torch.cat((-x2, x1), dim=-1)
@@ -88,24 +92,34 @@ class ExpertKernel:
         """Exact attention for S samples sharing one prefix, without a mask and without copying
         the prefix: q (1, H, S*T, hd) -> (1, S*T, H*hd).
 
-        Queries are laid out (KVH, S, g, T, hd) so that the prefix scores of all samples are one
-        matmul against the shared prefix K and the suffix scores are a batched matmul of each
-        sample against its own T slots; one softmax spans both parts."""
+        Queries are laid out (KVH, S, g, T, hd) so that the prefix part of all samples is one
+        fused attention against the shared prefix K/V and the suffix part a batched matmul of
+        each sample against its own T slots; the two are merged through their log-sum-exps
+        (exactly one softmax over [prefix | own suffix])."""
         nh, nkv, hd = self.num_heads, self.kv_heads, self.head_dim
         g = nh // nkv
         n = q.shape[2]
         t = n // samples
-        qg = (q * scale).view(nkv, g, samples, t, hd).transpose(1, 2).contiguous()  # (KVH, S, g, T, hd)
+        qg = q.view(nkv, g, samples, t, hd).transpose(1, 2).contiguous()  # (KVH, S, g, T, hd)
         kp, vp = k_buf[0, :, :prefix_len], v_buf[0, :, :prefix_len]  # (KVH, P, hd) views
         ks = k_buf[0, :, offset:offset + n].view(nkv, samples, t, hd)  # (KVH, S, T, hd) views
         vs = v_buf[0, :, offset:offset + n].view(nkv, samples, t, hd)
-        sp = torch.matmul(qg.view(nkv, samples * g * t, hd), kp.transpose(1, 2)).view(nkv, samples, g * t, -1)
-        ss = torch.matmul(qg.view(nkv, samples, g * t, hd), ks.transpose(2, 3))  # (KVH, S, gT, T)
-        m = torch.maximum(sp.amax(-1, keepdim=True), ss.amax(-1, keepdim=True))
-        ep, es = torch.exp(sp - m), torch.exp(ss - m)
-        z = ep.sum(-1, keepdim=True) + es.sum(-1, keepdim=True)
-        o = (torch.matmul(ep.view(nkv, samples * g * t, -1), vp).view(nkv, samples, g * t, hd)
-             + torch.matmul(es, vs)) / z  # (KVH, S, g*T, hd)
+        # suffix part: each sample against its own T keys, with its log-sum-exp
+        ss = torch.matmul(qg.view(nkv, samples, g * t, hd), ks.transpose(2, 3)).float() * scale  # (KVH, S, gT, T)
+        lse_s = torch.logsumexp(ss, dim=-1, keepdim=True)  # float32: the merge below needs it exact
+        o_s = torch.matmul(torch.exp(ss - lse_s).to(vs.dtype), vs)  # (KVH, S, gT, hd)
+        # prefix part: all samples' queries against the shared prefix in one fused kernel
+        if _flash_cpu is not None and q.device.type == "cpu":
+            o_p, lse_p = _flash_cpu(qg.view(1, nkv, samples * g * t, hd), kp[None], vp[None], 0.0, False,
+                                    attn_mask=None, scale=scale)
+        else:
+            sp = torch.matmul(qg.view(1, nkv, samples * g * t, hd), kp[None].transpose(2, 3)).float() * scale
+            lse_p = torch.logsumexp(sp, dim=-1)
+            o_p = torch.matmul(torch.exp(sp - lse_p[..., None]).to(vp.dtype), vp[None])
+        o_p = o_p.view(nkv, samples, g * t, hd)
+        lse_p = lse_p.view(nkv, samples, g * t, 1).float()
+        lse = torch.logaddexp(lse_p, lse_s)  # one softmax over [prefix | own suffix]
+        o = (o_p * torch.exp(lse_p - lse) + o_s * torch.exp(lse_s - lse)).to(q.dtype)
         return o.view(nkv, samples, g, t, hd).permute(1, 3, 0, 2, 4).reshape(1, n, nh * hd)
 
     def forward(self, h: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, kv: KVBuffers,
