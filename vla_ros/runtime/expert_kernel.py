@@ -25,6 +25,17 @@ from vla_ros.runtime.kv_buffers import KVBuffers
 _flash_cpu = getattr(torch.ops.aten, "_scaled_dot_product_flash_attention_for_cpu", None)
 
 
+def _attention_lse(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Unmasked attention with its log-sum-exp: q (B, H, L, hd), k/v (B, H, S, hd) ->
+    out (B, H, L, hd), lse (B, H, L) float32. The CPU flash kernel returns both in one op."""
+    if _flash_cpu is not None and q.device.type == "cpu":
+        out, lse = _flash_cpu(q, k, v, 0.0, False, attn_mask=None, scale=scale)
+        return out, lse
+    scores = torch.matmul(q, k.transpose(-1, -2)).float() * scale
+    lse = torch.logsumexp(scores, dim=-1)
+    return torch.matmul(torch.exp(scores - lse[..., None]).to(v.dtype), v), lse
+
+
 def _rotate_half(x: torch.Tensor) -> torch.Tensor:
     x1, x2 = x.chunk(2, dim=-1)
     return torch.cat((-x2, x1), dim=-1)
@@ -92,35 +103,27 @@ class ExpertKernel:
         """Exact attention for S samples sharing one prefix, without a mask and without copying
         the prefix: q (1, H, S*T, hd) -> (1, S*T, H*hd).
 
-        Queries are laid out (KVH, S, g, T, hd) so that the prefix part of all samples is one
-        fused attention against the shared prefix K/V and the suffix part a batched matmul of
-        each sample against its own T slots; the two are merged through their log-sum-exps
-        (exactly one softmax over [prefix | own suffix])."""
+        Two fused attentions: all samples' queries (grouped per KV head) against the shared
+        prefix, and each sample against its own T suffix slots; merged through their
+        log-sum-exps, which is exactly one softmax over [prefix | own suffix]:
+        o = o_s + sigmoid(lse_p - lse_s) * (o_p - o_s). Few, large ops: on a shared CPU every
+        extra parallel op is a thread barrier."""
         nh, nkv, hd = self.num_heads, self.kv_heads, self.head_dim
         g = nh // nkv
         n = q.shape[2]
         t = n // samples
         qg = q.view(nkv, g, samples, t, hd).transpose(1, 2).contiguous()  # (KVH, S, g, T, hd)
-        kp, vp = k_buf[0, :, :prefix_len], v_buf[0, :, :prefix_len]  # (KVH, P, hd) views
-        ks = k_buf[0, :, offset:offset + n].view(nkv, samples, t, hd)  # (KVH, S, T, hd) views
-        vs = v_buf[0, :, offset:offset + n].view(nkv, samples, t, hd)
-        # suffix part: each sample against its own T keys, with its log-sum-exp
-        ss = torch.matmul(qg.view(nkv, samples, g * t, hd), ks.transpose(2, 3)).float() * scale  # (KVH, S, gT, T)
-        lse_s = torch.logsumexp(ss, dim=-1, keepdim=True)  # float32: the merge below needs it exact
-        o_s = torch.matmul(torch.exp(ss - lse_s).to(vs.dtype), vs)  # (KVH, S, gT, hd)
-        # prefix part: all samples' queries against the shared prefix in one fused kernel
-        if _flash_cpu is not None and q.device.type == "cpu":
-            o_p, lse_p = _flash_cpu(qg.view(1, nkv, samples * g * t, hd), kp[None], vp[None], 0.0, False,
-                                    attn_mask=None, scale=scale)
-        else:
-            sp = torch.matmul(qg.view(1, nkv, samples * g * t, hd), kp[None].transpose(2, 3)).float() * scale
-            lse_p = torch.logsumexp(sp, dim=-1)
-            o_p = torch.matmul(torch.exp(sp - lse_p[..., None]).to(vp.dtype), vp[None])
-        o_p = o_p.view(nkv, samples, g * t, hd)
-        lse_p = lse_p.view(nkv, samples, g * t, 1).float()
-        lse = torch.logaddexp(lse_p, lse_s)  # one softmax over [prefix | own suffix]
-        o = (o_p * torch.exp(lse_p - lse) + o_s * torch.exp(lse_s - lse)).to(q.dtype)
-        return o.view(nkv, samples, g, t, hd).permute(1, 3, 0, 2, 4).reshape(1, n, nh * hd)
+        kp, vp = k_buf[:, :, :prefix_len], v_buf[:, :, :prefix_len]  # (1, KVH, P, hd) views
+        ks = k_buf[0, :, offset:offset + n].view(nkv, samples, t, hd).transpose(0, 1)  # (S, KVH, T, hd) views
+        vs = v_buf[0, :, offset:offset + n].view(nkv, samples, t, hd).transpose(0, 1)
+        qs = qg.view(nkv, samples, g * t, hd).transpose(0, 1)  # (S, KVH, gT, hd)
+        o_p, lse_p = _attention_lse(qg.view(1, nkv, samples * g * t, hd), kp, vp, scale)
+        o_s, lse_s = _attention_lse(qs, ks, vs, scale)
+        o_p = o_p.view(nkv, samples, g * t, hd).transpose(0, 1)  # (S, KVH, gT, hd)
+        lse_p = lse_p.view(nkv, samples, g * t, 1).transpose(0, 1)
+        w = torch.sigmoid(lse_p.float() - lse_s.float().unsqueeze(-1)).to(o_s.dtype)
+        o = torch.lerp(o_s, o_p.to(o_s.dtype), w)  # (S, KVH, gT, hd)
+        return o.view(samples, nkv, g, t, hd).permute(0, 3, 1, 2, 4).reshape(1, n, nh * hd)
 
     def forward(self, h: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, kv: KVBuffers,
                 suffix_offset: int, kv_len: int, mask: torch.Tensor | None,
