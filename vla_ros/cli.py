@@ -25,6 +25,7 @@ COMMANDS: dict[str, str] = {
     "eval": "vla_ros.replay.eval_command",
     "topic": "vla_ros.ros.topic_command",
     "train": "vla_ros.train.command",
+    "export": "vla_ros.runtime.export_command",
 }
 
 
