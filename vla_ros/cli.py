@@ -26,6 +26,7 @@ COMMANDS: dict[str, str] = {
     "topic": "vla_ros.ros.topic_command",
     "train": "vla_ros.train.command",
     "export": "vla_ros.runtime.export_command",
+    "parity": "vla_ros.runtime.parity_command",
 }
 
 
