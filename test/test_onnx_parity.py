@@ -11,8 +11,10 @@ from vla_ros.cli import main  # noqa: E402
 from vla_ros.runtime.parity import TOLERANCES, compare, run_parity  # noqa: E402
 
 
-def test_export_then_onnxruntime_tick_within_fp32_tolerance(tmp_path, monkeypatch, capsys):
-    monkeypatch.setenv("VLA_ROS_CACHE", str(tmp_path / "cache"))
+def test_export_then_onnxruntime_tick_within_fp32_tolerance(tmp_path_factory, monkeypatch, capsys):
+    # one export cache per pytest session, shared by the test files that need an export
+    cache = tmp_path_factory.getbasetemp() / "vla_ros_cache"
+    monkeypatch.setenv("VLA_ROS_CACHE", str(cache))
     assert main(["parity", "--model", "random:tiny", "--backend", "onnxruntime", "--threads", "1", "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["passed"] and report["backend"] == "onnxruntime" and report["ref"] == "torch"
@@ -20,7 +22,7 @@ def test_export_then_onnxruntime_tick_within_fp32_tolerance(tmp_path, monkeypatc
     for stage, tol in TOLERANCES["fp32"].items():
         assert 0 <= report[f"{stage}_max_abs"] <= tol, stage
     assert report["trajectory_max_abs"] < 1e-4 and report["velocity_max_abs"] < 1e-5
-    assert (tmp_path / "cache" / "onnx").is_dir()  # the export was cached by model hash
+    assert (cache / "onnx").is_dir()  # the export was cached by model hash
 
 
 def test_compare_reports_max_rmse_and_worst_index():

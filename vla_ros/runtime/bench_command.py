@@ -21,6 +21,8 @@ def _add_runtime(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-cuda-graph", action="store_true", help="on CUDA, run the denoise loop eagerly")
     p.add_argument("--image-size", default=None, help="HxW of the synthetic camera frames (default: the model input size, as the sensing layer decodes to)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--backend", default="torch", choices=["torch", "onnxruntime", "tensorrt"],
+                   help="torch (vs the transformers baseline) or an exported backend (vs the torch runtime)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
 
@@ -47,6 +49,19 @@ def _run_runtime(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         raise CommandError(f"--device {args.device}: CUDA is not available on this machine")
+    if args.backend != "torch":  # exported backends: vs the torch runtime, same run (backend_bench.py)
+        from vla_ros.runtime.backend_bench import format_backend_report, run_backend_bench
+        from vla_ros.runtime.export import ExportError
+
+        dtype = args.dtype or ("bfloat16" if args.device.startswith("cuda") else "float32")
+        try:
+            result = run_backend_bench(args.model, args.backend, device=args.device, dtype=dtype, steps=args.steps,
+                                       samples=args.samples, repeats=args.repeats, threads=args.threads,
+                                       image_hw=image_hw)
+        except (CheckpointError, UnknownPresetError, ExportError, ValueError) as exc:
+            raise CommandError(str(exc)) from exc
+        print(json.dumps(result) if args.json else format_backend_report(result))
+        return 0
     try:
         result = run_bench(args.model, device=args.device, dtype=args.dtype, steps=args.steps, samples=args.samples,
                            repeats=args.repeats, reasoning_tokens=args.reasoning_tokens,
