@@ -32,7 +32,7 @@ from vla_ros.runtime.inputs import (NonFiniteOutputError, PolicyInputError, Poli
 from vla_ros.runtime.kv_buffers import KVBuffers, KVCapacityError
 from vla_ros.runtime.vision_cache import ImageEmbedding, VisionEmbeddingCache
 
-BACKENDS = ("torch", "onnxruntime")  # onnxruntime: onnx_backend.py
+BACKENDS = ("torch", "onnxruntime", "tensorrt")  # the latter two: onnx_backend.py, tensorrt_backend.py
 
 
 class Policy:
@@ -66,12 +66,15 @@ class Policy:
     def from_pretrained(cls, path_or_preset: str | Path, device: str | torch.device = "cpu",
                         dtype: str | torch.dtype | None = None, backend: str = "torch", **kwargs: Any) -> "Policy":
         """A checkpoint directory or `random:` preset. dtype defaults to bfloat16 on CUDA, float32 on CPU.
-        backend 'onnxruntime' returns the exported-graph policy (extra kwargs go to them)."""
+        backend 'onnxruntime' / 'tensorrt' return the exported-graph policies (extra kwargs go to them)."""
         if backend not in BACKENDS:
             raise ValueError(f"unknown backend {backend!r}; available: {', '.join(BACKENDS)}")
         if backend == "onnxruntime":
             from vla_ros.runtime.onnx_backend import OnnxRuntimePolicy
             return OnnxRuntimePolicy.from_pretrained(path_or_preset, device=device, dtype=dtype, **kwargs)
+        if backend == "tensorrt":
+            from vla_ros.runtime.tensorrt_backend import TensorRTPolicy
+            return TensorRTPolicy.from_pretrained(path_or_preset, device=device, dtype=dtype, **kwargs)
         dev = torch.device(device)
         if dev.type == "cuda" and not torch.cuda.is_available():
             raise ValueError("device 'cuda' requested but CUDA is not available")
