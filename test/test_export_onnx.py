@@ -13,8 +13,8 @@ pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 
 from vla_ros.runtime import Policy  # noqa: E402
-from vla_ros.runtime.export import (CorruptExportError, ExportError, ManifestMismatchError, ensure_export,  # noqa: E402
-                                    export_onnx, model_hash, read_manifest)
+from vla_ros.runtime.export import (CorruptExportError, ExportError, ManifestMismatchError,  # noqa: E402
+                                    default_export_dir, ensure_export, export_onnx, model_hash, read_manifest)
 from vla_ros.runtime.onnx_backend import BackendError, OnnxRuntimePolicy, ProviderUnavailableError  # noqa: E402
 from vla_ros.runtime.synthetic import synthetic_inputs  # noqa: E402
 
@@ -120,11 +120,14 @@ def test_mismatched_and_corrupt_exports_are_refused(export_dir, tmp_path):
         OnnxRuntimePolicy.from_pretrained("random:tiny", export_dir=broken)
 
 
-def test_cache_is_rebuilt_when_corrupt(torch_policy, tmp_path, monkeypatch):
+def test_cache_is_rebuilt_when_corrupt(torch_policy, export_dir, tmp_path, monkeypatch):
     monkeypatch.setenv("VLA_ROS_CACHE", str(tmp_path / "cache"))
     model = torch_policy.model
-    root, first = ensure_export(model, "random:tiny")
-    assert root.is_relative_to(tmp_path / "cache")
+    mhash = model_hash(model)
+    root = default_export_dir("random:tiny", mhash, "fp32", 17)
+    assert root.is_relative_to(tmp_path / "cache") and mhash[:16] in root.name
+    shutil.copytree(export_dir, root)  # as if exported earlier
+    first = read_manifest(root)
     assert ensure_export(model, "random:tiny")[1] == first  # reused, not re-exported
     (root / "prefill.onnx").write_bytes(b"garbage")
     root2, again = ensure_export(model, "random:tiny")  # our cache: rebuilt, same content
