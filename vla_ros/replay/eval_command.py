@@ -35,6 +35,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--samples", type=int, default=None, help="trajectories sampled per tick, K for minADE@K (default: config inference.samples)")
     p.add_argument("--seed", type=int, default=None, help="noise seed (default: config inference.seed)")
     p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: config model.device)")
+    p.add_argument("--backend", choices=("torch", "onnxruntime", "tensorrt"), default=None, help="inference backend (default: config inference.backend)")
     p.add_argument("--workers", type=int, default=1, help="bags evaluated in parallel, each worker loading its own model (default 1)")
     p.add_argument("--threads", type=int, default=None,
                    help="torch CPU threads per worker (default: cores // workers; 1 is fastest on a busy machine)")
@@ -92,6 +93,8 @@ def run(args: argparse.Namespace) -> int:
 
     _validate_flags(args)
     config = load_config(args.config)  # ConfigError -> message naming the key, exit 2
+    if args.backend:
+        config = config.replace(inference__backend=args.backend)
     inf = config.inference
     model_path = args.model or config.model.path
     device = args.device or config.model.device
