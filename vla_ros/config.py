@@ -155,12 +155,16 @@ class InferenceConfig:
     max_reasoning_tokens: int = 48
     backend: Literal["torch", "onnxruntime", "tensorrt"] = "torch"
     seed: int = 0
+    # torch intra-op threads in the node (0: torch's default, all cores). On a small CPU leave a
+    # core for message handling and the control timer.
+    cpu_threads: int = 0
 
     def validate(self, key: str) -> None:
         _require(0 < self.rate_hz <= 1000, f"{key}.rate_hz", self.rate_hz, "must be in (0, 1000]")
         _require(self.steps >= 1, f"{key}.steps", self.steps, "must be >= 1")
         _require(self.samples >= 1, f"{key}.samples", self.samples, "must be >= 1")
         _require(self.max_reasoning_tokens >= 1, f"{key}.max_reasoning_tokens", self.max_reasoning_tokens, "must be >= 1")
+        _require(self.cpu_threads >= 0, f"{key}.cpu_threads", self.cpu_threads, "must be >= 0 (0: torch's default)")
 
 
 @dataclass(frozen=True)

@@ -27,8 +27,10 @@ OUTPUT_TYPES = {
 def run_dds_node(config: Config, use_sim_time: bool = False, duration_s: float | None = None, status_every_s: float = 5.0) -> int:
     """Load the model, run until SIGINT/SIGTERM (or `duration_s`), return an exit status."""
     from vla_ros.runtime.policy import Policy  # heavy import: only once we are really starting
+    from vla_ros.runtime.threads import configure_cpu_threads
 
-    _LOG.info("loading model %s (%s, %s)", config.model.path, config.inference.backend, config.model.device)
+    threads = configure_cpu_threads(config.inference.cpu_threads)
+    _LOG.info("loading model %s (%s, %s, %d CPU threads)", config.model.path, config.inference.backend, config.model.device, threads)
     policy = Policy.from_pretrained(config.model.path, device=config.model.device, dtype=config.model.dtype, backend=config.inference.backend)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -84,6 +84,9 @@ class DriveNode(LifecycleNode):
                 overrides["inference__backend"] = self.get_parameter("backend").value
             config = config.replace(**overrides) if overrides else config
             from vla_ros.runtime.policy import Policy  # heavy import only when configuring
+            from vla_ros.runtime.threads import configure_cpu_threads
+
+            configure_cpu_threads(config.inference.cpu_threads)
 
             policy = Policy.from_pretrained(config.model.path, device=config.model.device, dtype=config.model.dtype, backend=config.inference.backend)
             for key, msgtype in _OUTPUT_TYPES.items():

@@ -2,8 +2,11 @@
 
 Starting on data rather than on a free-running timer removes up to one camera period of waiting
 from the input-to-output latency: the newest frame's t0 is as fresh as it can be when the
-policy starts. Frames that arrive while an inference runs are not queued; the next run takes
-the newest set, and the sets passed over are counted.
+policy starts. When the rate limit expires while the newest set is already old (it came during
+the previous run), the trigger waits for the next set (at most one more period) instead of
+starting on stale data; runs then stay in step with the cameras, which is also what lets the
+control timer lock its phase to them. Frames that arrive while an inference runs are not
+queued; the next run takes the newest set, and the sets passed over are counted.
 """
 from __future__ import annotations
 
@@ -11,6 +14,9 @@ import threading
 from collections.abc import Callable
 
 from vla_ros.ros.clock import Clock
+
+# A frame set this recent (since its last camera arrived) is fresh enough to start on.
+FRESH_NS = 20_000_000
 
 
 class InferenceTrigger:
@@ -30,6 +36,7 @@ class InferenceTrigger:
         self._last_start: int | None = None
         self._count_lock = threading.Lock()
         self._announced: int | None = None
+        self._announced_at = 0  # clock time at which the newest t0 became complete
         self._pending = 0  # distinct t0s announced since the last run started
 
     def notify(self) -> None:
@@ -39,6 +46,7 @@ class InferenceTrigger:
             with self._count_lock:
                 if t0 != self._announced:
                     self._announced = t0
+                    self._announced_at = self.clock.now_ns()
                     self._pending += 1
         self._wake.set()
 
@@ -68,6 +76,10 @@ class InferenceTrigger:
                 self.clock.wait_until(self._last_start + self.min_period_ns, self._stop)
                 self._wake.set()  # re-check once the rate limit has passed
                 continue
+            with self._count_lock:
+                stale = t0 == self._announced and now - self._announced_at > FRESH_NS
+            if stale and self._last_start is not None and now - self._last_start < 2 * self.min_period_ns:
+                continue  # the next set is due within a period: start on it, not on this one
             with self._count_lock:  # every new t0 announced since the last run but this one
                 self.passed_over += max(self._pending - 1, 0)
                 self._pending = 0
