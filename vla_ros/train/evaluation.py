@@ -63,10 +63,10 @@ def summarize(model_dir: Path, plain: Path, ablated: Path, reasoning: Path | Non
     ade, fde = o["model"]["ade"], o["model"]["fde"]
     cv, cvy = o["constant_velocity"], o["constant_velocity_yaw_rate"]
     rows = [
-        {"name": "ADE 6.4 s (m)", "value": f"{ade:.3f}", "target": "", "met": True},
+        {"name": "ADE 6.4 s (m)", "value": f"{ade:.3f}", "target": "", "met": None},
         {"name": "ADE / constant velocity", "value": f"{ade / cv['ade']:.3f} ({cv['ade']:.3f} m)", "target": "<= 0.70", "met": ade / cv["ade"] <= 0.7},
         {"name": "ADE / CV + yaw rate", "value": f"{ade / cvy['ade']:.3f} ({cvy['ade']:.3f} m)", "target": "<= 0.85", "met": ade / cvy["ade"] <= 0.85},
-        {"name": "FDE 6.4 s (m)", "value": f"{fde:.3f}", "target": "", "met": True},
+        {"name": "FDE 6.4 s (m)", "value": f"{fde:.3f}", "target": "", "met": None},
         {"name": "FDE / constant velocity", "value": f"{fde / cv['fde']:.3f} ({cv['fde']:.3f} m)", "target": "<= 0.70", "met": fde / cv["fde"] <= 0.7},
         {"name": "FDE / CV + yaw rate", "value": f"{fde / cvy['fde']:.3f} ({cvy['fde']:.3f} m)", "target": "<= 0.85", "met": fde / cvy["fde"] <= 0.85},
         {"name": "ADE with grey cameras / ADE", "value": f"{oa['model']['ade'] / ade:.3f} ({oa['model']['ade']:.3f} m)",
@@ -78,7 +78,8 @@ def summarize(model_dir: Path, plain: Path, ablated: Path, reasoning: Path | Non
         agg = Counter()
         by: dict[str, Counter] = {}
         for name, b in r["bags"].items():
-            res = reasoning_agreement(b["predictions_bag"], b["path"])
+            pred = Path(b["predictions_bag"])  # relative to the eval directory
+            res = reasoning_agreement(pred if pred.is_absolute() else reasoning / pred, b["path"])
             agg.update({"ticks": res["ticks"], "agree": res["agree"]})
             for k, v in res["by_maneuver"].items():
                 by.setdefault(k, Counter()).update(v)
@@ -87,7 +88,7 @@ def summarize(model_dir: Path, plain: Path, ablated: Path, reasoning: Path | Non
                      "target": ">= 80%", "met": share >= 0.8})
         ro = r["overall"]
         rows.append({"name": "ADE with reasoning decoded (m)", "value": f"{ro['model']['ade']:.3f} "
-                     f"({ro['model']['ade'] / ro['constant_velocity']['ade']:.3f} x CV)", "target": "", "met": True})
+                     f"({ro['model']['ade'] / ro['constant_velocity']['ade']:.3f} x CV)", "target": "", "met": None})
         out["reasoning_by_maneuver"] = {k: f"{v['agree']}/{v['ticks']}" for k, v in sorted(by.items())}
     if bench is not None:
         bj = json.loads(bench.read_text(encoding="utf-8"))
@@ -97,7 +98,7 @@ def summarize(model_dir: Path, plain: Path, ablated: Path, reasoning: Path | Non
     lat = o.get("latency_ms", {})
     if "policy" in lat:
         rows.append({"name": "eval policy latency p50 / p95 (ms)", "value": f"{lat['policy']['p50']:.1f} / {lat['policy']['p95']:.1f}",
-                     "target": "", "met": True})
+                     "target": "", "met": None})
     notes = ["Ratios are against the baselines `vla-ros eval` computes on the same ticks."]
     if "reasoning_by_maneuver" in out:
         notes.append("Reasoning agreement by labelled maneuver: " + ", ".join(f"{k} {v}" for k, v in out["reasoning_by_maneuver"].items()) + ".")
@@ -119,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     out = summarize(Path(a.model), Path(a.eval), Path(a.ablate), Path(a.reasoning) if a.reasoning else None,
                     Path(a.bench) if a.bench else None, a.command)
     for row in out["rows"]:
-        print(f"{row['name']:<55} {row['value']:<28} {row['target']:<8} {'ok' if row['met'] else 'MISSED'}")
+        print(f"{row['name']:<55} {row['value']:<28} {row['target']:<8} {'' if row['met'] is None else 'ok' if row['met'] else 'MISSED'}")
     return 0
 
 

@@ -53,7 +53,8 @@ def render(model_dir: Path) -> str:
               f"- {tr['examples']} training ticks (10 Hz); skipped ticks: "
               + (", ".join(f"{k} {v}" for k, v in tr["skipped"].items()) or "none"),
               "- maneuver labels: " + ", ".join(f"{k} {v}" for k, v in tr["maneuvers"].items()),
-              f"- held-out bags (never trained on): {', '.join(tr['val_bags']) or 'none'}",
+              f"- held-out bags (never trained on), for validation losses: {', '.join(tr['val_bags']) or 'none'}"
+              + (f"; for evaluation: {ev['bags']}" if ev else ""),
               f"- action targets: (acceleration, curvature) solved from the recorded future odometry so that the action "
               f"space's own integration reproduces it (round trip: mean {tr['action_roundtrip_m']['mean']:.3f} m, max "
               f"{tr['action_roundtrip_m']['max']:.3f} m); normalization from the data: mean {tr['action_stats']['mean']}, "
@@ -65,6 +66,8 @@ def render(model_dir: Path) -> str:
               f"attends to the reasoning in {tr['reasoning_keep']:.0%} of samples and to the prompt only in the rest, so ticks "
               "with and without reasoning are both in distribution.",
               "- Final: " + ", ".join(f"{k} {_fmt(v)}" for k, v in tr.get("final", {}).items() if k != "lr"), ""]
+    if tr.get("note"):
+        lines.insert(-1, f"- {tr['note']}")
     if tr.get("recipe_time_s"):
         lines.insert(-1, f"- Whole recipe (`scripts/train_default_model`: bags, cache, training, evaluation): {tr['recipe_time_s'] / 60:.0f} min.")
     lines += ["## Evaluation", ""]
@@ -74,7 +77,7 @@ def render(model_dir: Path) -> str:
         lines += [f"`{ev['command']}` on {ev['bags']} ({ev['ticks']} ticks).", "",
                   "| metric | value | target | met |", "|---|---|---|---|"]
         for row in ev["rows"]:
-            lines.append(f"| {row['name']} | {row['value']} | {row['target']} | {'yes' if row['met'] else '**no**'} |")
+            lines.append(f"| {row['name']} | {row['value']} | {row['target']} | {'' if row['met'] is None else 'yes' if row['met'] else '**no**'} |")
         lines += ["", ev.get("notes", ""), ""]
     lines += ["## Limits", "",
               "Trained only on the procedural world of `vla-ros sim` (one road type, boxes for vehicles, no pedestrians); "
