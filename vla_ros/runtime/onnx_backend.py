@@ -28,7 +28,7 @@ from vla_ros.model.build import parse_dtype
 from vla_ros.runtime.context import Context, StaleContextError
 from vla_ros.runtime.export import (DEFAULT_OPSET, CorruptExportError, ExportError, dtype_name, ensure_export,
                                     model_hash, remove_export)
-from vla_ros.runtime.inputs import PolicyInputError, validate_inputs
+from vla_ros.runtime.inputs import validate_inputs
 from vla_ros.runtime.policy import Policy
 from vla_ros.runtime.vision_cache import ImageEmbedding
 
@@ -313,14 +313,7 @@ class OnnxRuntimePolicy(Policy):
                 samples: int = 1, generator: torch.Generator | None = None) -> torch.Tensor:
         """N Euler steps (each one denoise_step.onnx run) -> normalized actions (S, T, A) float32."""
         self._check(context)
-        if noise is not None:
-            samples = int(noise.shape[0])
-            if tuple(noise.shape[1:]) != (self.num_waypoints, self.action_dim):
-                raise PolicyInputError(f"noise must be (samples, {self.num_waypoints}, {self.action_dim}), got {tuple(noise.shape)}")
-            if not torch.isfinite(noise).all():
-                raise PolicyInputError("noise contains NaN or inf")
-        if not 1 <= samples <= self.max_samples:
-            raise PolicyInputError(f"samples must be in [1, {self.max_samples}] (max_samples), got {samples}")
+        samples = self._checked_samples(noise, samples)
         t0 = time.perf_counter()
         x0 = (self.make_noise(samples, generator) if noise is None else noise).float().cpu().numpy()
         even, odd, bufs = self._bindings(samples, context.next_position)

@@ -285,12 +285,9 @@ class Policy:
         return torch.randn((samples, self.num_waypoints, self.action_dim), generator=generator,
                            device=self.device if generator is None else generator.device).to(self.device, self.dtype)
 
-    def denoise(self, context: Context, noise: torch.Tensor | None = None, steps: int | None = None,
-                samples: int = 1, generator: torch.Generator | None = None) -> torch.Tensor:
-        """N Euler steps against the cached prefix -> normalized actions (S, T, A).
-
-        noise (S, T, A) or None (drawn from `generator`); all S samples share one prefix cache."""
-        self._check(context)
+    def _checked_samples(self, noise: torch.Tensor | None, samples: int) -> int:
+        """The sample count a denoise call runs: noise's first axis if given, else `samples`;
+        PolicyInputError for a wrong noise shape, NaN/inf noise or a count beyond max_samples."""
         if noise is not None:
             samples = int(noise.shape[0])
             if tuple(noise.shape[1:]) != (self.num_waypoints, self.action_dim):
@@ -299,6 +296,15 @@ class Policy:
                 raise PolicyInputError("noise contains NaN or inf")
         if not 1 <= samples <= self.max_samples:
             raise PolicyInputError(f"samples must be in [1, {self.max_samples}] (max_samples), got {samples}")
+        return samples
+
+    def denoise(self, context: Context, noise: torch.Tensor | None = None, steps: int | None = None,
+                samples: int = 1, generator: torch.Generator | None = None) -> torch.Tensor:
+        """N Euler steps against the cached prefix -> normalized actions (S, T, A).
+
+        noise (S, T, A) or None (drawn from `generator`); all S samples share one prefix cache."""
+        self._check(context)
+        samples = self._checked_samples(noise, samples)
         sched, time_terms = self.schedule(steps)
         with torch.inference_mode():
             t0 = self._now()

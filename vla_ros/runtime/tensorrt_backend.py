@@ -289,14 +289,7 @@ class TensorRTPolicy(OnnxRuntimePolicy):
                 samples: int = 1, generator: torch.Generator | None = None) -> torch.Tensor:
         """All steps replayed from one CUDA graph (captured per samples/steps/prefix length)."""
         self._check(context)
-        if noise is not None:
-            samples = int(noise.shape[0])
-            if tuple(noise.shape[1:]) != (self.num_waypoints, self.action_dim):
-                raise PolicyInputError(f"noise must be (samples, {self.num_waypoints}, {self.action_dim}), got {tuple(noise.shape)}")
-            if not torch.isfinite(noise).all():
-                raise PolicyInputError("noise contains NaN or inf")
-        if not 1 <= samples <= self.max_samples:
-            raise PolicyInputError(f"samples must be in [1, {self.max_samples}] (max_samples), got {samples}")
+        samples = self._checked_samples(noise, samples)
         n = self.schedule(steps)[0].steps
         p = context.length
         t0 = time.perf_counter()
