@@ -18,7 +18,8 @@ from vla_ros.sim.record import RecordSpec, record
 from vla_ros.train.actions import invert_path, roundtrip_error
 from vla_ros.train.bpe import train_bpe
 from vla_ros.train.dataset import EmptyTrainingSetError, extract_bag
-from vla_ros.train.labels import grammar_corpus, maneuver_of
+from vla_ros.replay.labels import maneuver_of
+from vla_ros.train.labels import grammar_corpus
 from vla_ros.train.trainer import Trainer, TrainOptions
 
 # A model small enough to train a few steps in seconds; same code paths as drive-tiny.

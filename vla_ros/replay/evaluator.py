@@ -23,6 +23,7 @@ from vla_ros.replay.bag_io import bag_info
 from vla_ros.replay.baselines import baseline_predictions
 from vla_ros.replay.camera_model import CameraModel, load_camera_model
 from vla_ros.replay.ground_truth import Future, FutureUnavailable, OdometryTrack
+from vla_ros.replay.labels import GROUND_TRUTH_TOPIC, read_maneuver_labels
 from vla_ros.replay.metrics import MethodErrors, trajectory_errors
 from vla_ros.replay.prediction_bag import write_prediction_bag
 from vla_ros.replay.tick_replay import count_ticks, replay_ticks
@@ -72,6 +73,7 @@ class TickRecord:
     timings_ms: dict[str, float]
     reasoning: str | None
     front_jpeg: bytes | None = None  # newest front-camera frame (model input size)
+    label_maneuver: str | None = None  # the recorded maneuver label at t0 (driving-world bags)
 
     @property
     def ade(self) -> float:
@@ -173,6 +175,7 @@ def evaluate_bag(
     except Exception as exc:  # noqa: BLE001 - a broken calibration only costs the overlay
         _LOG.warning("%s: cannot read camera calibration (%s); no projected paths", bag, exc)
     track = OdometryTrack.from_bag(bag, config.ego.odometry_topic, to_ns(config.ego.max_gap_s), to_ns(config.sensing.time_jump_s))
+    labels = read_maneuver_labels(bag) if options.reasoning and info.message_counts.get(GROUND_TRUTH_TOPIC) else None
     result.odometry = {"messages": len(track.messages), "usable": len(track), "dropped": track.dropped, "segments": track.num_segments}
 
     size = None if config.image.override_model else getattr(policy, "image_size_hw", None)
@@ -253,6 +256,7 @@ def evaluate_bag(
                     timings_ms=timings,
                     reasoning=out.reasoning,
                     front_jpeg=_encode_jpeg(stack.images[front_index, -1]),
+                    label_maneuver=None if labels is None else labels.at(stack.t0_ns),
                 )
             )
             bar.set_postfix(evaluated=result.ticks_evaluated, refresh=False)

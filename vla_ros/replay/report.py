@@ -113,6 +113,12 @@ def build_elements(metrics: dict[str, Any], evals: Sequence[BagEvaluation]) -> l
             row += [_fmt(b.get("min_ade")), _fmt(b.get("min_fde"))]
         rows.append(row)
     els.append(Table(header, rows))
+    if "reasoning" in overall:
+        r = overall["reasoning"]
+        parts = ", ".join(f"{m} {e['agree']}/{e['ticks']}" for m, e in r["by_maneuver"].items())
+        els.append(Para(
+            f"Reasoning names the recorded maneuver on {r['agree']} of {r['ticks']} ticks "
+            f"({100 * r['maneuver_agreement']:.1f}%; by label: {parts}; {r['unparsed']} sentences name none)."))
 
     els.append(Heading("Bags"))
     brows = []

@@ -11,6 +11,7 @@ from typing import Any
 
 from vla_ros.replay.baselines import BASELINES
 from vla_ros.replay.evaluator import MODEL, BagEvaluation, TickRecord
+from vla_ros.replay.labels import maneuver_of
 from vla_ros.replay.metrics import MISS_THRESHOLD_M, latency_summary, summarize
 
 SCHEMA_VERSION = 1
@@ -42,9 +43,33 @@ def block(evals: Sequence[BagEvaluation]) -> dict[str, Any]:
     for method in METHODS:
         out[method] = summarize([r.errors[method] for r in records], dt, with_min=(method == MODEL and samples > 1))
     out[MODEL]["samples"] = samples
+    reasoning = reasoning_agreement(records)
+    if reasoning is not None:
+        out["reasoning"] = reasoning
     stages = _stages(records)
     out["latency_ms"] = latency_summary({s: [r.timings_ms[s] for r in records if s in r.timings_ms] for s in stages})
     return out
+
+
+def reasoning_agreement(records: Sequence[TickRecord]) -> dict[str, Any] | None:
+    """How often the generated sentence names the recorded maneuver label, over the ticks that
+    have both (None when there are none: no reasoning, or a bag without labels)."""
+    scored = [(r.label_maneuver, maneuver_of(r.reasoning)) for r in records if r.reasoning is not None and r.label_maneuver]
+    if not scored:
+        return None
+    by: dict[str, dict[str, int]] = {}
+    for label, named in scored:
+        entry = by.setdefault(label, {"ticks": 0, "agree": 0})
+        entry["ticks"] += 1
+        entry["agree"] += int(named == label)
+    agree = sum(e["agree"] for e in by.values())
+    return {
+        "ticks": len(scored),
+        "agree": agree,
+        "maneuver_agreement": agree / len(scored),
+        "unparsed": sum(1 for _, named in scored if named is None),
+        "by_maneuver": dict(sorted(by.items())),
+    }
 
 
 def _timing(evals: Sequence[BagEvaluation], bag_duration_s: float, wall_s: float) -> dict[str, Any]:

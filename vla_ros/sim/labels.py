@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from vla_ros.replay.labels import ACTION_WORDS  # maneuver -> action phrase, shared with the evaluation
 from vla_ros.sim.ego import EGO_WIDTH
 from vla_ros.sim.world import REASONS, STEP_NS, Timeline, VehicleSnap, ego_front_s
 
@@ -33,13 +34,6 @@ CURVE_KAPPA = 1 / 500  # |curvature| that counts as a curve
 SHARP_KAPPA = 1 / 150
 SPEED_CHANGE = 1.0  # m/s over the horizon that counts as slowing down / speeding up
 ACTIONS = ("stop", "slow_down", "speed_up", "follow", "keep_speed")
-ACTION_WORDS = {
-    "stop": "stop",
-    "slow_down": "slow down",
-    "speed_up": "speed up",
-    "follow": "follow the lead vehicle",
-    "keep_speed": "keep speed",
-}
 
 
 def _lead(t: Timeline, k: int) -> tuple[VehicleSnap, float] | None:

@@ -21,7 +21,7 @@ import numpy as np
 from vla_ros.replay.bag_io import read_messages
 from vla_ros.sensors.stamps import stamp_ns
 from vla_ros.train.dataset import _label_at, read_labels
-from vla_ros.train.labels import maneuver_of
+from vla_ros.replay.labels import maneuver_of
 from vla_ros.train.model_card import write_model_card
 
 

@@ -1,16 +1,15 @@
 """Reasoning labels: the corpus of the sim's sentence grammar, and reading a maneuver back.
 
 The grammar lives in `vla_ros.sim.labels`; the corpus here enumerates it (every cause, pairs of
-causes, every action) so the BPE merges cover each phrase the model must write. `maneuver_of`
-reads the action phrase of a generated sentence, which is how the reasoning is scored against
-the label's `maneuver`.
+causes, every action) so the BPE merges cover each phrase the model must write. Reading a
+maneuver back from a sentence is `vla_ros.replay.labels.maneuver_of`.
 """
 from __future__ import annotations
 
 import itertools
-import re
 
-from vla_ros.sim.labels import ACTION_WORDS, sentence
+from vla_ros.replay.labels import ACTION_WORDS
+from vla_ros.sim.labels import sentence
 
 SPEED_LIMITS_KPH = tuple(range(30, 140, 10))
 
@@ -30,14 +29,3 @@ def grammar_corpus() -> list[str]:
     out = [sentence([c], a) for c in singles for a in ACTION_WORDS]
     out += [sentence([c1, c2], a) for c1, c2 in itertools.permutations(short, 2) for a in ACTION_WORDS]
     return out
-
-
-# Longest phrase first: "follow the lead vehicle" must not be read as something shorter.
-_ACTION_RE = re.compile(r";\s*(" + "|".join(re.escape(w) for w in sorted(ACTION_WORDS.values(), key=len, reverse=True)) + r")\b")
-_WORD_TO_ACTION = {w: k for k, w in ACTION_WORDS.items()}
-
-
-def maneuver_of(text: str) -> str | None:
-    """The maneuver a sentence names (`slow_down`, ...), or None if it names none."""
-    m = _ACTION_RE.search(text.lower())
-    return _WORD_TO_ACTION[m.group(1)] if m else None
