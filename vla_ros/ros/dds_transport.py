@@ -183,12 +183,17 @@ class DdsPublisher:
         return self._writer.get_publication_matched_status().current_count
 
     def wait_for_subscribers(self, count: int = 1, timeout_s: float = 5.0) -> bool:
-        deadline = time.monotonic() + timeout_s
-        while self.matched_count() < count:
-            if time.monotonic() > deadline:
-                return False
-            time.sleep(0.01)
-        return True
+        return _wait_for_matches(self.matched_count, count, timeout_s)
+
+
+def _wait_for_matches(matched: Callable[[], int], count: int, timeout_s: float) -> bool:
+    """Poll a matched-endpoint count until it reaches `count`; False on timeout."""
+    deadline = time.monotonic() + timeout_s
+    while matched() < count:
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
 
 
 @dataclass
@@ -227,12 +232,7 @@ class DdsSubscription:
         return self._reader.get_subscription_matched_status().current_count
 
     def wait_for_publishers(self, count: int = 1, timeout_s: float = 5.0) -> bool:
-        deadline = time.monotonic() + timeout_s
-        while self.matched_count() < count:
-            if time.monotonic() > deadline:
-                return False
-            time.sleep(0.01)
-        return True
+        return _wait_for_matches(self.matched_count, count, timeout_s)
 
     def decode_sample(self, data: bytes) -> Any:
         if self.decode == "raw":
