@@ -28,7 +28,6 @@ from vla_ros.model.build import parse_dtype
 from vla_ros.runtime.context import Context, StaleContextError
 from vla_ros.runtime.export import (DEFAULT_OPSET, CorruptExportError, ExportError, dtype_name, ensure_export,
                                     model_hash, remove_export)
-from vla_ros.runtime.inputs import validate_inputs
 from vla_ros.runtime.policy import Policy
 from vla_ros.runtime.vision_cache import ImageEmbedding
 
@@ -208,14 +207,8 @@ class OnnxRuntimePolicy(Policy):
     # ------------------------------------------------------------------ prefill
     def prefill(self, inputs: Any, reasoning_budget: int | None = None) -> Context:
         """FrameStack | PolicyInputs | mapping -> Context; the prefix K/V stay in OrtValues."""
-        inp = self._as_inputs(inputs)
-        cfg = self.config
-        images, xyz, rot = validate_inputs(inp, cfg.image.num_cameras, cfg.image.num_frames, cfg.history.steps)
+        inp, images, xyz, rot, keys = self._validated_inputs(inputs)
         v, f, h, w, _ = images.shape
-        keys = None
-        if inp.camera_names is not None and inp.stamps_ns is not None:
-            stamps = np.asarray(inp.stamps_ns, dtype=np.int64)
-            keys = [(inp.camera_names[i], int(stamps[i, j]), h, w) for i in range(v) for j in range(f)]
         t0 = time.perf_counter()
         embeds, encoded = self.encode_images(images.reshape(v * f, h, w, 3), keys)
         t1 = time.perf_counter()

@@ -141,9 +141,9 @@ class Policy:
             self._graphs.clear()
         return self.kv
 
-    def prefill(self, inputs: Any, reasoning_budget: int | None = None) -> Context:
-        """FrameStack | PolicyInputs | mapping -> Context. Reserves `reasoning_budget` cache slots
-        (default max_reasoning_tokens) so that `reason` can follow."""
+    def _validated_inputs(self, inputs: Any) -> tuple[PolicyInputs, np.ndarray, np.ndarray, np.ndarray, list[Any] | None]:
+        """-> inputs, images (V, F, H, W, 3), history xyz (N, 3), rot (N, 3, 3), and the
+        vision-cache keys (camera, stamp, H, W) per image when names and stamps are given."""
         inp = self._as_inputs(inputs)
         cfg = self.config
         images, xyz, rot = validate_inputs(inp, cfg.image.num_cameras, cfg.image.num_frames, cfg.history.steps)
@@ -152,6 +152,13 @@ class Policy:
         if inp.camera_names is not None and inp.stamps_ns is not None:
             stamps = np.asarray(inp.stamps_ns, dtype=np.int64)
             keys = [(inp.camera_names[i], int(stamps[i, j]), h, w) for i in range(v) for j in range(f)]
+        return inp, images, xyz, rot, keys
+
+    def prefill(self, inputs: Any, reasoning_budget: int | None = None) -> Context:
+        """FrameStack | PolicyInputs | mapping -> Context. Reserves `reasoning_budget` cache slots
+        (default max_reasoning_tokens) so that `reason` can follow."""
+        inp, images, xyz, rot, keys = self._validated_inputs(inputs)
+        v, f, h, w, _ = images.shape
         budget = self.max_reasoning_tokens if reasoning_budget is None else int(reasoning_budget)
         with torch.inference_mode():
             t0 = self._now()
