@@ -29,7 +29,9 @@ def joint_block_mask(prefix_len: int, action_len: int, dtype: torch.dtype, devic
     return mask[None, None]
 
 
-def _qkv(layer: torch.nn.Module, h: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> tuple[torch.Tensor, ...]:
+def layer_qkv(layer: torch.nn.Module, h: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """A Qwen3 layer's pre-norm, q/k/v with per-head norms and rotary: h (B, S, D) -> q, k, v
+    (B, heads, S, hd). Shared with the training forward."""
     attn = layer.self_attn
     x = layer.input_layernorm(h)
     shape = (*x.shape[:-1], -1, attn.head_dim)
@@ -58,8 +60,8 @@ def joint_forward(model: KVExpertVLA, prefix_embeds: torch.Tensor, prefix_positi
     cos_a, sin_a = expert.rotary_emb(action_embeds, action_positions)
     hp, ha = prefix_embeds, action_embeds
     for idx, (vl, el) in enumerate(zip(lm.layers, expert.layers)):
-        qp, kp, vp = _qkv(vl, hp, cos_p, sin_p)
-        qa, ka, va = _qkv(el, ha, cos_a, sin_a)
+        qp, kp, vp = layer_qkv(vl, hp, cos_p, sin_p)
+        qa, ka, va = layer_qkv(el, ha, cos_a, sin_a)
         k, v = torch.cat([kp, ka], dim=2), torch.cat([vp, va], dim=2)
         # One joint attention; queries of each stream use their rows of the block mask.
         op, _ = eager_attention_forward(vl.self_attn, qp, k, v, mask[:, :, :p], scaling=vl.self_attn.scaling)

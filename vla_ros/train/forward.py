@@ -25,8 +25,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.nn.functional as F
-from transformers.models.qwen3_vl.modeling_qwen3_vl import apply_rotary_pos_emb
 
+from vla_ros.model.joint_attention import layer_qkv
 from vla_ros.model.kv_expert import KVExpertVLA
 from vla_ros.model.prompt import PromptBuilder
 from vla_ros.model.text_tokenizer import TextTokenizer
@@ -83,18 +83,6 @@ def noisy_actions(model: KVExpertVLA, x: torch.Tensor, noise: torch.Tensor, t: t
     return tt * noise + (1 - tt) * x, noise - x  # data_to_noise: t=1 noise, t=0 data
 
 
-def _project(layer: torch.nn.Module, h: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """A Qwen3 layer's pre-norm, q/k/v with per-head norms and rotary -> (B, heads, S, hd) each."""
-    attn = layer.self_attn
-    x = layer.input_layernorm(h)
-    heads = (h.shape[0], h.shape[1], -1, attn.head_dim)
-    q = attn.q_norm(attn.q_proj(x).view(heads)).transpose(1, 2)
-    k = attn.k_norm(attn.k_proj(x).view(heads)).transpose(1, 2)
-    val = attn.v_proj(x).view(heads).transpose(1, 2)
-    q, k = apply_rotary_pos_emb(q, k, cos, sin)
-    return q, k, val
-
-
 def _residual(layer: torch.nn.Module, h: torch.Tensor, o: torch.Tensor) -> torch.Tensor:
     """o (B, heads, S, hd) -> h after the attention output and the MLP block."""
     h = h + layer.self_attn.o_proj(o.transpose(1, 2).reshape(h.shape[0], h.shape[1], -1))
@@ -137,8 +125,8 @@ def joint_forward(model: KVExpertVLA, batch: Batch, x_t: torch.Tensor, t: torch.
     mask_a = allowed[:, None, None, :].expand(b, 1, T, s + T)
     hp = embeds
     for i, (vl, el) in enumerate(zip(lm.layers, expert.layers)):
-        qp, kp, vp = _project(vl, hp, cos_p, sin_p)
-        qa, ka, va = _project(el, ha, cos_a, sin_a)
+        qp, kp, vp = layer_qkv(vl, hp, cos_p, sin_p)
+        qa, ka, va = layer_qkv(el, ha, cos_a, sin_a)
         op = F.scaled_dot_product_attention(qp, kp, vp, is_causal=True, scale=vl.self_attn.scaling, enable_gqa=True)
         oa = F.scaled_dot_product_attention(qa, torch.cat([kp, ka], 2), torch.cat([vp, va], 2), attn_mask=mask_a,
                                             scale=el.self_attn.scaling, enable_gqa=True)
