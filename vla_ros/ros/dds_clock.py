@@ -5,19 +5,12 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
 
+from vla_ros.ros import messages
 from vla_ros.ros.dds_transport import DdsTransport
 
 CLOCK_TOPIC = "/clock"
 CLOCK_TYPE = "rosgraph_msgs/msg/Clock"
-
-
-def clock_message(now_ns: int, typestore: Any) -> Any:
-    """rosgraph_msgs/Clock for a ROS time in nanoseconds."""
-    t = typestore.types
-    stamp = t["builtin_interfaces/msg/Time"](sec=int(now_ns // 1_000_000_000), nanosec=int(now_ns % 1_000_000_000))
-    return t[CLOCK_TYPE](clock=stamp)
 
 
 class ClockPublisher:
@@ -37,7 +30,6 @@ class ClockPublisher:
         if not rate_hz > 0:
             raise ValueError(f"clock rate must be positive, got {rate_hz}")
         self._pub = transport.publisher(topic, CLOCK_TYPE, qos="clock")
-        self._typestore = transport.typestore
         self._now_ns = now_ns
         self._period = 1.0 / rate_hz
         self._stop = threading.Event()
@@ -49,7 +41,7 @@ class ClockPublisher:
         return self._pub.published
 
     def publish(self, now_ns: int) -> None:
-        self._pub.publish(clock_message(now_ns, self._typestore))
+        self._pub.publish(messages.clock(now_ns))
         self.last_ns = now_ns
 
     def start(self) -> "ClockPublisher":
