@@ -20,7 +20,7 @@ from vla_ros.train.bpe import train_bpe
 from vla_ros.train.dataset import EmptyTrainingSetError, extract_bag
 from vla_ros.replay.labels import maneuver_of
 from vla_ros.train.labels import grammar_corpus
-from vla_ros.train.trainer import Trainer, TrainOptions
+from vla_ros.train.trainer import Trainer, TrainOptions, sampling_weights
 
 # A model small enough to train a few steps in seconds; same code paths as drive-tiny.
 TINY = {"vlm": {"text_config": {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 2,
@@ -63,6 +63,18 @@ def test_maneuver_parsing_covers_every_action():
         assert maneuver_of(s) == action
     assert maneuver_of("Lead vehicle slower; follow the lead vehicle and keep lane.") == "follow"
     assert maneuver_of("nonsense") is None
+
+
+def test_balanced_sampling_weights():
+    labels = ["keep_speed"] * 90 + ["follow"] * 9 + ["stop"]
+    assert sampling_weights(labels, 0.0) is None  # uniform draw, as before the option existed
+    equal = sampling_weights(labels, 1.0)
+    mass = {m: float(equal[np.asarray(labels) == m].sum()) for m in set(labels)}
+    assert all(v == pytest.approx(1 / 3) for v in mass.values())
+    half = sampling_weights(labels, 0.5)
+    assert half.sum() == pytest.approx(1.0)
+    # Per example, a maneuver 90x rarer is drawn sqrt(90)x more often.
+    assert half[-1] / half[0] == pytest.approx(math.sqrt(90))
 
 
 def test_action_inversion_round_trip():

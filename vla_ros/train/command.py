@@ -23,6 +23,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of initialization, batches and noise (default 0)")
     p.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N (default cpu)")
     p.add_argument("--lm-weight", type=float, default=0.5, help="weight of the reasoning LM loss (default 0.5)")
+    p.add_argument("--balance", type=float, default=0.0, metavar="B",
+                   help="draw examples with weight count(maneuver)^-B so rare maneuvers (follow, stop) are learned "
+                        "(0 = uniform, the default; 1 = every maneuver equally often)")
     p.add_argument("--save-every", type=int, default=200, help="steps between training checkpoints (default 200)")
     p.add_argument("--work-dir", default=None, help="training state for --resume (default <out>.train)")
     p.add_argument("--cache-dir", default=None, help="cache of extracted examples (default <work-dir>/cache)")
@@ -58,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
                         device=args.device, lm_weight=args.lm_weight, val_bags=val, save_every=args.save_every,
                         work_dir=args.work_dir or "", cache_dir=args.cache_dir or "", resume=args.resume,
                         model_overrides=overrides, command="vla-ros train " + shlex.join(sys.argv[2:]),
-                        progress=not args.no_progress, workers=args.workers)
+                        progress=not args.no_progress, workers=args.workers, balance=args.balance)
     try:
         trainer = Trainer(opts, sensing)
     except EmptyTrainingSetError as exc:

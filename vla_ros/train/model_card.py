@@ -64,7 +64,9 @@ def render(model_dir: Path) -> str:
               f"on {tr['device']}: {tr['train_time_s'] / 60:.1f} min of training + {tr['data_time_s'] / 60:.1f} min building the example cache.",
               f"- Losses: flow matching on normalized actions + {tr['lm_weight']} x language-model loss on the reasoning; the expert "
               f"attends to the reasoning in {tr['reasoning_keep']:.0%} of samples and to the prompt only in the rest, so ticks "
-              "with and without reasoning are both in distribution.",
+              "with and without reasoning are both in distribution."
+              + (f" Examples drawn with weight count(maneuver)^-{tr['balance']} so rare maneuvers are seen more often."
+                 if tr.get("balance") else ""),
               "- Final: " + ", ".join(f"{k} {_fmt(v)}" for k, v in tr.get("final", {}).items() if k != "lr"), ""]
     if tr.get("note"):
         lines.insert(-1, f"- {tr['note']}")

@@ -56,6 +56,7 @@ class TrainOptions:
     command: str = ""
     progress: bool = True
     workers: int = 2  # processes extracting bags into the cache
+    balance: float = 0.0  # sampling weight of an example ~ count(its maneuver)^-balance (0: uniform, 1: classes equal)
 
 
 def setup_model(config_overrides: dict[str, Any], name: str, stats, seed: int, device: str) -> tuple[KVExpertVLA, TextTokenizer]:
@@ -65,6 +66,16 @@ def setup_model(config_overrides: dict[str, Any], name: str, stats, seed: int, d
         tokenizer = train_bpe(config.prompt, config.history.bins)
         config = drive_tiny_config(tokenizer, name=name, overrides=config_overrides)
     return build_model(config, stats, device=device, seed=seed).train(), tokenizer
+
+
+def sampling_weights(maneuvers: list[str], balance: float) -> np.ndarray | None:
+    """Probabilities that draw rare maneuvers (follow, stop) more often than their share of the
+    drive, so the reasoning learns them; None (uniform) when balance is 0."""
+    if balance <= 0.0:
+        return None
+    names, inverse, counts = np.unique(np.asarray(maneuvers), return_inverse=True, return_counts=True)
+    w = counts[inverse].astype(np.float64) ** -balance
+    return w / w.sum()
 
 
 def lr_at(step: int, opts: TrainOptions) -> float:
@@ -93,6 +104,7 @@ class Trainer:
         log(f"[train] {len(self.data)} examples from {len(opts.bags)} bag(s) in {self.data_s:.0f} s; action round trip "
             f"mean {rt.mean():.3f} m, max {rt.max():.3f} m")
         self.stats = self.data.action_stats()
+        self.weights = sampling_weights(self.data.maneuver, opts.balance)
         self.model, _ = setup_model(opts.model_overrides, opts.name or self.out.name, self.stats, opts.seed, opts.device)
         self.prompts = PromptBuilder(self.tokenizer)
         decay = [p for n, p in self.model.named_parameters() if p.ndim >= 2]
@@ -157,7 +169,7 @@ class Trainer:
             t0 = time.perf_counter()
             for g in self.optimizer.param_groups:
                 g["lr"] = lr_at(self.step, opts)
-            idx = self.rng.choice(n, size=min(opts.batch_size, n), replace=False)
+            idx = self.rng.choice(n, size=min(opts.batch_size, n), replace=False, p=self.weights)
             keep = torch.rand(len(idx), generator=self.gen) < opts.reasoning_keep
             loss = self._losses(self.data, idx, keep, self.gen)
             total = loss.flow + opts.lm_weight * loss.lm
@@ -197,7 +209,7 @@ class Trainer:
         summary = {
             "name": self.model.config.name, "command": self.opts.command, "seed": self.opts.seed,
             "steps": self.step, "batch_size": self.opts.batch_size, "lr": self.opts.lr, "lm_weight": self.opts.lm_weight,
-            "reasoning_keep": self.opts.reasoning_keep, "device": self.opts.device,
+            "reasoning_keep": self.opts.reasoning_keep, "balance": self.opts.balance, "device": self.opts.device,
             "train_time_s": round(self.train_s, 1), "data_time_s": round(self.data_s, 1),
             "parameters": self.model.num_parameters(),
             "bags": [b.name for b in self.data.bags], "examples": len(self.data), "skipped": self.data.skipped,
