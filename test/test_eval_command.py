@@ -181,8 +181,10 @@ def test_bad_input_is_counted_not_fatal(arc_bag: Path, tmp_path: Path) -> None:
                     msg = messages.compressed_image(round((START_S + 2.0 + 3 * 0.002) * 1e9), "x", b"not a jpeg")
                 w.write(m.topic, msg, m.log_time_ns + shift)
     out = tmp_path / "out"
-    assert main(["eval", "--bag", str(bad), "--config", str(write_config(tmp_path / "c.yaml")), "--out", str(out), *FAST]) == 0
-    m = json.loads((out / "metrics.json").read_text())["bags"]["bad"]
+    cfg = write_config(tmp_path / "c.yaml")
+    assert main(["eval", "--bag", str(bad), "--config", str(cfg), "--out", str(out), "--workers", "1", *FAST]) == 0
+    doc = json.loads((out / "metrics.json").read_text())
+    m = doc["bags"]["bad"]
     assert m["time_jumps"] >= 1 and m["odometry"]["segments"] == 2
     assert m["input_drops"].get("corrupt", 0) >= 2  # once per loop
     reasons = m["ticks_skipped"]
@@ -193,6 +195,17 @@ def test_bad_input_is_counted_not_fatal(arc_bag: Path, tmp_path: Path) -> None:
     # Both loops contribute evaluated ticks.
     times = [float(row.split(",")[2]) for row in (out / "ticks.csv").read_text().splitlines()[1:]]
     assert min(times) < START_S + 8.6 < max(times)
+    # Two workers cut the 172 ticks into two parts, the second starting at the loop (the time
+    # jump falls in its warm-up): the same ticks, counts and errors as one sequential replay.
+    split = tmp_path / "split"
+    assert main(["eval", "--bag", str(bad), "--config", str(cfg), "--out", str(split), "--workers", "2", *FAST]) == 0
+    doc2 = json.loads((split / "metrics.json").read_text())
+    assert doc2["run"]["workers"] == 2
+    for d in (doc, doc2):
+        d.pop("run")
+    assert strip_nondeterministic(doc2) == strip_nondeterministic(doc)
+    rows = [[line.split(",")[:10] for line in (d / "ticks.csv").read_text().splitlines()] for d in (out, split)]
+    assert rows[0] == rows[1]  # every tick's errors, to the last digit
 
 
 def test_nothing_evaluable_exits_1_with_reason(tmp_path: Path, capsys) -> None:
@@ -302,5 +315,13 @@ def test_camera_ablation_changes_only_the_model(arc_bag: Path) -> None:
     for name in a.baselines:
         np.testing.assert_array_equal(a.baselines[name], b.baselines[name])
     np.testing.assert_array_equal(a.future.xyz, b.future.xyz)
-    # The gallery shows the recorded image, not the grey one the policy saw.
+    # The gallery shows the recorded image, not the grey one the policy saw, as recorded: the
+    # bag's own JPEG bytes at its full size, not the model's input size.
     assert a.front_jpeg == b.front_jpeg
+    recorded = {m.msg.header.stamp.sec * 10**9 + m.msg.header.stamp.nanosec: bytes(m.msg.data)
+                for m in read_messages(arc_bag, ["/cameras/front_wide/image_raw/compressed"])}
+    assert a.front_jpeg == recorded[a.front_stamp_ns]
+    from PIL import Image
+    import io
+
+    assert Image.open(io.BytesIO(a.front_jpeg)).size == (96, 64) and policy.image_size_hw != (64, 96)

@@ -36,7 +36,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=None, help="noise seed (default: config inference.seed)")
     p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: config model.device)")
     p.add_argument("--backend", choices=("torch", "onnxruntime", "tensorrt"), default=None, help="inference backend (default: config inference.backend)")
-    p.add_argument("--workers", type=int, default=1, help="bags evaluated in parallel, each worker loading its own model (default 1)")
+    p.add_argument("--workers", type=int, default=None,
+                   help="worker processes, each loading its own model; bags run in parallel and, with more workers than "
+                        "bags, each bag is cut into tick ranges that run side by side (same results as 1 worker). "
+                        "Default: the CPU cores on cpu, 1 on cuda")
     p.add_argument("--threads", type=int, default=None,
                    help="torch CPU threads per worker (default: cores // workers; 1 is fastest on a busy machine)")
     p.add_argument("--reasoning", action=argparse.BooleanOptionalAction, default=None,
@@ -45,7 +48,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="'cameras': replace every camera image by flat grey before the policy")
     p.add_argument("--limit", type=int, default=None, help="stop each bag after N evaluated ticks (quick runs)")
     p.add_argument("--front-camera", default=None, help="camera shown in the report gallery (default: front_wide or the first 'front*')")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars (they are off anyway when stderr is not a terminal)")
 
 
 def _validate_flags(args: argparse.Namespace) -> None:
@@ -78,6 +81,7 @@ def _bag_names(bags: list[str]) -> list[str]:
 def run(args: argparse.Namespace) -> int:
     import csv
     import json
+    import os
     import sys
     import time
     from pathlib import Path
@@ -86,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
     from vla_ros.config import load_config
     from vla_ros.replay.bag_io import BagError, bag_info
     from vla_ros.replay.eval_runner import (BagJob, ModelSpec, ModelSpecError, check_model, code_version, device_description,
-                                            load_policy, run_jobs, threads_per_worker)
+                                            load_policy, run_jobs, split_jobs, threads_per_worker)
     from vla_ros.replay.evaluator import EvalOptions, pick_front_camera
     from vla_ros.replay.report import write_report
     from vla_ros.replay.summary import METHODS, build_metrics
@@ -110,7 +114,7 @@ def run(args: argparse.Namespace) -> int:
         ablate=tuple(sorted(set(args.ablate))),
         limit=args.limit,
         front_camera=args.front_camera,
-        progress=not args.no_progress,
+        progress=not args.no_progress and sys.stderr.isatty(),  # bars in a log file are noise
     )
     try:
         pick_front_camera(config, args.front_camera)
@@ -124,21 +128,21 @@ def run(args: argparse.Namespace) -> int:
         except BagError as exc:
             raise CommandError(str(exc)) from exc
     spec = ModelSpec(model_path, device, config.model.dtype, inf.backend, max(8, options.samples), max(64, inf.max_reasoning_tokens))
-    workers = max(1, min(args.workers, len(args.bag)))
-    try:
-        check_model(spec, config)
-        policy = load_policy(spec) if workers == 1 else None
-    except ModelSpecError as exc:
-        raise CommandError(str(exc)) from exc
-
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     names = _bag_names(args.bag)
     single = len(args.bag) == 1
     jobs = [
         BagJob(i, bag, name, str(out / "predictions.mcap") if single else str(out / "predictions" / f"{name}.mcap"))
         for i, (bag, name) in enumerate(zip(args.bag, names))
     ]
+    wanted = args.workers if args.workers is not None else (1 if device.startswith("cuda") else os.cpu_count() or 1)
+    workers = max(1, min(wanted, len(split_jobs(jobs, wanted, options.rate_hz, options.limit))))
+    try:
+        check_model(spec, config)
+        policy = load_policy(spec) if workers == 1 else None
+    except ModelSpecError as exc:
+        raise CommandError(str(exc)) from exc
+    out.mkdir(parents=True, exist_ok=True)
     threads = args.threads or threads_per_worker(workers)
     run_info = {
         "model": model_path,

@@ -1,5 +1,8 @@
 """Running an evaluation over several bags: model checks before any work, one job per bag,
-sequentially in this process or in worker processes that each load their own model.
+sequentially in this process or in worker processes that each load their own model. With more
+workers than bags, each bag is cut into consecutive tick ranges (parts) that run side by side;
+this process merges a bag's parts and finishes it (gallery images, output bag). The result is
+the same as a sequential run (the noise is seeded per tick, the replay warms up before a part).
 
 Workers are started with the `spawn` method (a fresh interpreter: no inherited torch threads or
 CUDA state) and each gets cores // workers torch threads (unless told otherwise) so that W
@@ -19,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from vla_ros.config import Config
-from vla_ros.replay.evaluator import BagEvaluation, EvalOptions, evaluate_bag
+from vla_ros.replay.evaluator import BagEvaluation, EvalOptions, evaluate_bag, evaluate_ticks, finish_bag, merge_parts
 
 _LOG = logging.getLogger("vla_ros.replay")
 
@@ -51,6 +54,33 @@ class BagJob:
     bag: str
     name: str
     predictions_bag: str | None
+    first: int = 0  # the ticks [first, stop) of the bag (a part); stop None: to the end
+    stop: int | None = None
+    part: int = 0
+    parts: int = 1
+
+
+MIN_PART_TICKS = 50  # a bag is not cut into parts shorter than this (each part warms up first)
+
+
+def split_jobs(jobs: list[BagJob], workers: int, rate_hz: float, limit: int | None = None,
+               min_ticks: int = MIN_PART_TICKS) -> list[BagJob]:
+    """With more workers than bags, cut each bag into up to ceil(workers / bags) parts of equal
+    tick ranges, none shorter than `min_ticks`; otherwise (or with a per-bag tick `limit`) the
+    jobs as they are."""
+    from vla_ros.replay.tick_replay import count_ticks
+
+    if workers <= len(jobs) or limit is not None:
+        return jobs
+    per_bag = -(-workers // len(jobs))
+    out: list[BagJob] = []
+    for job in jobs:
+        total = count_ticks(job.bag, rate_hz)
+        n = max(1, min(per_bag, total // min_ticks))
+        edges = [round(i * total / n) for i in range(n + 1)]
+        out += [BagJob(job.index, job.bag, job.name, job.predictions_bag, edges[i], edges[i + 1] if i + 1 < n else None, i, n)
+                for i in range(n)]
+    return out
 
 
 def check_model(spec: ModelSpec, config: Config) -> Any:
@@ -157,11 +187,17 @@ def _init_worker(spec: ModelSpec, config: Config, options: EvalOptions, workers:
         _WORKER["error"] = str(exc)
 
 
-def _run_job(job: BagJob) -> BagEvaluation:
+def _run_job(job: BagJob, position: int) -> BagEvaluation:
     if "error" in _WORKER:
         raise ModelSpecError(_WORKER["error"])
-    return evaluate_bag(job.bag, _WORKER["config"], _WORKER["policy"], _WORKER["options"], name=job.name,
-                        predictions_bag=job.predictions_bag, progress_position=job.index % _WORKER["workers"])
+    label = f" {job.part + 1}/{job.parts}" if job.parts > 1 else ""
+    return evaluate_ticks(job.bag, _WORKER["config"], _WORKER["policy"], _WORKER["options"], name=job.name,
+                          first=job.first, stop=job.stop, progress_position=position, progress_label=label)
+
+
+def _run_numbered(numbered: tuple[int, BagJob]) -> BagEvaluation:
+    i, job = numbered
+    return _run_job(job, i % _WORKER["workers"])
 
 
 def threads_per_worker(workers: int) -> int:
@@ -178,10 +214,12 @@ def run_jobs(
     on_done: Callable[[BagEvaluation], None] | None = None,
     threads: int | None = None,
 ) -> list[BagEvaluation]:
-    """Evaluate every job; results in job order. With workers == 1 the given (or a newly
-    loaded) policy runs in this process."""
+    """Evaluate every job (one per bag); results in job order. With workers == 1 the given (or a
+    newly loaded) policy runs in this process; otherwise bags, or parts of them, run in worker
+    processes."""
     results: list[BagEvaluation] = []
-    workers = max(1, min(workers, len(jobs)))
+    parts = split_jobs(jobs, workers, options.rate_hz, options.limit)
+    workers = max(1, min(workers, len(parts)))
     if workers == 1:
         policy = policy if policy is not None else load_policy(spec)
         for job in jobs:
@@ -191,9 +229,16 @@ def run_jobs(
                 on_done(r)
         return results
     ctx = multiprocessing.get_context("spawn")
+    pending: list[BagEvaluation] = []
     with ctx.Pool(workers, initializer=_init_worker, initargs=(spec, config, options, workers, threads or threads_per_worker(workers))) as pool:
-        for r in pool.imap(_run_job, jobs):  # imap keeps job order
-            results.append(r)
+        for job, r in zip(parts, pool.imap(_run_numbered, list(enumerate(parts)))):  # imap keeps job order
+            pending.append(r)
+            if job.part + 1 < job.parts:
+                continue
+            whole = merge_parts(pending)
+            pending = []
+            finish_bag(whole, config, options, job.predictions_bag)
+            results.append(whole)
             if on_done:
-                on_done(r)
+                on_done(whole)
     return results

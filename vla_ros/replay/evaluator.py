@@ -12,6 +12,7 @@ import dataclasses
 import logging
 import time
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from vla_ros.config import CameraConfig, Config
 from vla_ros.replay.bag_io import bag_info
 from vla_ros.replay.baselines import baseline_predictions
 from vla_ros.replay.camera_model import CameraModel, load_camera_model
+from vla_ros.replay.gallery import attach_front_images
 from vla_ros.replay.ground_truth import Future, FutureUnavailable, OdometryTrack
 from vla_ros.replay.labels import GROUND_TRUTH_TOPIC, read_maneuver_labels
 from vla_ros.replay.metrics import MethodErrors, trajectory_errors
@@ -72,7 +74,8 @@ class TickRecord:
     errors: dict[str, MethodErrors]  # "model" and baseline names
     timings_ms: dict[str, float]
     reasoning: str | None
-    front_jpeg: bytes | None = None  # newest front-camera frame (model input size)
+    front_stamp_ns: int | None = None  # header stamp of the newest front-camera frame in the stack
+    front_jpeg: bytes | None = None  # that frame as recorded, full size (gallery ticks only; see gallery.py)
     label_maneuver: str | None = None  # the recorded maneuver label at t0 (driving-world bags)
 
     @property
@@ -140,12 +143,6 @@ def ablate(stack: FrameStack, ablations: tuple[str, ...]) -> FrameStack:
     return stack
 
 
-def _encode_jpeg(img: np.ndarray) -> bytes:
-    from vla_ros.ros.messages import encode_jpeg
-
-    return encode_jpeg(np.ascontiguousarray(img), quality=85)
-
-
 def evaluate_bag(
     bag: str | Path,
     config: Config,
@@ -155,8 +152,27 @@ def evaluate_bag(
     predictions_bag: str | Path | None = None,
     progress_position: int = 0,
 ) -> BagEvaluation:
-    """Evaluate one bag with a loaded `Policy`. Bad input never raises: it is counted in
-    `skipped` (by reason) or, if the bag stops being readable, noted in `error`."""
+    """Evaluate one whole bag with a loaded `Policy` and finish it (gallery images, output bag).
+    Bad input never raises: it is counted in `skipped` (by reason) or, if the bag stops being
+    readable, noted in `error`."""
+    result = evaluate_ticks(bag, config, policy, options, name=name, progress_position=progress_position)
+    finish_bag(result, config, options, predictions_bag)
+    return result
+
+
+def evaluate_ticks(
+    bag: str | Path,
+    config: Config,
+    policy: Any,
+    options: EvalOptions,
+    name: str | None = None,
+    first: int = 0,
+    stop: int | None = None,
+    progress_position: int = 0,
+    progress_label: str = "",
+) -> BagEvaluation:
+    """Evaluate the ticks [first, stop) of one bag (a worker's share; see `merge_parts`): the
+    records and counts only, without gallery images or output bag (`finish_bag` adds them)."""
     import torch
     from tqdm import tqdm
 
@@ -185,8 +201,10 @@ def evaluate_bag(
         policy.vision_cache.clear()
     horizon_s = (np.arange(T) + 1) * dt
     logged_policy_errors: set[str] = set()
-    ticks = replay_ticks(bag, pipeline, options.rate_hz)
-    bar = tqdm(total=count_ticks(bag, options.rate_hz), desc=result.name[:24], unit="tick", position=progress_position,
+    ticks = replay_ticks(bag, pipeline, options.rate_hz, first, stop)
+    total = count_ticks(bag, options.rate_hz)
+    bar = tqdm(total=min(total, stop if stop is not None else total) - first, desc=(result.name[:24] + progress_label),
+               unit="tick", position=progress_position,
                leave=True, disable=not options.progress, dynamic_ncols=True)
     try:
         while options.limit is None or result.ticks_evaluated < options.limit:
@@ -255,7 +273,7 @@ def evaluate_bag(
                     errors=errors,
                     timings_ms=timings,
                     reasoning=out.reasoning,
-                    front_jpeg=_encode_jpeg(stack.images[front_index, -1]),
+                    front_stamp_ns=int(stack.stamps_ns[front_index, -1]),
                     label_maneuver=None if labels is None else labels.at(stack.t0_ns),
                 )
             )
@@ -264,8 +282,22 @@ def evaluate_bag(
         bar.close()
         ticks.close()
     result.sensing = pipeline.stats()
-    _keep_gallery_images(result.records, options.gallery_keep)
+    result.wall_s = time.perf_counter() - start
+    return result
+
+
+def finish_bag(result: BagEvaluation, config: Config, options: EvalOptions, predictions_bag: str | Path | None) -> None:
+    """After all of a bag's ticks are in: the gallery ticks' front images at full size (the
+    overall worst ticks are among the per-bag worst, so the report loses nothing) and the output
+    bag."""
+    bag = Path(result.path)
+    _, front_cam = pick_front_camera(config, options.front_camera)
+    try:
+        attach_front_images(bag, front_cam.topic, result.records, options.gallery_keep)
+    except Exception as exc:  # noqa: BLE001 - the gallery is not worth failing an evaluation for
+        _LOG.warning("%s: no gallery images (%s)", bag, exc)
     if predictions_bag is not None:
+        track = OdometryTrack.from_bag(bag, config.ego.odometry_topic, to_ns(config.ego.max_gap_s), to_ns(config.sensing.time_jump_s))
         write_prediction_bag(
             predictions_bag,
             config.ego.odometry_topic,
@@ -276,18 +308,28 @@ def evaluate_bag(
             config.outputs.reasoning_topic,
         )
         result.predictions_bag = str(predictions_bag)
-    result.wall_s = time.perf_counter() - start
-    return result
 
 
-def _keep_gallery_images(records: list[TickRecord], keep: int) -> None:
-    """Drop camera images except those of the `keep` worst and `keep` most typical ticks (the
-    overall worst ticks are among the per-bag worst, so the report loses nothing)."""
-    if not records:
-        return
-    ade = np.array([r.ade for r in records])
-    worst = set(np.argsort(-ade, kind="stable")[:keep].tolist())
-    typical = set(np.argsort(np.abs(ade - np.median(ade)), kind="stable")[:keep].tolist())
-    for i, r in enumerate(records):
-        if i not in worst and i not in typical:
-            r.front_jpeg = None
+def merge_parts(parts: Sequence[BagEvaluation]) -> BagEvaluation:
+    """The evaluation of a whole bag from those of consecutive tick ranges of it, in order:
+    records concatenated, counts summed (each part counts only its own ticks and input)."""
+    first = parts[0]
+    merged = dataclasses.replace(first, records=[r for p in parts for r in p.records], skipped=Counter(),
+                                 sensing=_sum_counts([p.sensing for p in parts]))
+    for p in parts:
+        merged.skipped.update(p.skipped)
+    merged.ticks_total = sum(p.ticks_total for p in parts)
+    merged.wall_s = max(p.wall_s for p in parts)  # the parts run side by side
+    merged.error = next((p.error for p in parts if p.error), None)
+    return merged
+
+
+def _sum_counts(dicts: Sequence[Any]) -> Any:
+    """Numbers summed leaf by leaf across equally shaped nested dicts; other leaves from the first."""
+    head = dicts[0]
+    if isinstance(head, dict):
+        keys = list(dict.fromkeys(k for d in dicts for k in d))
+        return {k: _sum_counts([d[k] for d in dicts if k in d]) for k in keys}
+    if isinstance(head, (int, float)) and not isinstance(head, bool):
+        return sum(dicts)
+    return head

@@ -5,9 +5,15 @@ handed to the pipeline, then a stack is assembled. Staleness is judged against t
 stamp received so far (not T): receive times and header stamps may run on different clocks, and
 a looped bag restarts its stamps while its receive time goes on. The result depends only on the bag and
 the config, never on how fast the machine is.
+
+A replay may cover only the ticks [first, stop) of a bag (a worker's share of a long bag): it then
+starts WARMUP_S of ticks earlier, reading input from `pipeline.lookback_ns` before that, assembles
+those warm-up ticks without yielding them and zeroes the pipeline's counters, so the stacks it
+yields and the counts it keeps are those of a replay from the start.
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,20 +37,35 @@ def tick_times(start_ns: int, end_ns: int, rate_hz: float) -> list[int]:
     return [start_ns + round(k * period) for k in range(n)]
 
 
-def replay_ticks(bag: str | Path, pipeline: SensingPipeline, rate_hz: float) -> Iterator[Tick]:
-    """Feed the bag's messages on the pipeline's topics into it and assemble at each tick."""
+WARMUP_S = 1.0  # ticks assembled before a part-way replay's first tick (sets "the previous stack")
+
+
+def replay_ticks(bag: str | Path, pipeline: SensingPipeline, rate_hz: float, first: int = 0, stop: int | None = None) -> Iterator[Tick]:
+    """Feed the bag's messages on the pipeline's topics into it and assemble at each tick of
+    [first, stop) (default: every tick)."""
     info = bag_info(bag)
     times = tick_times(info.start_ns, info.end_ns, rate_hz)
-    messages = read_messages(bag, pipeline.topics)
+    stop = len(times) if stop is None else min(stop, len(times))
+    warm, start_ns = first, None
+    if first > 0:
+        warm = max(0, first - int(math.ceil(WARMUP_S * rate_hz)))
+        start_ns = times[warm] - pipeline.lookback_ns
+    messages = read_messages(bag, pipeline.topics, start_ns)
     pending = next(messages, None)
-    for index, t in enumerate(times):
+    for index in range(warm, stop):
+        t = times[index]
         while pending is not None and pending.log_time_ns <= t:
             if pending.msg is None:
                 pipeline.drops.drop("deserialize_error", pending.topic, "record could not be deserialized")
             else:
                 pipeline.on_message(pending.topic, pending.msg)
             pending = next(messages, None)
-        yield Tick(index, t, pipeline.assemble(pipeline.newest_stamp_ns))
+        result = pipeline.assemble(pipeline.newest_stamp_ns)
+        if index < first:
+            if index == first - 1:
+                pipeline.clear_counters()
+            continue
+        yield Tick(index, t, result)
 
 
 def count_ticks(bag: str | Path, rate_hz: float) -> int:

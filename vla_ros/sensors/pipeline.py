@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from vla_ros.config import Config
-from vla_ros.sensors.camera_buffer import BufferedImage, CameraBuffer
+from vla_ros.sensors.camera_buffer import BufferedImage, CameraBuffer, CameraStats
 from vla_ros.sensors.drops import DropCounter
 from vla_ros.sensors.ego_buffer import EgoBuffer, EgoHistoryError, history_span_ns
 from vla_ros.sensors.frame_stack import FrameStack, StackSkip
@@ -50,6 +50,8 @@ class SensingPipeline:
         ]
         self._by_topic = {c.topic: c for c in self.cameras}
         ego_keep = history_span_ns(config.ego.history_steps, config.ego.history_interval_s) + span + to_ns(1.0)
+        # How far back in time the input an assembly can depend on reaches (the ego buffer keeps the most).
+        self.lookback_ns = ego_keep
         self.ego = EgoBuffer(
             config.ego.odometry_topic,
             keep_ns=ego_keep,
@@ -133,6 +135,18 @@ class SensingPipeline:
             topic,
         )
         self.reset()
+
+    def clear_counters(self) -> None:
+        """Zero every statistic, keeping the buffered input: a replay that starts part-way
+        through a bag warms the buffers up first and counts only what comes after."""
+        with self._lock:
+            for cam in self.cameras:
+                cam.stats = CameraStats()
+            self.ego.received = self.ego.accepted = 0
+            self.ego.drops = {}
+            self.drops.counts.clear()
+            self.time_jumps = self.ticks_attempted = self.ticks_assembled = 0
+            self.skips = {}
 
     def reset(self) -> None:
         """Forget all buffered input (statistics are kept)."""

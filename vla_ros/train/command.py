@@ -31,7 +31,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cache-dir", default=None, help="cache of extracted examples (default <work-dir>/cache)")
     p.add_argument("--workers", type=int, default=2, help="processes extracting bags into the cache (default 2)")
     p.add_argument("--resume", action="store_true", help="continue from the last training checkpoint in --work-dir")
-    p.add_argument("--no-progress", action="store_true", help="log lines instead of a progress bar")
+    p.add_argument("--no-progress", action="store_true", help="log lines instead of a progress bar (the default when stderr is not a terminal)")
 
 
 def expand(patterns: list[str]) -> list[str]:
@@ -61,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
                         device=args.device, lm_weight=args.lm_weight, val_bags=val, save_every=args.save_every,
                         work_dir=args.work_dir or "", cache_dir=args.cache_dir or "", resume=args.resume,
                         model_overrides=overrides, command="vla-ros train " + shlex.join(sys.argv[2:]),
-                        progress=not args.no_progress, workers=args.workers, balance=args.balance)
+                        progress=not args.no_progress and sys.stderr.isatty(), workers=args.workers, balance=args.balance)
     try:
         trainer = Trainer(opts, sensing)
     except EmptyTrainingSetError as exc:
