@@ -3,10 +3,12 @@
 
 Workload (issue 5): a 60 s bag of 4 cameras at 10 Hz (textured 320x576 JPEG test patterns),
 odometry at 50 Hz on an arc, evaluated at 10 Hz with random:tiny through the real command
-(default config: 320x576 stacks, 10 flow steps, 1 sample, no reasoning).
+(default config: 320x576 stacks, 10 flow steps, 1 sample, no reasoning), once with 1 worker and
+once with the default workers (one per core: the bag is cut into tick ranges run side by side).
 - throughput: replayed ticks per second of wall time, and evaluated ticks per second;
 - baseline: real time (the bag's duration): real-time factor = bag seconds / wall seconds;
-  above 1 the evaluation runs faster than the car drove.
+  above 1 the evaluation runs faster than the car drove. The wall time includes starting the
+  workers and loading their models.
 With --scaling, also two such bags with --workers 1 and --workers 2 (speed-up = ratio of walls).
 
 Usage: .venv/bin/python bench/eval.py [--duration 60] [--threads N] [--scaling] [--keep DIR]
@@ -30,9 +32,10 @@ from vla_ros.config import load_config  # noqa: E402
 from vla_ros.replay.pattern_bag import ArcMotion, PatternBagSpec, write_pattern_bag  # noqa: E402
 
 
-def run_eval(bags: list[Path], out: Path, workers: int, threads: int | None) -> tuple[float, dict]:
-    argv = ["eval", *[a for b in bags for a in ("--bag", str(b))], "--model", "random:tiny", "--out", str(out),
-            "--workers", str(workers), "--no-progress"]
+def run_eval(bags: list[Path], out: Path, workers: int | None, threads: int | None) -> tuple[float, dict]:
+    argv = ["eval", *[a for b in bags for a in ("--bag", str(b))], "--model", "random:tiny", "--out", str(out), "--no-progress"]
+    if workers:
+        argv += ["--workers", str(workers)]
     if threads:
         argv += ["--threads", str(threads)]
     t0 = time.perf_counter()
@@ -62,15 +65,16 @@ def main() -> int:
             write_pattern_bag(b, config, PatternBagSpec(**{**spec.__dict__, "seed": i}))
     print(f"machine: {os.cpu_count()} cores; bag: {args.duration:g} s, 4 cameras 320x576 JPEG at 10 Hz, odometry 50 Hz")
 
-    wall, m = run_eval(bags[:1], root / "out1", 1, args.threads)
-    o = m["overall"]
-    lat = o["latency_ms"]
-    print(f"1 bag, 1 worker : {o['ticks_total']} ticks ({o['ticks_evaluated']} evaluated) in {wall:.1f} s wall "
-          f"(command, incl. model load and report)")
-    print(f"  throughput      : {o['timing']['ticks_per_s']:.1f} ticks/s, {o['timing']['evaluated_ticks_per_s']:.1f} evaluated ticks/s")
-    print(f"  real-time factor: {o['timing']['realtime_factor']:.2f}x (baseline: real time = 1.00x)")
-    print("  latency p50 ms  : " + ", ".join(f"{s} {v['p50']:.1f}" for s, v in lat.items() if v["p50"] is not None))
-    print(f"  device          : {m['run']['device']}")
+    for label, workers, out in (("1 worker", 1, "out1"), ("default workers", None, "out_default")):
+        wall, m = run_eval(bags[:1], root / out, workers, args.threads)
+        o = m["overall"]
+        lat = o["latency_ms"]
+        print(f"1 bag, {label} ({m['run']['workers']}): {o['ticks_total']} ticks ({o['ticks_evaluated']} evaluated) in "
+              f"{wall:.1f} s wall (command, incl. model load and report)")
+        print(f"  throughput      : {o['timing']['ticks_per_s']:.1f} ticks/s, {o['timing']['evaluated_ticks_per_s']:.1f} evaluated ticks/s")
+        print(f"  real-time factor: {o['timing']['realtime_factor']:.2f}x (baseline: real time = 1.00x)")
+        print("  latency p50 ms  : " + ", ".join(f"{s} {v['p50']:.1f}" for s, v in lat.items() if v["p50"] is not None))
+        print(f"  device          : {m['run']['device']}")
     if args.scaling:
         w1, m1 = run_eval(bags, root / "out_w1", 1, args.threads)
         w2, m2 = run_eval(bags, root / "out_w2", 2, args.threads)

@@ -67,7 +67,17 @@ def main() -> int:
         with DdsTransport(domain_id=domain) as dds:
             dds.subscribe("/vla/trajectory", "nav_msgs/msg/Path", lambda m: arrivals.append((time.time_ns(), _stamp(m))))
             total_i = LATENCY_FIELDS.index("policy_total_ms")
-            dds.subscribe("/vla/latency", "std_msgs/msg/Float64MultiArray", lambda m: inference_ms.append(float(m.data[total_i])))
+            breakdown: list[tuple[float, ...]] = []  # (t0 s, stack ms, policy ms, t0 -> result ready ms)
+            idx = [LATENCY_FIELDS.index(k) for k in ("t0_s", "stack_ms", "policy_total_ms", "input_to_output_ms")]
+
+            stages: list[list[float]] = []
+
+            def on_latency(m) -> None:
+                inference_ms.append(float(m.data[total_i]))
+                breakdown.append(tuple(float(m.data[i]) for i in idx))
+                stages.append([float(x) for x in m.data])
+
+            dds.subscribe("/vla/latency", "std_msgs/msg/Float64MultiArray", on_latency)
             cams = [dds.publisher(c.topic, "sensor_msgs/msg/CompressedImage", qos="sensor") for c in config.cameras]
             odom = dds.publisher(config.ego.odometry_topic, "nav_msgs/msg/Odometry")
             jpegs = [[messages.encode_jpeg(pattern_image(v, k, 320, 576, texture_seed=k)) for k in range(10)] for v in range(4)]
@@ -119,6 +129,18 @@ def main() -> int:
             first_arrival[s] = a
     latency = np.array([(a - s) / 1e6 for s, a in first_arrival.items()])
     inf = np.array(inference_ms[n_inf0:])
+    # Where the latency goes: t0 -> inference start (frames in transit, trigger), stack assembly,
+    # policy, then result ready -> trajectory received (waiting for the control tick, transport).
+    parts: dict[str, list[float]] = {"start_delay": [], "stack": [], "policy": [], "publish_wait": []}
+    by_us = {round(s / 1e3): (s, a) for s, a in first_arrival.items()}  # t0_s is a float: match to the microsecond
+    for t0_s, stack_ms, policy_ms, ready_ms in breakdown[n_inf0:]:
+        if round(t0_s * 1e6) not in by_us:
+            continue
+        s_ns, arrival = by_us[round(t0_s * 1e6)]
+        parts["start_delay"].append(ready_ms - stack_ms - policy_ms)
+        parts["stack"].append(stack_ms)
+        parts["policy"].append(policy_ms)
+        parts["publish_wait"].append((arrival - s_ns) / 1e6 - ready_ms)
     result = {
         "model": args.model,
         "outputs": int(len(window)),
@@ -132,6 +154,10 @@ def main() -> int:
         "inference_ms_p95": float(np.percentile(inf, 95)),
     }
     result["latency_over_inference_p95_ms"] = result["latency_ms_p95"] - result["inference_ms_p95"]
+    result["breakdown_ms"] = {k: {"p50": float(np.percentile(v, 50)), "p95": float(np.percentile(v, 95))} for k, v in parts.items() if v}
+    st = np.array(stages[n_inf0:])
+    result["policy_stages_ms_p50"] = {k: float(np.nanpercentile(st[:, i], 50)) for i, k in enumerate(LATENCY_FIELDS)
+                                      if k.endswith("_ms") and len(st) and not np.isnan(st[:, i]).all()}
     result["meets_jitter_target"] = result["jitter_ms_p99"] < 5.0
     result["meets_latency_target"] = result["latency_over_inference_p95_ms"] < 30.0
     if args.json:
@@ -142,6 +168,8 @@ def main() -> int:
         print(f"  t0 -> publish latency: p50 {result['latency_ms_p50']:.0f} ms, p95 {result['latency_ms_p95']:.0f} ms")
         print(f"  inference (policy) time: p50 {result['inference_ms_p50']:.0f} ms, p95 {result['inference_ms_p95']:.0f} ms")
         print(f"  latency p95 - inference p95 = {result['latency_over_inference_p95_ms']:.1f} ms (target < 30)")
+        print("  node stages p50 ms: " + ", ".join(f"{k[:-3]} {v:.1f}" for k, v in result["policy_stages_ms_p50"].items()))
+        print("  breakdown p50/p95 ms: " + ", ".join(f"{k} {v['p50']:.1f}/{v['p95']:.1f}" for k, v in result["breakdown_ms"].items()))
     return 0 if result["meets_jitter_target"] and result["meets_latency_target"] else 1
 
 

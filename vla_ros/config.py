@@ -155,9 +155,12 @@ class InferenceConfig:
     max_reasoning_tokens: int = 48
     backend: Literal["torch", "onnxruntime", "tensorrt"] = "torch"
     seed: int = 0
-    # torch intra-op threads in the node (0: torch's default, all cores). On a small CPU leave a
-    # core for message handling and the control timer.
+    # torch intra-op threads of the node's policy (0: all cores but one in a separate process,
+    # all cores in the node's own process).
     cpu_threads: int = 0
+    # Serve the policy from a child process so its work never holds the node's interpreter lock
+    # or cores its callbacks and control timer need (docs/node.md). False: run it in-process.
+    separate_process: bool = True
 
     def validate(self, key: str) -> None:
         _require(0 < self.rate_hz <= 1000, f"{key}.rate_hz", self.rate_hz, "must be in (0, 1000]")

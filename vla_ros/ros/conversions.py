@@ -24,6 +24,8 @@ LATENCY_FIELDS = (
     "decode_ms",
     "policy_total_ms",
     "input_to_output_ms",
+    "start_delay_ms",
+    "policy_call_ms",
 )
 
 

@@ -26,12 +26,20 @@ OUTPUT_TYPES = {
 
 def run_dds_node(config: Config, use_sim_time: bool = False, duration_s: float | None = None, status_every_s: float = 5.0) -> int:
     """Load the model, run until SIGINT/SIGTERM (or `duration_s`), return an exit status."""
-    from vla_ros.runtime.policy import Policy  # heavy import: only once we are really starting
-    from vla_ros.runtime.threads import configure_cpu_threads
+    from vla_ros.runtime.policy_process import load_node_policy  # heavy imports: only once we are really starting
 
-    threads = configure_cpu_threads(config.inference.cpu_threads)
-    _LOG.info("loading model %s (%s, %s, %d CPU threads)", config.model.path, config.inference.backend, config.model.device, threads)
-    policy = Policy.from_pretrained(config.model.path, device=config.model.device, dtype=config.model.dtype, backend=config.inference.backend)
+    _LOG.info("loading model %s (%s, %s%s)", config.model.path, config.inference.backend, config.model.device,
+              ", in a separate process" if config.inference.separate_process else "")
+    policy, threads = load_node_policy(config)
+    _LOG.info("model loaded (%d CPU threads)", threads)
+    try:
+        return _serve(config, policy, use_sim_time, duration_s, status_every_s)
+    finally:
+        if hasattr(policy, "close"):
+            policy.close()
+
+
+def _serve(config: Config, policy: object, use_sim_time: bool, duration_s: float | None, status_every_s: float) -> int:
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())

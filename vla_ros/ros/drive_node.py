@@ -64,6 +64,7 @@ class DriveNode(LifecycleNode):
         self.declare_parameter("backend", "", ParameterDescriptor(description="torch | onnxruntime | tensorrt (overrides inference.backend)", read_only=True))
         self.core: DriveNodeCore | None = None
         self._pubs: dict[str, Any] = {}
+        self._policy: Any = None  # the loaded policy (a PolicyProcess by default), closed on cleanup
         self._subs: list[Any] = []
 
     # -- lifecycle ------------------------------------------------------------------------
@@ -83,12 +84,10 @@ class DriveNode(LifecycleNode):
             if self.get_parameter("backend").value:
                 overrides["inference__backend"] = self.get_parameter("backend").value
             config = config.replace(**overrides) if overrides else config
-            from vla_ros.runtime.policy import Policy  # heavy import only when configuring
-            from vla_ros.runtime.threads import configure_cpu_threads
+            from vla_ros.runtime.policy_process import load_node_policy  # heavy imports only when configuring
 
-            configure_cpu_threads(config.inference.cpu_threads)
-
-            policy = Policy.from_pretrained(config.model.path, device=config.model.device, dtype=config.model.dtype, backend=config.inference.backend)
+            policy, _ = load_node_policy(config)
+            self._policy = policy
             for key, msgtype in _OUTPUT_TYPES.items():
                 topic = getattr(config.outputs, key)
                 self._pubs[topic] = self.create_lifecycle_publisher(rclpy_class(msgtype), topic, QoSProfile(depth=10))
@@ -156,6 +155,9 @@ class DriveNode(LifecycleNode):
             self.destroy_publisher(pub)
         self._pubs.clear()
         self.core = None
+        policy, self._policy = self._policy, None
+        if policy is not None and hasattr(policy, "close"):
+            policy.close()  # the policy process (inference.separate_process)
 
 
 def main(argv: list[str] | None = None, autostart: bool = False) -> int:

@@ -2,8 +2,11 @@
 
 Starting on data rather than on a free-running timer removes up to one camera period of waiting
 from the input-to-output latency: the newest frame's t0 is as fresh as it can be when the
-policy starts. When the rate limit expires while the newest set is already old (it came during
-the previous run), the trigger waits for the next set (at most one more period) instead of
+policy starts. The rate limit applies to the inputs, not to the start times: a set is used when
+its t0 is at least one period (less 10% for camera timing jitter) after the t0 of the last set
+used. (Limiting start times instead would make any one late start permanent: every later start
+would wait for the late one's period to expire.) When a run ends after the newest set came (it
+came during the run), the trigger waits for the next set (at most one more period) instead of
 starting on stale data; runs then stay in step with the cameras, which is also what lets the
 control timer lock its phase to them. Frames that arrive while an inference runs are not
 queued; the next run takes the newest set, and the sets passed over are counted.
@@ -70,12 +73,10 @@ class InferenceTrigger:
             if t0 is None or t0 == self._last_t0:
                 continue
             if self._last_t0 is not None and t0 < self._last_t0 - 10 * self.min_period_ns:
-                self._last_start = None  # time went backwards: start over
+                self._last_t0 = self._last_start = None  # time went backwards: start over
+            if self._last_t0 is not None and t0 - self._last_t0 < self.min_period_ns - self.min_period_ns // 10:
+                continue  # within one period of the last input used: wait for a newer set
             now = self.clock.now_ns()
-            if self._last_start is not None and now - self._last_start < self.min_period_ns:
-                self.clock.wait_until(self._last_start + self.min_period_ns, self._stop)
-                self._wake.set()  # re-check once the rate limit has passed
-                continue
             with self._count_lock:
                 stale = t0 == self._announced and now - self._announced_at > FRESH_NS
             if stale and self._last_start is not None and now - self._last_start < 2 * self.min_period_ns:

@@ -47,8 +47,12 @@ def run(args: argparse.Namespace) -> int:
     if args.transport == "ros":
         return _run_rclpy(args, config)
     from vla_ros.ros.dds_node import run_dds_node
+    from vla_ros.runtime.policy_process import PolicyProcessError
 
-    return run_dds_node(config, use_sim_time=args.use_sim_time, duration_s=args.duration, status_every_s=args.status_every)
+    try:
+        return run_dds_node(config, use_sim_time=args.use_sim_time, duration_s=args.duration, status_every_s=args.status_every)
+    except PolicyProcessError as exc:  # the policy process could not load the model
+        raise CommandError(str(exc)) from exc
 
 
 def _run_rclpy(args: argparse.Namespace, config: object) -> int:

@@ -134,7 +134,9 @@ class DriveNodeCore:
         self.controller.note_input(result.t0_ns)
         try:
             inf = self.config.inference
+            t_call = time.perf_counter()
             out = self.policy.act(result, reasoning=inf.reasoning, max_reasoning_tokens=inf.max_reasoning_tokens, samples=1, steps=inf.steps)
+            call_ms = (time.perf_counter() - t_call) * 1e3
         except Exception as exc:  # noqa: BLE001 - one failed inference is reported, the next tick runs
             self.inference_errors += 1
             self._last_error = f"{type(exc).__name__}: {exc}"
@@ -169,6 +171,8 @@ class DriveNodeCore:
             **{k if k.endswith("_ms") else f"{k}_ms": float(v) for k, v in timings.items()},
             "policy_total_ms": total,
             "input_to_output_ms": (done_ns - result.t0_ns) / 1e6,
+            "start_delay_ms": (now_ns - result.t0_ns) / 1e6,
+            "policy_call_ms": call_ms,
         }
         self.publish(self.config.outputs.latency_topic, latency_message(latency))
         if self.config.inference.reasoning and out.reasoning:

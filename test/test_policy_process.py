@@ -1,0 +1,68 @@
+"""The policy served from a child process (the node's default): same outputs as in-process,
+errors reported per call, a dead child replaced, a bad model reported at start."""
+from __future__ import annotations
+
+import dataclasses
+import os
+import signal
+
+import numpy as np
+import pytest
+import torch
+
+from vla_ros.runtime import Policy
+from vla_ros.runtime.policy_process import PolicyProcess, PolicyProcessError, PolicySpec
+from vla_ros.runtime.synthetic import synthetic_inputs
+from vla_ros.sensors.ego_buffer import EgoHistory
+from vla_ros.sensors.frame_stack import FrameStack
+
+MODEL = "models/drive-tiny"
+
+
+def a_stack(seed: int) -> FrameStack:
+    inp = synthetic_inputs(seed, height=64, width=128)
+    hist = EgoHistory(times_s=(np.arange(16) - 15) * 0.1, xyz=inp.history_xyz, rot=inp.history_rot,
+                      pose_t0_xyz=np.zeros(3), pose_t0_rot=np.eye(3))
+    return FrameStack(t0_ns=inp.t0_ns, camera_names=inp.camera_names, offsets_s=(-0.3, -0.2, -0.1, 0.0),
+                      images=inp.images, stamps_ns=inp.stamps_ns, history=hist, slot_error_ms=np.zeros((4, 4)))
+
+
+@pytest.fixture(scope="module")
+def served():
+    with PolicyProcess(PolicySpec(MODEL, cpu_threads=1)) as p:
+        yield p
+
+
+def test_outputs_equal_the_in_process_policy(served):
+    local = Policy.from_pretrained(MODEL)
+    noise = torch.randn(1, 64, 2, generator=torch.Generator().manual_seed(3))
+    for seed in (1, 2):
+        stack = a_stack(seed)
+        want = local.act(stack, steps=10, noise=noise)
+        got = served.act(stack, steps=10, noise=noise)
+        assert got.t0_ns == want.t0_ns and got.dt == want.dt
+        np.testing.assert_allclose(got.xyz, want.xyz, atol=1e-4)
+        assert set(got.timings_ms) == set(want.timings_ms)
+    assert served.image_size_hw == local.image_size_hw and served.threads == 1
+    assert served.config.name == local.config.name
+
+
+def test_a_failed_inference_is_reported_and_the_next_one_runs(served):
+    bad = dataclasses.replace(a_stack(1), images=np.zeros((3, 4, 64, 128, 3), np.uint8))  # 3 cameras
+    with pytest.raises(PolicyProcessError, match="Error"):
+        served.act(bad, steps=2)
+    assert np.isfinite(served.act(a_stack(1), steps=2).xyz).all()
+
+
+def test_a_dead_policy_process_is_replaced(served):
+    pid = served.pid
+    os.kill(pid, signal.SIGKILL)
+    with pytest.raises(PolicyProcessError, match="died"):
+        served.act(a_stack(1), steps=2)
+    assert served.restarts == 1 and served.pid != pid
+    assert np.isfinite(served.act(a_stack(2), steps=2).xyz).all()
+
+
+def test_a_model_that_cannot_load_is_reported_at_start(tmp_path):
+    with pytest.raises(PolicyProcessError, match="cannot load model .*no_such_model"):
+        PolicyProcess(PolicySpec(str(tmp_path / "no_such_model")))

@@ -1,0 +1,202 @@
+"""A Policy served from its own process, for long-running nodes.
+
+In one Python process the policy's work holds the interpreter lock between (and during) torch
+ops, and its OpenMP threads compete with the message callbacks for cores: on a small CPU the
+control timer then fires late and a 2-thread policy runs 2-3x slower than alone. Served from a
+child process, the policy never blocks the node's threads: the node sends the assembled
+FrameStack (a few hundred KB) over a pipe and gets the PolicyOutput (numpy arrays) back.
+
+`PolicyProcess.act` has the Policy's signature. An exception inside the child comes back as a
+`PolicyProcessError` naming the original type and message (the node counts it and goes on); if
+the child dies, the call raises and a fresh child is started for the next one.
+"""
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import sys
+import time
+from dataclasses import dataclass
+from typing import Any
+
+_LOG = logging.getLogger("vla_ros.runtime")
+
+
+class PolicyProcessError(RuntimeError):
+    """An inference in the policy process failed, or the process died."""
+
+
+@dataclass(frozen=True)
+class PolicySpec:
+    """What the child needs to load the policy."""
+
+    path: str
+    device: str = "cpu"
+    dtype: str | None = None
+    backend: str = "torch"
+    cpu_threads: int = 0  # torch intra-op threads in the child (0: all cores but one, at least 1)
+
+
+def default_threads(requested: int) -> int:
+    """Threads for a policy that shares the machine with its node: all cores but one."""
+    return requested if requested > 0 else max(1, (os.cpu_count() or 1) - 1)
+
+
+def _serve(conn: Any, spec: PolicySpec) -> None:
+    """The child: load, report what the node needs, then answer act() requests until told to stop."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group; the node decides when to stop
+    try:
+        import torch
+
+        from vla_ros.runtime.policy import Policy
+
+        torch.set_num_threads(default_threads(spec.cpu_threads))
+        policy = Policy.from_pretrained(spec.path, device=spec.device, dtype=spec.dtype, backend=spec.backend)
+        params = getattr(policy, "model", None)
+        conn.send(("ready", {
+            "image_size_hw": getattr(policy, "image_size_hw", None),
+            "num_waypoints": getattr(policy, "num_waypoints", None),
+            "config": getattr(policy, "config", None),
+            "parameters": sum(p.numel() for p in params.parameters()) if params is not None else None,
+            "threads": torch.get_num_threads(),
+            "pid": os.getpid(),
+        }))
+    except Exception as exc:  # noqa: BLE001 - the parent reports why loading failed
+        conn.send(("load_error", f"{type(exc).__name__}: {exc}"))
+        return
+    while True:
+        try:
+            request = conn.recv()
+        except (EOFError, OSError):
+            return  # the parent went away
+        if request is None:
+            return
+        stack, kwargs = request
+        try:
+            conn.send(("ok", policy.act(stack, **kwargs)))
+        except Exception as exc:  # noqa: BLE001 - one failed inference is reported, the next one runs
+            conn.send(("error", f"{type(exc).__name__}: {exc}"))
+
+
+def load_node_policy(config: Any) -> tuple[Any, int]:
+    """The drive node's policy for a vla_ros Config: served from a child process
+    (`inference.separate_process`, the default) or loaded into this one; and its torch threads."""
+    inf = config.inference
+    if inf.separate_process:
+        sys.setswitchinterval(0.001)  # the node's own threads (callbacks, timers) take turns promptly
+        served = PolicyProcess(PolicySpec(config.model.path, config.model.device, config.model.dtype, inf.backend, inf.cpu_threads))
+        return served, served.threads
+    from vla_ros.runtime.policy import Policy
+    from vla_ros.runtime.threads import configure_cpu_threads
+
+    threads = configure_cpu_threads(inf.cpu_threads)
+    return Policy.from_pretrained(config.model.path, device=config.model.device, dtype=config.model.dtype, backend=inf.backend), threads
+
+
+class PolicyProcess:
+    """A Policy in a child process (spawned: no inherited threads or CUDA state)."""
+
+    def __init__(self, spec: PolicySpec, start_timeout_s: float = 600.0) -> None:
+        self.spec = spec
+        self.start_timeout_s = start_timeout_s
+        self.restarts = 0
+        self._ctx = multiprocessing.get_context("spawn")
+        self._proc: Any = None
+        self._conn: Any = None
+        self.info: dict[str, Any] = {}
+        self._start()
+
+    def _start(self) -> None:
+        parent, child = self._ctx.Pipe()
+        proc = self._ctx.Process(target=_serve, args=(child, self.spec), name="vla_ros-policy", daemon=True)
+        proc.start()
+        child.close()
+        deadline = time.monotonic() + self.start_timeout_s
+        while not parent.poll(0.2):
+            if not proc.is_alive():
+                raise PolicyProcessError(f"policy process exited with code {proc.exitcode} while loading {self.spec.path}")
+            if time.monotonic() > deadline:
+                proc.kill()
+                raise PolicyProcessError(f"policy process did not load {self.spec.path} within {self.start_timeout_s:.0f} s")
+        try:
+            kind, payload = parent.recv()
+        except EOFError as exc:
+            raise PolicyProcessError(f"policy process exited while loading {self.spec.path}") from exc
+        if kind != "ready":
+            proc.join(5)
+            raise PolicyProcessError(f"cannot load model '{self.spec.path}': {payload}")
+        self._proc, self._conn, self.info = proc, parent, payload
+
+    # -- what the node reads of a Policy ----------------------------------------------------
+
+    @property
+    def image_size_hw(self) -> tuple[int, int] | None:
+        return self.info.get("image_size_hw")
+
+    @property
+    def num_waypoints(self) -> int | None:
+        return self.info.get("num_waypoints")
+
+    @property
+    def config(self) -> Any:
+        return self.info.get("config")
+
+    @property
+    def threads(self) -> int:
+        return int(self.info.get("threads", 0))
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None else None
+
+    def act(self, stack: Any, **kwargs: Any) -> Any:
+        if self._conn is None:
+            self._restart("no policy process")
+        try:
+            self._conn.send((stack, kwargs))
+            kind, payload = self._conn.recv()
+        except (EOFError, OSError, BrokenPipeError) as exc:
+            code = self._proc.exitcode if self._proc is not None else None
+            self._close_conn()
+            self._restart(f"policy process died (exit code {code})")
+            raise PolicyProcessError(f"policy process died during an inference (exit code {code}); restarted") from exc
+        if kind == "error":
+            raise PolicyProcessError(payload)
+        return payload
+
+    def _restart(self, why: str) -> None:
+        self.restarts += 1
+        _LOG.error("%s: starting a new one (restart %d)", why, self.restarts)
+        self._start()
+
+    def _close_conn(self) -> None:
+        if self._proc is not None:
+            self._proc.join(1)
+            if self._proc.is_alive():
+                self._proc.kill()
+        if self._conn is not None:
+            self._conn.close()
+        self._proc = self._conn = None
+
+    def close(self) -> None:
+        if self._conn is not None:
+            try:
+                self._conn.send(None)
+            except (OSError, BrokenPipeError):
+                pass
+        if self._proc is not None:
+            self._proc.join(5)
+            if self._proc.is_alive():
+                self._proc.kill()
+        if self._conn is not None:
+            self._conn.close()
+        self._proc = self._conn = None
+
+    def __enter__(self) -> "PolicyProcess":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
