@@ -83,3 +83,16 @@ def test_a_set_that_came_during_a_long_run_is_not_started_on_late() -> None:
         assert inputs.trigger.passed_over == 1
     finally:
         inputs.trigger.stop()
+
+
+def test_stamps_going_backwards_start_over_at_once() -> None:
+    inputs = Inputs()
+    inputs.clock.set(1)
+    inputs.trigger.start()
+    try:
+        assert inputs.arrive(0.001, 5000)
+        assert inputs.arrive(100, 5100)
+        assert inputs.arrive(200, 3600)  # the stamps jumped 1.5 s back (a looped bag): run on the new ones
+        assert inputs.arrive(300, 3700)
+    finally:
+        inputs.trigger.stop()

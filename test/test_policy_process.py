@@ -59,8 +59,18 @@ def test_a_dead_policy_process_is_replaced(served):
     os.kill(pid, signal.SIGKILL)
     with pytest.raises(PolicyProcessError, match="died"):
         served.act(a_stack(1), steps=2)
-    assert served.restarts == 1 and served.pid != pid
-    assert np.isfinite(served.act(a_stack(2), steps=2).xyz).all()
+    assert np.isfinite(served.act(a_stack(2), steps=2).xyz).all()  # the next call starts a new child
+    assert served.restarts == 1 and served.pid not in (None, pid)
+
+
+def test_a_closed_policy_process_is_not_restarted():
+    p = PolicyProcess(PolicySpec(MODEL, cpu_threads=1))
+    child = p._proc
+    p.close()
+    assert not child.is_alive() and child.exitcode == 0  # told to stop, not killed
+    with pytest.raises(PolicyProcessError, match="closed"):
+        p.act(a_stack(1), steps=2)
+    assert p.restarts == 0
 
 
 def test_a_model_that_cannot_load_is_reported_at_start(tmp_path):

@@ -68,15 +68,14 @@ def bag_info(path: str | Path) -> BagInfo:
         reader.close()
 
 
-def read_messages(path: str | Path, topics: Iterable[str] | None = None, start_ns: int | None = None) -> Iterator[BagMessage]:
-    """Messages on `topics` (all if None) in receive-time order, from receive time `start_ns` on
-    (the reader seeks there: earlier records are not even deserialized). A message that fails to
+def read_messages(path: str | Path, topics: Iterable[str] | None = None) -> Iterator[BagMessage]:
+    """Messages on `topics` (all if None) in receive-time order. A message that fails to
     deserialize is yielded with `msg=None` so the caller can count it."""
     reader = _open(path)
     try:
         wanted = None if topics is None else set(topics)
         conns = [c for c in reader.connections if wanted is None or c.topic in wanted]
-        for conn, log_time, raw in reader.messages(connections=conns, start=start_ns):
+        for conn, log_time, raw in reader.messages(connections=conns):
             try:
                 msg = reader.deserialize(raw, conn.msgtype)
             except Exception:  # noqa: BLE001 - a corrupt record is reported, not fatal

@@ -81,7 +81,6 @@ def _bag_names(bags: list[str]) -> list[str]:
 def run(args: argparse.Namespace) -> int:
     import csv
     import json
-    import os
     import sys
     import time
     from pathlib import Path
@@ -90,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
     from vla_ros.config import load_config
     from vla_ros.replay.bag_io import BagError, bag_info
     from vla_ros.replay.eval_runner import (BagJob, ModelSpec, ModelSpecError, check_model, code_version, device_description,
-                                            load_policy, run_jobs, split_jobs, threads_per_worker)
+                                            default_workers, load_policy, run_jobs, split_jobs, threads_per_worker)
     from vla_ros.replay.evaluator import EvalOptions, pick_front_camera
     from vla_ros.replay.report import write_report
     from vla_ros.replay.summary import METHODS, build_metrics
@@ -135,8 +134,9 @@ def run(args: argparse.Namespace) -> int:
         BagJob(i, bag, name, str(out / "predictions.mcap") if single else str(out / "predictions" / f"{name}.mcap"))
         for i, (bag, name) in enumerate(zip(args.bag, names))
     ]
-    wanted = args.workers if args.workers is not None else (1 if device.startswith("cuda") else os.cpu_count() or 1)
-    workers = max(1, min(wanted, len(split_jobs(jobs, wanted, options.rate_hz, options.limit))))
+    wanted = args.workers if args.workers is not None else default_workers(device)
+    jobs = split_jobs(jobs, wanted, options.rate_hz, options.limit)  # with more workers than bags: parts of bags
+    workers = max(1, min(wanted, len(jobs)))
     try:
         check_model(spec, config)
         policy = load_policy(spec) if workers == 1 else None
@@ -165,7 +165,7 @@ def run(args: argparse.Namespace) -> int:
         "backend": inf.backend,
         "dtype": config.model.dtype,
     }
-    print(f"evaluating {len(jobs)} bag(s) with {model_path} on {device}, {workers} worker(s) -> {out}", file=sys.stderr)
+    print(f"evaluating {len(args.bag)} bag(s) with {model_path} on {device}, {workers} worker(s) -> {out}", file=sys.stderr)
 
     def done(r) -> None:
         print(f"  {r.name}: {r.ticks_evaluated} of {r.ticks_total} ticks evaluated in {r.wall_s:.1f} s", file=sys.stderr)

@@ -200,8 +200,24 @@ def _run_numbered(numbered: tuple[int, BagJob]) -> BagEvaluation:
     return _run_job(job, i % _WORKER["workers"])
 
 
+def available_cores() -> int:
+    """CPU cores this process may run on (respects affinity masks and container CPU sets)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+DEFAULT_MAX_WORKERS = 8  # each worker holds its own model: more by default could exhaust memory
+
+
+def default_workers(device: str) -> int:
+    """One worker per core on the CPU (at most DEFAULT_MAX_WORKERS); one on a GPU."""
+    return 1 if device.startswith("cuda") else min(available_cores(), DEFAULT_MAX_WORKERS)
+
+
 def threads_per_worker(workers: int) -> int:
-    return max(1, (os.cpu_count() or 1) // max(workers, 1))
+    return max(1, available_cores() // max(workers, 1))
 
 
 def run_jobs(
@@ -214,13 +230,15 @@ def run_jobs(
     on_done: Callable[[BagEvaluation], None] | None = None,
     threads: int | None = None,
 ) -> list[BagEvaluation]:
-    """Evaluate every job (one per bag); results in job order. With workers == 1 the given (or a
-    newly loaded) policy runs in this process; otherwise bags, or parts of them, run in worker
-    processes."""
+    """Evaluate every job (whole bags, or the parts of bags `split_jobs` made, in order); one
+    result per bag, in job order. With workers == 1 the given (or a newly loaded) policy runs in
+    this process; otherwise bags, or parts of them, run in worker processes."""
     results: list[BagEvaluation] = []
-    parts = split_jobs(jobs, workers, options.rate_hz, options.limit)
+    parts = jobs
     workers = max(1, min(workers, len(parts)))
     if workers == 1:
+        if any(job.parts > 1 for job in jobs):
+            raise ValueError("parts of a bag need worker processes (workers > 1)")
         policy = policy if policy is not None else load_policy(spec)
         for job in jobs:
             r = evaluate_bag(job.bag, config, policy, options, name=job.name, predictions_bag=job.predictions_bag, progress_position=0)

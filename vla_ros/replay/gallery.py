@@ -61,22 +61,25 @@ def attach_front_images(bag: str | Path, topic: str, records: Sequence["TickReco
         stamp = records[i].front_stamp_ns
         if stamp is not None:
             wanted.setdefault(int(stamp), []).append(records[i])
-    attached = 0
     if not wanted:
         return 0
+    last_tick = max(r.tick_ns for recs in wanted.values() for r in recs)
+    attached = 0
     with closing(read_messages(bag, [topic])) as messages:
         for m in messages:
+            if m.log_time_ns > last_tick:
+                break
             try:
                 stamp = stamp_ns(m.msg) if m.msg is not None else None
-                if stamp not in wanted:
+                # A looped bag repeats stamps: a tick takes the newest frame received by its time.
+                takers = [r for r in wanted.get(stamp, ()) if m.log_time_ns <= r.tick_ns]  # type: ignore[arg-type]
+                if not takers:
                     continue
                 data = _image_bytes(m.msg)
             except (StampError, DecodeError, OSError, ValueError, AttributeError) as exc:
                 _LOG.warning("%s: front camera frame on %s unreadable for the gallery (%s)", bag, topic, exc)
                 continue
-            for rec in wanted.pop(stamp):
+            for rec in takers:
+                attached += rec.front_jpeg is None
                 rec.front_jpeg = data
-                attached += 1
-            if not wanted:
-                break
     return attached

@@ -7,9 +7,10 @@ a looped bag restarts its stamps while its receive time goes on. The result depe
 the config, never on how fast the machine is.
 
 A replay may cover only the ticks [first, stop) of a bag (a worker's share of a long bag): it then
-starts WARMUP_S of ticks earlier, reading input from `pipeline.lookback_ns` before that, assembles
-those warm-up ticks without yielding them and zeroes the pipeline's counters, so the stacks it
-yields and the counts it keeps are those of a replay from the start.
+feeds the pipeline every message from the start of the bag (cheap: nothing is decoded before an
+assembly), assembles the WARMUP_S of ticks before `first` without yielding them (which sets "the
+previous stack") and zeroes the pipeline's counters, so the stacks it yields and the counts it
+keeps are those of a replay from the start.
 """
 from __future__ import annotations
 
@@ -46,11 +47,8 @@ def replay_ticks(bag: str | Path, pipeline: SensingPipeline, rate_hz: float, fir
     info = bag_info(bag)
     times = tick_times(info.start_ns, info.end_ns, rate_hz)
     stop = len(times) if stop is None else min(stop, len(times))
-    warm, start_ns = first, None
-    if first > 0:
-        warm = max(0, first - int(math.ceil(WARMUP_S * rate_hz)))
-        start_ns = times[warm] - pipeline.lookback_ns
-    messages = read_messages(bag, pipeline.topics, start_ns)
+    warm = max(0, first - int(math.ceil(WARMUP_S * rate_hz)))
+    messages = read_messages(bag, pipeline.topics)
     pending = next(messages, None)
     for index in range(warm, stop):
         t = times[index]

@@ -6,9 +6,13 @@ control timer then fires late and a 2-thread policy runs 2-3x slower than alone.
 child process, the policy never blocks the node's threads: the node sends the assembled
 FrameStack (a few hundred KB) over a pipe and gets the PolicyOutput (numpy arrays) back.
 
-`PolicyProcess.act` has the Policy's signature. An exception inside the child comes back as a
-`PolicyProcessError` naming the original type and message (the node counts it and goes on); if
-the child dies, the call raises and a fresh child is started for the next one.
+`PolicyProcess.act` has the Policy's signature and may be called from any thread (calls are
+serialized). An exception inside the child comes back as a `PolicyProcessError` naming the
+original type and message (the node counts it and goes on). If the child dies, that call raises
+and the next call starts a fresh child (loading the model again); if that fails too, calls fail
+fast until RESTART_BACKOFF_S has passed, then the next one tries again. Once closed, nothing is
+restarted. The child ignores SIGINT and SIGTERM (a Ctrl-C or a group kill reaches it too): the
+node decides when it stops, and it exits when the node closes it or goes away.
 """
 from __future__ import annotations
 
@@ -16,11 +20,14 @@ import logging
 import multiprocessing
 import os
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any
 
 _LOG = logging.getLogger("vla_ros.runtime")
+
+RESTART_BACKOFF_S = 10.0  # after a failed restart, calls fail fast for this long
 
 
 class PolicyProcessError(RuntimeError):
@@ -47,7 +54,8 @@ def _serve(conn: Any, spec: PolicySpec) -> None:
     """The child: load, report what the node needs, then answer act() requests until told to stop."""
     import signal
 
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group; the node decides when to stop
+    for sig in (signal.SIGINT, signal.SIGTERM):  # they reach the whole group; the node decides when to stop
+        signal.signal(sig, signal.SIG_IGN)
     try:
         import torch
 
@@ -106,6 +114,10 @@ class PolicyProcess:
         self._ctx = multiprocessing.get_context("spawn")
         self._proc: Any = None
         self._conn: Any = None
+        self._lock = threading.Lock()  # one request on the pipe at a time
+        self._closed = False
+        self._dead_reason: str | None = None  # set when the child died; the next call restarts it
+        self._retry_after = 0.0  # monotonic time before which a failed restart is not retried
         self.info: dict[str, Any] = {}
         self._start()
 
@@ -114,20 +126,28 @@ class PolicyProcess:
         proc = self._ctx.Process(target=_serve, args=(child, self.spec), name="vla_ros-policy", daemon=True)
         proc.start()
         child.close()
-        deadline = time.monotonic() + self.start_timeout_s
-        while not parent.poll(0.2):
-            if not proc.is_alive():
-                raise PolicyProcessError(f"policy process exited with code {proc.exitcode} while loading {self.spec.path}")
-            if time.monotonic() > deadline:
-                proc.kill()
-                raise PolicyProcessError(f"policy process did not load {self.spec.path} within {self.start_timeout_s:.0f} s")
+        ok = False
         try:
-            kind, payload = parent.recv()
-        except EOFError as exc:
-            raise PolicyProcessError(f"policy process exited while loading {self.spec.path}") from exc
-        if kind != "ready":
-            proc.join(5)
-            raise PolicyProcessError(f"cannot load model '{self.spec.path}': {payload}")
+            deadline = time.monotonic() + self.start_timeout_s
+            while not parent.poll(0.2):
+                if not proc.is_alive():
+                    raise PolicyProcessError(f"policy process exited with code {proc.exitcode} while loading {self.spec.path}")
+                if time.monotonic() > deadline:
+                    raise PolicyProcessError(f"policy process did not load {self.spec.path} within {self.start_timeout_s:.0f} s")
+            try:
+                kind, payload = parent.recv()
+            except EOFError as exc:
+                raise PolicyProcessError(f"policy process exited while loading {self.spec.path}") from exc
+            if kind != "ready":
+                raise PolicyProcessError(f"cannot load model '{self.spec.path}': {payload}")
+            ok = True
+        finally:
+            if not ok:
+                parent.close()
+                proc.join(2)
+                if proc.is_alive():
+                    proc.kill()
+                    proc.join(2)
         self._proc, self._conn, self.info = proc, parent, payload
 
     # -- what the node reads of a Policy ----------------------------------------------------
@@ -153,47 +173,67 @@ class PolicyProcess:
         return self._proc.pid if self._proc is not None else None
 
     def act(self, stack: Any, **kwargs: Any) -> Any:
-        if self._conn is None:
-            self._restart("no policy process")
-        try:
-            self._conn.send((stack, kwargs))
-            kind, payload = self._conn.recv()
-        except (EOFError, OSError, BrokenPipeError) as exc:
-            code = self._proc.exitcode if self._proc is not None else None
-            self._close_conn()
-            self._restart(f"policy process died (exit code {code})")
-            raise PolicyProcessError(f"policy process died during an inference (exit code {code}); restarted") from exc
+        with self._lock:
+            if self._closed:
+                raise PolicyProcessError("policy process is closed")
+            if self._conn is None:
+                self._restart()
+            try:
+                self._conn.send((stack, kwargs))
+                kind, payload = self._conn.recv()
+            except (EOFError, OSError) as exc:  # the child died (BrokenPipeError is an OSError)
+                code = self._proc.exitcode if self._proc is not None else None
+                self._discard()
+                self._dead_reason = f"policy process died (exit code {code})"
+                raise PolicyProcessError(f"{self._dead_reason} during an inference; a new one starts with the next") from exc
         if kind == "error":
             raise PolicyProcessError(payload)
         return payload
 
-    def _restart(self, why: str) -> None:
+    def _restart(self) -> None:
+        """Start a new child (under the lock), at most once per RESTART_BACKOFF_S after a failure."""
+        if time.monotonic() < self._retry_after:
+            raise PolicyProcessError(f"{self._dead_reason}; next restart attempt in {self._retry_after - time.monotonic():.0f} s")
         self.restarts += 1
-        _LOG.error("%s: starting a new one (restart %d)", why, self.restarts)
-        self._start()
+        _LOG.error("%s: starting a new policy process (restart %d)", self._dead_reason or "no policy process", self.restarts)
+        try:
+            self._start()
+        except PolicyProcessError as exc:
+            self._retry_after = time.monotonic() + RESTART_BACKOFF_S
+            self._dead_reason = f"restarting the policy process failed: {exc}"
+            raise
+        self._dead_reason = None
 
-    def _close_conn(self) -> None:
+    def _discard(self) -> None:
         if self._proc is not None:
             self._proc.join(1)
             if self._proc.is_alive():
                 self._proc.kill()
+                self._proc.join(2)
         if self._conn is not None:
             self._conn.close()
         self._proc = self._conn = None
 
-    def close(self) -> None:
-        if self._conn is not None:
-            try:
-                self._conn.send(None)
-            except (OSError, BrokenPipeError):
-                pass
-        if self._proc is not None:
-            self._proc.join(5)
-            if self._proc.is_alive():
-                self._proc.kill()
-        if self._conn is not None:
-            self._conn.close()
-        self._proc = self._conn = None
+    def close(self, timeout_s: float = 10.0) -> None:
+        """Stop the child. An inference in flight may finish first (up to `timeout_s`); a child
+        that does not, is killed."""
+        self._closed = True
+        if not self._lock.acquire(timeout=timeout_s):
+            proc = self._proc
+            if proc is not None and proc.is_alive():
+                proc.kill()  # the call waiting on it sees EOF and raises
+            return
+        try:
+            if self._conn is not None:
+                try:
+                    self._conn.send(None)
+                except OSError:
+                    pass
+                if self._proc is not None:
+                    self._proc.join(5)
+            self._discard()
+        finally:
+            self._lock.release()
 
     def __enter__(self) -> "PolicyProcess":
         return self

@@ -50,8 +50,6 @@ class SensingPipeline:
         ]
         self._by_topic = {c.topic: c for c in self.cameras}
         ego_keep = history_span_ns(config.ego.history_steps, config.ego.history_interval_s) + span + to_ns(1.0)
-        # How far back in time the input an assembly can depend on reaches (the ego buffer keeps the most).
-        self.lookback_ns = ego_keep
         self.ego = EgoBuffer(
             config.ego.odometry_topic,
             keep_ns=ego_keep,

@@ -25,7 +25,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lm-weight", type=float, default=0.5, help="weight of the reasoning LM loss (default 0.5)")
     p.add_argument("--balance", type=float, default=0.0, metavar="B",
                    help="draw examples with weight count(maneuver)^-B so rare maneuvers (follow, stop) are learned "
-                        "(0 = uniform, the default; 1 = every maneuver equally often)")
+                        "(0 = uniform, the default; 1 = the same total weight for every maneuver)")
     p.add_argument("--save-every", type=int, default=200, help="steps between training checkpoints (default 200)")
     p.add_argument("--work-dir", default=None, help="training state for --resume (default <out>.train)")
     p.add_argument("--cache-dir", default=None, help="cache of extracted examples (default <work-dir>/cache)")
