@@ -259,4 +259,6 @@ def run_jobs(
             results.append(whole)
             if on_done:
                 on_done(whole)
+        pool.close()  # let the workers exit on their own: terminate() (the with-exit) leaks their semaphores
+        pool.join()
     return results
