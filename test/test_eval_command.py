@@ -165,6 +165,25 @@ def test_same_inputs_and_seed_give_identical_metrics(main_run, tmp_path: Path) -
     assert strip_nondeterministic(a) == strip_nondeterministic(b)
 
 
+def test_noise_scale_zero_is_deterministic_and_one_is_the_default(main_run, tmp_path: Path) -> None:
+    out, argv = main_run
+
+    def model_ades(run_dir: Path) -> list[str]:
+        return [line.split(",")[4] for line in (run_dir / "ticks.csv").read_text().splitlines()[1:]]
+
+    def run(name: str, *extra: str) -> Path:
+        again = list(argv)
+        again[again.index("--out") + 1] = str(tmp_path / name)
+        assert main([*again, *extra]) == 0
+        return tmp_path / name
+
+    assert model_ades(run("scale1", "--noise-scale", "1")) == model_ades(out)  # the default sampling path
+    zero_a = model_ades(run("zero_a", "--noise-scale", "0", "--seed", "1"))
+    zero_b = model_ades(run("zero_b", "--noise-scale", "0", "--seed", "2"))
+    assert zero_a == zero_b and zero_a != model_ades(out)  # the seed no longer matters
+    assert json.loads((tmp_path / "zero_a" / "metrics.json").read_text())["run"]["noise_scale"] == 0.0
+
+
 def test_bad_input_is_counted_not_fatal(arc_bag: Path, tmp_path: Path) -> None:
     """Dropped frames, a corrupt JPEG and a loop (time jump back) in one bag."""
     cfg = small_config()

@@ -76,3 +76,16 @@ def test_a_closed_policy_process_is_not_restarted():
 def test_a_model_that_cannot_load_is_reported_at_start(tmp_path):
     with pytest.raises(PolicyProcessError, match="cannot load model .*no_such_model"):
         PolicyProcess(PolicySpec(str(tmp_path / "no_such_model")))
+
+
+def test_zero_noise_scale_gives_one_deterministic_trajectory(served):
+    from vla_ros.runtime.start_noise import start_noise
+
+    assert start_noise(64, 2, 1, 1.0) is None  # scale 1: the policy draws its own noise, as before
+    with pytest.raises(ValueError):
+        start_noise(64, 2, 1, -0.5)
+    a = served.act(a_stack(1), steps=10, noise=start_noise(64, 2, 1, 0.0))
+    b = served.act(a_stack(1), steps=10, noise=start_noise(64, 2, 1, 0.0, torch.Generator().manual_seed(9)))
+    np.testing.assert_array_equal(a.xyz, b.xyz)
+    c = served.act(a_stack(1), steps=10)  # sampled
+    assert not np.allclose(a.xyz, c.xyz)

@@ -158,6 +158,9 @@ class InferenceConfig:
     # torch intra-op threads of the node's policy (0: all cores but one in a separate process,
     # all cores in the node's own process).
     cpu_threads: int = 0
+    # Scale of the flow-matching start noise: 1 samples the learned distribution, 0 denoises
+    # from zero (deterministic, near its mode); see vla_ros/runtime/start_noise.py.
+    noise_scale: float = 1.0
     # Serve the policy from a child process so its work never holds the node's interpreter lock
     # or cores its callbacks and control timer need (docs/node.md). False: run it in-process.
     separate_process: bool = True
@@ -168,6 +171,7 @@ class InferenceConfig:
         _require(self.samples >= 1, f"{key}.samples", self.samples, "must be >= 1")
         _require(self.max_reasoning_tokens >= 1, f"{key}.max_reasoning_tokens", self.max_reasoning_tokens, "must be >= 1")
         _require(self.cpu_threads >= 0, f"{key}.cpu_threads", self.cpu_threads, "must be >= 0 (0: torch's default)")
+        _require(self.noise_scale >= 0, f"{key}.noise_scale", self.noise_scale, "must be >= 0")
 
 
 @dataclass(frozen=True)

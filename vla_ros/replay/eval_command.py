@@ -34,6 +34,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--steps", type=int, default=None, help="flow-matching steps (default: config inference.steps)")
     p.add_argument("--samples", type=int, default=None, help="trajectories sampled per tick, K for minADE@K (default: config inference.samples)")
     p.add_argument("--seed", type=int, default=None, help="noise seed (default: config inference.seed)")
+    p.add_argument("--noise-scale", type=float, default=None,
+                   help="scale of the flow-matching start noise: 1 samples the learned distribution, 0 gives one "
+                        "deterministic trajectory near its mode (default: config inference.noise_scale)")
     p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: config model.device)")
     p.add_argument("--backend", choices=("torch", "onnxruntime", "tensorrt"), default=None, help="inference backend (default: config inference.backend)")
     p.add_argument("--workers", type=int, default=None,
@@ -54,6 +57,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def _validate_flags(args: argparse.Namespace) -> None:
     from vla_ros.cli import CommandError
 
+    if args.noise_scale is not None and not args.noise_scale >= 0:
+        raise CommandError(f"--noise-scale must be >= 0, got {args.noise_scale}")
     for flag, low in (("rate", 0.0), ("steps", 1), ("samples", 1), ("workers", 1), ("limit", 1), ("threads", 1)):
         v = getattr(args, flag)
         if v is None:
@@ -113,6 +118,7 @@ def run(args: argparse.Namespace) -> int:
         ablate=tuple(sorted(set(args.ablate))),
         limit=args.limit,
         front_camera=args.front_camera,
+        noise_scale=args.noise_scale if args.noise_scale is not None else inf.noise_scale,
         progress=not args.no_progress and sys.stderr.isatty(),  # bars in a log file are noise
     )
     try:
@@ -154,6 +160,7 @@ def run(args: argparse.Namespace) -> int:
         "device": device_description(device, threads),
         "command": command_line(args),
         "seed": options.seed,
+        "noise_scale": options.noise_scale,
         "steps": options.steps,
         "samples": options.samples,
         "reasoning": options.reasoning,
@@ -218,7 +225,8 @@ def command_line(args: argparse.Namespace) -> str:
     parts = ["vla-ros", "eval"]
     for bag in args.bag:
         parts += ["--bag", bag]
-    for flag in ("model", "config", "out", "rate", "steps", "samples", "seed", "device", "workers", "threads", "limit", "front_camera"):
+    for flag in ("model", "config", "out", "rate", "steps", "samples", "seed", "noise_scale", "device", "workers", "threads", "limit",
+                 "front_camera"):
         v = getattr(args, flag)
         if v is not None:
             parts += [f"--{flag.replace('_', '-')}", str(v)]

@@ -29,6 +29,7 @@ from vla_ros.replay.labels import GROUND_TRUTH_TOPIC, read_maneuver_labels
 from vla_ros.replay.metrics import MethodErrors, trajectory_errors
 from vla_ros.replay.prediction_bag import write_prediction_bag
 from vla_ros.replay.tick_replay import count_ticks, replay_ticks
+from vla_ros.runtime.start_noise import start_noise
 from vla_ros.sensors.frame_stack import FrameStack, StackSkip
 from vla_ros.sensors.pipeline import SensingPipeline
 from vla_ros.sensors.stamps import to_ns
@@ -53,6 +54,7 @@ class EvalOptions:
     front_camera: str | None = None
     progress: bool = True
     gallery_keep: int = 4  # per bag: worst and most typical ticks whose camera image is kept
+    noise_scale: float = 1.0  # flow-matching start noise scale (vla_ros/runtime/start_noise.py)
 
 
 @dataclass
@@ -239,6 +241,7 @@ def evaluate_ticks(
                     max_reasoning_tokens=options.max_reasoning_tokens if options.reasoning else None,
                     samples=options.samples,
                     steps=options.steps,
+                    noise=start_noise(T, int(policy.config.action_space.action_dim), options.samples, options.noise_scale, generator),
                     generator=generator,
                 )
             except (ValueError, RuntimeError) as exc:  # bad input or NaN output: counted, not fatal
