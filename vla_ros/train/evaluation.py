@@ -57,7 +57,8 @@ def _overall(path: Path) -> dict[str, Any]:
     return json.loads((path / "metrics.json").read_text(encoding="utf-8"))
 
 
-def summarize(model_dir: Path, plain: Path, ablated: Path, reasoning: Path | None, bench: Path | None, command: str) -> dict[str, Any]:
+def summarize(model_dir: Path, plain: Path, ablated: Path, reasoning: Path | None, bench: Path | None, command: str,
+              zero_noise: Path | None = None) -> dict[str, Any]:
     m, a = _overall(plain), _overall(ablated)
     o, oa = m["overall"], a["overall"]
     ade, fde = o["model"]["ade"], o["model"]["fde"]
@@ -90,6 +91,12 @@ def summarize(model_dir: Path, plain: Path, ablated: Path, reasoning: Path | Non
         rows.append({"name": "ADE with reasoning decoded (m)", "value": f"{ro['model']['ade']:.3f} "
                      f"({ro['model']['ade'] / ro['constant_velocity']['ade']:.3f} x CV)", "target": "", "met": None})
         out["reasoning_by_maneuver"] = {k: f"{v['agree']}/{v['ticks']}" for k, v in sorted(by.items())}
+    if zero_noise is not None:
+        z = _overall(zero_noise)["overall"]
+        zade = z["model"]["ade"]
+        rows.append({"name": "ADE with `--noise-scale 0`, deterministic decoding (m)",
+                     "value": f"{zade:.3f} ({zade / z['constant_velocity']['ade']:.3f} x CV, "
+                              f"{zade / z['constant_velocity_yaw_rate']['ade']:.3f} x CV+yaw)", "target": "", "met": None})
     if bench is not None:
         bj = json.loads(bench.read_text(encoding="utf-8"))
         tick = bj["prefill_ms"] + bj["denoise_ms"]
@@ -115,10 +122,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--ablate", required=True, help="output directory of the `--ablate cameras` run")
     p.add_argument("--reasoning", default=None, help="output directory of the `--reasoning` run")
     p.add_argument("--bench", default=None, help="`vla-ros bench runtime --json` output")
+    p.add_argument("--zero-noise", default=None, help="output directory of the `--noise-scale 0` run")
     p.add_argument("--command", default="", help="the eval command line, for the card")
     a = p.parse_args(argv)
     out = summarize(Path(a.model), Path(a.eval), Path(a.ablate), Path(a.reasoning) if a.reasoning else None,
-                    Path(a.bench) if a.bench else None, a.command)
+                    Path(a.bench) if a.bench else None, a.command, Path(a.zero_noise) if a.zero_noise else None)
     for row in out["rows"]:
         print(f"{row['name']:<55} {row['value']:<28} {row['target']:<8} {'' if row['met'] is None else 'ok' if row['met'] else 'MISSED'}")
     return 0
