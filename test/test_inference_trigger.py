@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from vla_ros.ros.clock import SimClock
 from vla_ros.ros.inference_trigger import InferenceTrigger
@@ -23,6 +25,15 @@ class Inputs:
         self.runs.append((now_ns, self.t0))
         self.ran.set()
 
+    @contextmanager
+    def running(self) -> Iterator["Inputs"]:
+        self.clock.set(1)
+        self.trigger.start()
+        try:
+            yield self
+        finally:
+            self.trigger.stop()
+
     def arrive(self, at_ms: float, t0_ms: float) -> bool:
         """Set the clock, announce a set stamped t0; True if a run started on it."""
         self.ran.clear()
@@ -34,10 +45,7 @@ class Inputs:
 
 
 def test_a_late_start_does_not_delay_the_next_runs() -> None:
-    inputs = Inputs()
-    inputs.clock.set(1)
-    inputs.trigger.start()
-    try:
+    with Inputs().running() as inputs:
         assert inputs.arrive(0.001, 0)
         assert inputs.arrive(115, 100)  # this set came 15 ms late
         # The next set is on time and 85 ms after the late start: it starts at once (limiting
@@ -45,15 +53,10 @@ def test_a_late_start_does_not_delay_the_next_runs() -> None:
         assert inputs.arrive(200, 200)
         assert inputs.runs[-1][0] == 200 * MS
         assert inputs.arrive(300, 300)
-    finally:
-        inputs.trigger.stop()
 
 
 def test_rate_limit_applies_to_input_stamps() -> None:
-    inputs = Inputs()
-    inputs.clock.set(1)
-    inputs.trigger.start()
-    try:
+    with Inputs().running() as inputs:
         assert inputs.arrive(0.001, 0)
         assert not inputs.arrive(50, 50)  # 20 Hz cameras, 10 Hz inference: every other set
         assert inputs.arrive(100, 100)
@@ -61,15 +64,10 @@ def test_rate_limit_applies_to_input_stamps() -> None:
         assert inputs.arrive(195, 192)  # 92 ms after the last t0 used: within the 10% jitter allowance
         assert [t0 for _, t0 in inputs.runs] == [0, 100 * MS, 192 * MS]
         assert inputs.trigger.passed_over == 2
-    finally:
-        inputs.trigger.stop()
 
 
 def test_a_set_that_came_during_a_long_run_is_not_started_on_late() -> None:
-    inputs = Inputs()
-    inputs.clock.set(1)
-    inputs.trigger.start()
-    try:
+    with Inputs().running() as inputs:
         assert inputs.arrive(0.001, 0)
         # The set stamped 100 ms was announced at 100 ms while the run went on until 140 ms:
         # by then it is stale, and the next set (due within a period) is waited for.
@@ -81,18 +79,11 @@ def test_a_set_that_came_during_a_long_run_is_not_started_on_late() -> None:
         assert not inputs.arrive(140, 100)
         assert inputs.arrive(200, 200)
         assert inputs.trigger.passed_over == 1
-    finally:
-        inputs.trigger.stop()
 
 
 def test_stamps_going_backwards_start_over_at_once() -> None:
-    inputs = Inputs()
-    inputs.clock.set(1)
-    inputs.trigger.start()
-    try:
+    with Inputs().running() as inputs:
         assert inputs.arrive(0.001, 5000)
         assert inputs.arrive(100, 5100)
         assert inputs.arrive(200, 3600)  # the stamps jumped 1.5 s back (a looped bag): run on the new ones
         assert inputs.arrive(300, 3700)
-    finally:
-        inputs.trigger.stop()
