@@ -234,8 +234,7 @@ def run_jobs(
     result per bag, in job order. With workers == 1 the given (or a newly loaded) policy runs in
     this process; otherwise bags, or parts of them, run in worker processes."""
     results: list[BagEvaluation] = []
-    parts = jobs
-    workers = max(1, min(workers, len(parts)))
+    workers = max(1, min(workers, len(jobs)))
     if workers == 1:
         if any(job.parts > 1 for job in jobs):
             raise ValueError("parts of a bag need worker processes (workers > 1)")
@@ -249,7 +248,7 @@ def run_jobs(
     ctx = multiprocessing.get_context("spawn")
     pending: list[BagEvaluation] = []
     with ctx.Pool(workers, initializer=_init_worker, initargs=(spec, config, options, workers, threads or threads_per_worker(workers))) as pool:
-        for job, r in zip(parts, pool.imap(_run_numbered, list(enumerate(parts)))):  # imap keeps job order
+        for job, r in zip(jobs, pool.imap(_run_numbered, list(enumerate(jobs)))):  # imap keeps job order
             pending.append(r)
             if job.part + 1 < job.parts:
                 continue
