@@ -186,23 +186,14 @@ class OnnxRuntimePolicy(Policy):
         tokens, deep = self.sessions["vision"].run(None, feeds)
         return tokens, deep
 
-    def encode_images(self, images: np.ndarray, keys: list[Any] | None) -> tuple[list[ImageEmbedding], int]:
-        cached: list[ImageEmbedding | None] = [self.vision_cache.get(k) for k in keys] if keys else [None] * len(images)
-        todo = [i for i, e in enumerate(cached) if e is None]
-        if todo:
-            pixels, grid = self.model.image_preprocessor(images[todo], device="cpu")
-            g = tuple(int(v) for v in grid[0])
-            tokens, deep = self.vision_features(pixels.view(len(todo), -1, pixels.shape[-1]).numpy(), g)
-            for j, i in enumerate(todo):
-                emb = ImageEmbedding(tokens=torch.from_numpy(tokens[j]),
-                                     deepstack=tuple(torch.from_numpy(deep[k, j]) for k in range(deep.shape[0])),
-                                     grid_thw=g)
-                cached[i] = emb
-                if keys:
-                    self.vision_cache.put(keys[i], emb)
-        self.vision_cache.hits += len(images) - len(todo)
-        self.vision_cache.misses += len(todo)
-        return [e for e in cached if e is not None], len(todo)
+    def encode_uncached(self, images: np.ndarray) -> list[ImageEmbedding]:
+        """The exported vision graph instead of the torch tower (the cache is Policy.encode_images')."""
+        pixels, grid = self.model.image_preprocessor(images, device="cpu")
+        g = tuple(int(v) for v in grid[0])
+        tokens, deep = self.vision_features(pixels.view(len(images), -1, pixels.shape[-1]).numpy(), g)
+        return [ImageEmbedding(tokens=torch.from_numpy(tokens[j]),
+                               deepstack=tuple(torch.from_numpy(deep[k, j]) for k in range(deep.shape[0])), grid_thw=g)
+                for j in range(len(images))]
 
     # ------------------------------------------------------------------ prefill
     def prefill(self, inputs: Any, reasoning_budget: int | None = None) -> Context:

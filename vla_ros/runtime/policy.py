@@ -118,17 +118,20 @@ class Policy:
         cached: list[ImageEmbedding | None] = [self.vision_cache.get(k) for k in keys] if keys else [None] * len(images)
         todo = [i for i, e in enumerate(cached) if e is None]
         if todo:
-            pixels, grid = self.model.image_preprocessor(images[todo], device=self.device)
-            out = self.model.vlm.model.get_image_features(pixels.to(self.dtype), grid.to(self.device))
-            for j, i in enumerate(todo):
-                emb = ImageEmbedding(tokens=out.pooler_output[j], deepstack=tuple(d[j] for d in out.deepstack_features),
-                                     grid_thw=tuple(int(g) for g in grid[j]))
+            for i, emb in zip(todo, self.encode_uncached(images[todo])):
                 cached[i] = emb
                 if keys:
                     self.vision_cache.put(keys[i], emb)
         self.vision_cache.hits += len(images) - len(todo)
         self.vision_cache.misses += len(todo)
         return [e for e in cached if e is not None], len(todo)
+
+    def encode_uncached(self, images: np.ndarray) -> list[ImageEmbedding]:
+        """The vision tower on images uint8 (N, H, W, 3), one embedding each (backends override this)."""
+        pixels, grid = self.model.image_preprocessor(images, device=self.device)
+        out = self.model.vlm.model.get_image_features(pixels.to(self.dtype), grid.to(self.device))
+        return [ImageEmbedding(tokens=out.pooler_output[j], deepstack=tuple(d[j] for d in out.deepstack_features),
+                               grid_thw=tuple(int(g) for g in grid[j])) for j in range(len(images))]
 
     def _buffers(self, capacity: int) -> KVBuffers:
         tc = self.model.text_config
