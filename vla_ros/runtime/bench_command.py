@@ -42,13 +42,9 @@ def _run_runtime(args: argparse.Namespace) -> int:
 
     from vla_ros.model import CheckpointError, UnknownPresetError
     from vla_ros.runtime.bench import format_report, run_bench
+    from vla_ros.runtime.command_options import apply_threads_and_device
 
-    if args.threads is not None:
-        if args.threads < 1:
-            raise CommandError("--threads must be >= 1")
-        torch.set_num_threads(args.threads)
-    if args.device.startswith("cuda") and not torch.cuda.is_available():
-        raise CommandError(f"--device {args.device}: CUDA is not available on this machine")
+    apply_threads_and_device(args.threads, args.device)
     if args.backend != "torch":  # exported backends: vs the torch runtime, same run (backend_bench.py)
         from vla_ros.runtime.backend_bench import format_backend_report, run_backend_bench
         from vla_ros.runtime.export import ExportError

@@ -34,18 +34,12 @@ def run(args: argparse.Namespace) -> int:
 
     if args.samples < 1 or (args.steps is not None and args.steps < 1):
         raise CommandError("--samples and --steps must be >= 1")
-    import torch
-
     from vla_ros.model import CheckpointError, UnknownPresetError
+    from vla_ros.runtime.command_options import apply_threads_and_device
     from vla_ros.runtime.export import ExportError
     from vla_ros.runtime.parity import format_report, run_parity
 
-    if args.threads is not None:
-        if args.threads < 1:
-            raise CommandError("--threads must be >= 1")
-        torch.set_num_threads(args.threads)
-    if args.device.startswith("cuda") and not torch.cuda.is_available():
-        raise CommandError(f"--device {args.device}: CUDA is not available on this machine")
+    apply_threads_and_device(args.threads, args.device)
     extra = {"export_dir": args.export_dir} if args.export_dir and args.backend != "torch" else {}
     try:
         report = run_parity(args.model, backend=args.backend, ref=args.ref, device=args.device, dtype=args.dtype,

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from vla_ros.model.config import ImageConfig, PromptConfig, VLAConfig
+from vla_ros.model.config import ImageConfig, VLAConfig
 from vla_ros.model.text_tokenizer import TextTokenizer
 
 
