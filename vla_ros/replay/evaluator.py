@@ -157,9 +157,14 @@ def evaluate_bag(
     """Evaluate one whole bag with a loaded `Policy` and finish it (gallery images, output bag).
     Bad input never raises: it is counted in `skipped` (by reason) or, if the bag stops being
     readable, noted in `error`."""
-    result = evaluate_ticks(bag, config, policy, options, name=name, progress_position=progress_position)
-    finish_bag(result, config, options, predictions_bag)
+    track = read_odometry(bag, config)  # read once for both the futures and the output bag
+    result = evaluate_ticks(bag, config, policy, options, name=name, progress_position=progress_position, track=track)
+    finish_bag(result, config, options, predictions_bag, track=track)
     return result
+
+
+def read_odometry(bag: str | Path, config: Config) -> OdometryTrack:
+    return OdometryTrack.from_bag(bag, config.ego.odometry_topic, to_ns(config.ego.max_gap_s), to_ns(config.sensing.time_jump_s))
 
 
 def evaluate_ticks(
@@ -172,9 +177,11 @@ def evaluate_ticks(
     stop: int | None = None,
     progress_position: int = 0,
     progress_label: str = "",
+    track: OdometryTrack | None = None,
 ) -> BagEvaluation:
     """Evaluate the ticks [first, stop) of one bag (a worker's share; see `merge_parts`): the
-    records and counts only, without gallery images or output bag (`finish_bag` adds them)."""
+    records and counts only, without gallery images or output bag (`finish_bag` adds them).
+    `track`: the bag's odometry when the caller has read it already."""
     import torch
     from tqdm import tqdm
 
@@ -192,7 +199,7 @@ def evaluate_ticks(
         result.camera = load_camera_model(bag, info, front_cam, config.ego.child_frame_id)
     except Exception as exc:  # noqa: BLE001 - a broken calibration only costs the overlay
         _LOG.warning("%s: cannot read camera calibration (%s); no projected paths", bag, exc)
-    track = OdometryTrack.from_bag(bag, config.ego.odometry_topic, to_ns(config.ego.max_gap_s), to_ns(config.sensing.time_jump_s))
+    track = track if track is not None else read_odometry(bag, config)
     labels = read_maneuver_labels(bag) if options.reasoning and info.message_counts.get(GROUND_TRUTH_TOPIC) else None
     result.odometry = {"messages": len(track.messages), "usable": len(track), "dropped": track.dropped, "segments": track.num_segments}
 
@@ -289,7 +296,8 @@ def evaluate_ticks(
     return result
 
 
-def finish_bag(result: BagEvaluation, config: Config, options: EvalOptions, predictions_bag: str | Path | None) -> None:
+def finish_bag(result: BagEvaluation, config: Config, options: EvalOptions, predictions_bag: str | Path | None,
+               track: OdometryTrack | None = None) -> None:
     """After all of a bag's ticks are in: the gallery ticks' front images at full size (the
     overall worst ticks are among the per-bag worst, so the report loses nothing) and the output
     bag."""
@@ -300,7 +308,7 @@ def finish_bag(result: BagEvaluation, config: Config, options: EvalOptions, pred
     except Exception as exc:  # noqa: BLE001 - the gallery is not worth failing an evaluation for
         _LOG.warning("%s: no gallery images (%s)", bag, exc)
     if predictions_bag is not None:
-        track = OdometryTrack.from_bag(bag, config.ego.odometry_topic, to_ns(config.ego.max_gap_s), to_ns(config.sensing.time_jump_s))
+        track = track if track is not None else read_odometry(bag, config)
         write_prediction_bag(
             predictions_bag,
             config.ego.odometry_topic,
