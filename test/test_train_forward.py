@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 from vla_ros.model.build import build_model
@@ -61,3 +62,28 @@ def test_reasoning_conditioning_changes_the_actions():
         outs = [joint_forward(model, make_batch(model, tok, pb, images, xyz, ["Road clear; keep speed and keep lane."],
                                                 torch.zeros(1, 64, 2), torch.tensor([keep])), x, t)[0] for keep in (False, True)]
     assert not torch.allclose(outs[0], outs[1])
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="training on CUDA needs a CUDA GPU (none here)")
+def test_training_losses_and_gradients_on_cuda_match_cpu():
+    # The GPU path (images preprocessed on the device, every index tensor created there) must
+    # compute what the CPU computes; float32 without TF32 so the two agree to rounding.
+    from vla_ros.train.forward import training_losses
+    torch.backends.cuda.matmul.allow_tf32 = False
+    tok = train_bpe(PromptConfig(), 1000)
+    images, xyz, _ = _inputs(np.random.default_rng(2), 3)
+    texts = ["Left curve ahead; slow down and keep lane.", "Road clear; keep speed and keep lane.", "Stop."]
+    actions, noise, t = torch.randn(3, 64, 2), torch.randn(3, 64, 2), torch.tensor([0.2, 0.5, 0.9])
+    keep = torch.tensor([True, False, True])
+    results = []
+    for device in ("cpu", "cuda"):
+        model = build_model(drive_tiny_config(tok, overrides=TINY), seed=7).to(device)
+        batch = make_batch(model, tok, PromptBuilder(tok), images, xyz, texts, actions, keep, device=device)
+        assert batch.pixel_values.device.type == batch.input_ids.device.type == device
+        loss = training_losses(model, batch, t.to(device), noise.to(device))
+        (loss.flow + loss.lm).backward()
+        grads = torch.cat([p.grad.flatten().cpu() for p in model.parameters() if p.grad is not None])
+        results.append((float(loss.flow), float(loss.lm), grads))
+    (f_cpu, lm_cpu, g_cpu), (f_gpu, lm_gpu, g_gpu) = results
+    assert abs(f_cpu - f_gpu) < 1e-4 * max(1.0, f_cpu) and abs(lm_cpu - lm_gpu) < 1e-4 * max(1.0, lm_cpu)
+    assert float((g_cpu - g_gpu).norm() / g_cpu.norm()) < 1e-3

@@ -61,7 +61,7 @@ def render(model_dir: Path) -> str:
               f"std {tr['action_stats']['std']}.", "", "## Training", "",
               f"- `{tr['command']}`" if tr.get("command") else "- (command not recorded)",
               f"- {tr['steps']} steps of batch {tr['batch_size']}, AdamW lr {tr['lr']} (warm-up, cosine), seed {tr['seed']}, "
-              f"on {tr['device']}: {tr['train_time_s'] / 60:.1f} min of training + {tr['data_time_s'] / 60:.1f} min building the example cache.",
+              f"on {tr.get('device_name') or tr['device']}: {tr['train_time_s'] / 60:.1f} min of training + {tr['data_time_s'] / 60:.1f} min building the example cache.",
               f"- Losses: flow matching on normalized actions + {tr['lm_weight']} x language-model loss on the reasoning; the expert "
               f"attends to the reasoning in {tr['reasoning_keep']:.0%} of samples and to the prompt only in the rest, so ticks "
               "with and without reasoning are both in distribution."
@@ -70,7 +70,12 @@ def render(model_dir: Path) -> str:
               "- Final: " + ", ".join(f"{k} {_fmt(v)}" for k, v in tr.get("final", {}).items() if k != "lr"), ""]
     if tr.get("note"):
         lines.insert(-1, f"- {tr['note']}")
-    if tr.get("recipe_time_s"):
+    if tr.get("recipe_command"):
+        lines.insert(-1, f"- Recipe: `{tr['recipe_command']}`: recording the bags, building the cache and training took "
+                         f"{tr['recipe_train_time_s'] / 60:.0f} min on {tr.get('device_name') or tr['device']} with "
+                         f"{tr['recipe_cores']} CPU cores" + (f"; the four evaluations, the benchmark and this card "
+                         f"{tr['recipe_eval_time_s'] / 60:.0f} min more on the evaluation machine." if tr.get("recipe_eval_time_s") else "."))
+    elif tr.get("recipe_time_s"):
         lines.insert(-1, f"- Whole recipe (`scripts/train_default_model`: bags, cache, training, evaluation): {tr['recipe_time_s'] / 60:.0f} min.")
     lines += ["## Evaluation", ""]
     if ev is None:

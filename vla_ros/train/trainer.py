@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import platform
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -78,6 +79,13 @@ def sampling_weights(maneuvers: list[str], balance: float) -> np.ndarray | None:
     return w / w.sum()
 
 
+def device_name(device: str) -> str:
+    """What the card says the model was trained on."""
+    if device.startswith("cuda") and torch.cuda.is_available():
+        return f"{torch.cuda.get_device_name(torch.device(device))} (CUDA)"
+    return f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+
+
 def lr_at(step: int, opts: TrainOptions) -> float:
     """Linear warm-up, then cosine decay to 5% of the peak."""
     if step < opts.warmup:
@@ -93,6 +101,9 @@ class Trainer:
         self.work = Path(opts.work_dir) if opts.work_dir else self.out.with_name(self.out.name + ".train")
         self.cache = Path(opts.cache_dir) if opts.cache_dir else self.work / "cache"
         torch.manual_seed(opts.seed)
+        if opts.device.startswith("cuda"):
+            torch.backends.cuda.matmul.allow_tf32 = True  # TF32 matmuls: ~1e-3 relative, well under the gradient noise
+            torch.backends.cudnn.allow_tf32 = True
         # Built once with default stats to learn the image size and action space, then rebuilt with the data's stats.
         probe, self.tokenizer = setup_model(opts.model_overrides, opts.name or self.out.name, None, opts.seed, "cpu")
         hw = probe.image_preprocessor.model_input_hw
@@ -126,16 +137,13 @@ class Trainer:
     def _batch(self, data: TrainSet, idx: np.ndarray, keep: torch.Tensor):
         acts = self.model.action_space.normalize(torch.from_numpy(data.actions[idx]).float())
         return make_batch(self.model, self.tokenizer, self.prompts, data.images(idx), data.hist_xyz[idx],
-                          [data.reasoning[i] for i in idx], acts, keep)
+                          [data.reasoning[i] for i in idx], acts, keep, device=self.opts.device)
 
     def _losses(self, data: TrainSet, idx: np.ndarray, keep: torch.Tensor, gen: torch.Generator) -> Losses:
         batch = self._batch(data, idx, keep)
         t = sample_flow_time(self.model, len(idx), gen)
-        noise = torch.randn(batch.actions.shape, generator=gen)
-        dev = self.opts.device
-        if dev != "cpu":
-            batch = type(batch)(**{k: (v.to(dev) if torch.is_tensor(v) and k != "prompt_positions" else v) for k, v in vars(batch).items()})
-        return training_losses(self.model, batch, t.to(dev), noise.to(dev))
+        noise = torch.randn(batch.actions.shape, generator=gen)  # drawn on the CPU: the same on every device
+        return training_losses(self.model, batch, t.to(batch.actions.device), noise.to(batch.actions.device))
 
     def validate(self, limit: int = 64) -> dict[str, float]:
         """Flow loss and reasoning-token accuracy on held-out bags (fixed samples, fixed noise)."""
@@ -209,7 +217,7 @@ class Trainer:
         summary = {
             "name": self.model.config.name, "command": self.opts.command, "seed": self.opts.seed,
             "steps": self.step, "batch_size": self.opts.batch_size, "lr": self.opts.lr, "lm_weight": self.opts.lm_weight,
-            "reasoning_keep": self.opts.reasoning_keep, "balance": self.opts.balance, "device": self.opts.device,
+            "reasoning_keep": self.opts.reasoning_keep, "balance": self.opts.balance, "device": self.opts.device, "device_name": device_name(self.opts.device),
             "train_time_s": round(self.train_s, 1), "data_time_s": round(self.data_s, 1),
             "parameters": self.model.num_parameters(),
             "bags": [b.name for b in self.data.bags], "examples": len(self.data), "skipped": self.data.skipped,
