@@ -164,3 +164,10 @@ def test_cli_errors(tmp_path, capsys):
                  "--work-dir", str(tmp_path / "w")]) == 1
     assert "no usable training ticks" in capsys.readouterr().err
     assert not (tmp_path / "m").exists()
+
+
+def test_time_budget_fits_the_step_count():
+    from vla_ros.train.trainer import fitted_steps
+    assert fitted_steps(10_000, 50, per_step_s=0.1, remaining_s=60.0) == 650
+    assert fitted_steps(300, 50, per_step_s=0.1, remaining_s=60.0) == 300  # never more than asked for
+    assert fitted_steps(10_000, 50, per_step_s=0.1, remaining_s=-5.0) == 50  # budget already spent: stop now

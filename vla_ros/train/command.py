@@ -18,6 +18,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", default=None, help="YAML deployment config: cameras, frames, ego (default: built-in = config/drive.yaml)")
     p.add_argument("--model-config", default=None, help="JSON with (partial) config.json overrides of the drive-tiny architecture")
     p.add_argument("--steps", type=int, default=2000, help="optimizer steps (default 2000)")
+    p.add_argument("--time-budget", type=float, default=None, metavar="MIN",
+                   help="fit the training into MIN minutes: after the first 50 steps (inside the warm-up, which does not "
+                        "depend on the step count) lower --steps to what the measured step time allows; the step count "
+                        "used is logged and recorded, and --steps with it reproduces the run exactly")
     p.add_argument("--batch-size", type=int, default=16, help="examples per step (default 16)")
     p.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (default 1e-3)")
     p.add_argument("--seed", type=int, default=0, help="seed of initialization, batches and noise (default 0)")
@@ -51,6 +55,8 @@ def run(args: argparse.Namespace) -> int:
     from vla_ros.train.trainer import Trainer, TrainOptions
 
     try:
+        if args.time_budget is not None and args.time_budget <= 0:
+            raise ValueError(f"--time-budget must be positive minutes, got {args.time_budget}")
         bags, val = expand(args.bags), expand(args.val_bags)
         sensing = load_config(args.config)
         overrides = json.loads(Path(args.model_config).read_text(encoding="utf-8")) if args.model_config else {}
@@ -61,7 +67,8 @@ def run(args: argparse.Namespace) -> int:
                         device=args.device, lm_weight=args.lm_weight, val_bags=val, save_every=args.save_every,
                         work_dir=args.work_dir or "", cache_dir=args.cache_dir or "", resume=args.resume,
                         model_overrides=overrides, command="vla-ros train " + shlex.join(sys.argv[2:]),
-                        progress=not args.no_progress and sys.stderr.isatty(), workers=args.workers, balance=args.balance)
+                        progress=not args.no_progress and sys.stderr.isatty(), workers=args.workers, balance=args.balance,
+                        time_budget_s=60.0 * args.time_budget if args.time_budget else 0.0)
     try:
         trainer = Trainer(opts, sensing)
     except EmptyTrainingSetError as exc:

@@ -57,6 +57,7 @@ class TrainOptions:
     command: str = ""
     progress: bool = True
     workers: int = 2  # processes extracting bags into the cache
+    time_budget_s: float = 0.0  # >0: the step count is fitted to this much training time (see fitted_steps)
     balance: float = 0.0  # sampling weight of an example ~ count(its maneuver)^-balance (0: uniform, 1: classes equal)
 
 
@@ -77,6 +78,15 @@ def sampling_weights(maneuvers: list[str], balance: float) -> np.ndarray | None:
     names, inverse, counts = np.unique(np.asarray(maneuvers), return_inverse=True, return_counts=True)
     w = counts[inverse].astype(np.float64) ** -balance
     return w / w.sum()
+
+
+BUDGET_PROBE_STEPS = 50  # steps timed before the step count is fitted to --time-budget (< warm-up)
+
+
+def fitted_steps(requested: int, done: int, per_step_s: float, remaining_s: float) -> int:
+    """The step count that uses up `remaining_s` more seconds at `per_step_s` after `done` steps
+    (never more than requested, never fewer than done)."""
+    return max(done, min(requested, done + int(remaining_s / max(per_step_s, 1e-9))))
 
 
 def device_name(device: str) -> str:
@@ -130,6 +140,8 @@ class Trainer:
         if opts.resume and has_state(self.work):
             meta = load_state(self.work, self.model, self.optimizer, self.gen, self.rng)
             self.step, self.train_s, self.history = int(meta["step"]), float(meta.get("train_s", 0.0)), meta.get("history", [])
+            if opts.time_budget_s and self.step > BUDGET_PROBE_STEPS:  # the count fitted before the interruption
+                opts.steps = int(meta.get("options", {}).get("steps", opts.steps))
             log(f"[train] resumed from {self.work} at step {self.step}")
         elif opts.resume:
             log(f"[train] --resume: no training state in {self.work}, starting from scratch")
@@ -165,10 +177,28 @@ class Trainer:
         save_state(self.work, self.model, self.optimizer, self.step, self.gen, self.rng,
                    {"train_s": self.train_s, "history": self.history, "options": asdict(self.opts)})
 
+    def _fit_to_budget(self, bar) -> None:
+        # Fixed inside the warm-up, where the schedule does not depend on the step count, so the
+        # run equals one started with --steps <fitted> (the count is recorded in training.json).
+        opts = self.opts
+        if opts.warmup < self.step:
+            self.log(f"[train] --time-budget: past the warm-up at step {self.step}; keeping {opts.steps} steps")
+            return
+        elapsed = self.train_s - self.budget_train_s
+        per_step = elapsed / (self.step - self.budget_from)
+        steps = fitted_steps(opts.steps, self.step, per_step, opts.time_budget_s - elapsed)
+        if steps != opts.steps:
+            self.log(f"[train] --time-budget {opts.time_budget_s / 60:g} min at {1e3 * per_step:.0f} ms/step: "
+                     f"{steps} steps instead of {opts.steps} (rerun with --steps {steps} to reproduce)")
+            opts.steps = steps
+            bar.total = steps
+            bar.refresh()
+
     def run(self) -> Path:
         from tqdm import tqdm
 
         opts = self.opts
+        self.budget_from, self.budget_train_s = self.step, self.train_s
         n = len(self.data)
         bar = tqdm(total=opts.steps, initial=self.step, desc="train", unit="step", disable=not opts.progress, dynamic_ncols=True)
         acc: dict[str, float] = {"flow": 0.0, "lm": 0.0, "lm_acc": 0.0}
@@ -193,6 +223,8 @@ class Trainer:
                 acc[k] += v
             count += 1
             bar.update(1)
+            if opts.time_budget_s and self.step == self.budget_from + BUDGET_PROBE_STEPS:
+                self._fit_to_budget(bar)
             if self.step % opts.log_every == 0 or self.step == opts.steps:
                 row = {"step": self.step, "lr": lr_at(self.step - 1, opts), **{k: v / count for k, v in acc.items()}}
                 acc, count = {k: 0.0 for k in acc}, 0
