@@ -235,6 +235,12 @@ def _load_job(args: tuple) -> BagExamples:
     return load_bag(*args)
 
 
+def _init_extraction_worker(threads: int) -> None:
+    # Each worker's torch would otherwise start one OpenMP thread per core: 16 workers x 16
+    # spinning threads on a 16-core GPU host made extraction crawl (minutes instead of seconds).
+    torch.set_num_threads(threads)
+
+
 def build_trainset(bags: list[Path], config: Config, image_hw: tuple[int, int], space: UnicycleAccelCurvature,
                    cache_dir: Path | None, rate_hz: float = 10.0, log=print, workers: int = 1) -> TrainSet:
     """Load (or extract and cache) every bag, `workers` bags at a time in separate processes.
@@ -243,7 +249,11 @@ def build_trainset(bags: list[Path], config: Config, image_hw: tuple[int, int], 
     if workers > 1 and len(jobs) > 1:
         import multiprocessing
 
-        with multiprocessing.get_context("spawn").Pool(min(workers, len(jobs))) as pool:
+        from vla_ros.replay.eval_runner import threads_per_worker
+
+        n = min(workers, len(jobs))
+        with multiprocessing.get_context("spawn").Pool(n, initializer=_init_extraction_worker,
+                                                       initargs=(threads_per_worker(n),)) as pool:
             results = pool.map(_load_job, jobs, chunksize=1)
     else:
         results = [_load_job(j) for j in jobs]
