@@ -56,6 +56,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _record(args: argparse.Namespace) -> int:
+    import sys
     import time
     from pathlib import Path
 
@@ -76,7 +77,8 @@ def _record(args: argparse.Namespace) -> int:
     )
     t0 = time.perf_counter()
     try:
-        counts = record(args.out, config, spec, fmt=args.format, overwrite=args.force, progress=True)
+        counts = record(args.out, config, spec, fmt=args.format, overwrite=args.force,
+                        progress=sys.stderr.isatty())  # a log file gets the summary line only
     except SpecError as exc:
         raise CommandError(str(exc)) from exc
     wall = time.perf_counter() - t0
