@@ -344,3 +344,27 @@ def test_camera_ablation_changes_only_the_model(arc_bag: Path) -> None:
     import io
 
     assert Image.open(io.BytesIO(a.front_jpeg)).size == (96, 64) and policy.image_size_hw != (64, 96)
+
+
+def test_split_gives_every_part_the_same_evaluable_ticks(tmp_path: Path):
+    from vla_ros.config import load_config
+    from vla_ros.model.presets import preset_config
+    from vla_ros.replay.eval_runner import BagJob, split_jobs, unevaluable_ticks
+    from vla_ros.replay.tick_replay import count_ticks
+
+    cfg = write_config(tmp_path / "cfg.yaml")
+    config = load_config(cfg)
+    bag = tmp_path / "bag"
+    write_pattern_bag(bag, config, PatternBagSpec(duration_s=20.0, height=64, width=96, start_s=START_S, motion=MOTION))
+    head, tail = unevaluable_ticks(config, preset_config("random:tiny"), 10.0)
+    assert (head, tail) == (15, 64)  # 15 history steps of 0.1 s; 64 waypoints of 0.1 s
+    total = count_ticks(bag, 10.0)
+    job = BagJob(0, str(bag), "bag", None)
+    parts = split_jobs([job], 2, 10.0, min_ticks=50, head_ticks=head, tail_ticks=tail)
+    assert [(p.part, p.parts) for p in parts] == [(0, 2), (1, 2)]
+    assert parts[0].first == 0 and parts[0].stop == parts[1].first and parts[1].stop is None  # contiguous, whole bag
+    evaluable = [min(p.stop or total, total - tail) - max(p.first, head) for p in parts]
+    assert abs(evaluable[0] - evaluable[1]) <= 1, evaluable
+    even = split_jobs([job], 2, 10.0, min_ticks=50)  # without head/tail: even ranges
+    assert even[1].first == round(total / 2) != parts[1].first
+    assert split_jobs([job], 2, 10.0, min_ticks=120, head_ticks=head, tail_ticks=tail) == [job]  # too short to cut

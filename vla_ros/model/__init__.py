@@ -1,22 +1,42 @@
-"""The VLA network family in PyTorch on transformers building blocks (no ROS, no backends)."""
+"""The VLA network family in PyTorch on transformers building blocks (no ROS, no backends).
+
+The names below are loaded on first use: importing transformers' Qwen3-VL code takes seconds,
+and processes that only read a model's config.json (`vla-ros eval` checking a model before it
+starts its workers) should not pay for it.
+"""
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
-from vla_ros.model.action_space import ActionStats, UnicycleAccelCurvature
-from vla_ros.model.build import parse_dtype
-from vla_ros.model.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from vla_ros.model.config import VLAConfig
-from vla_ros.model.kv_expert import KVExpertVLA
-from vla_ros.model.presets import UnknownPresetError, build_preset, is_preset, preset_names
-from vla_ros.model.text_tokenizer import TextTokenizer
+    from vla_ros.model.kv_expert import KVExpertVLA
+    from vla_ros.model.text_tokenizer import TextTokenizer
+
+_LAZY = {
+    "ActionStats": "action_space", "UnicycleAccelCurvature": "action_space",
+    "CheckpointError": "checkpoint", "load_checkpoint": "checkpoint", "save_checkpoint": "checkpoint",
+    "VLAConfig": "config", "KVExpertVLA": "kv_expert", "TextTokenizer": "text_tokenizer",
+    "UnknownPresetError": "presets", "build_preset": "presets", "is_preset": "presets", "preset_names": "presets",
+}
 
 
-def load_model(path_or_preset: str | Path, device: str | torch.device = "cpu",
-               dtype: str | torch.dtype = torch.float32) -> tuple[KVExpertVLA, TextTokenizer]:
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(f"vla_ros.model.{_LAZY[name]}"), name)
+    raise AttributeError(f"module 'vla_ros.model' has no attribute {name!r}")
+
+
+def load_model(path_or_preset: str | Path, device: "str | torch.device" = "cpu",
+               dtype: "str | torch.dtype" = "float32") -> "tuple[KVExpertVLA, TextTokenizer]":
     """A checkpoint directory or a `random:` preset -> (model in eval mode, tokenizer)."""
+    from vla_ros.model.build import parse_dtype
+    from vla_ros.model.checkpoint import load_checkpoint
+    from vla_ros.model.presets import build_preset, is_preset
+
     dt = parse_dtype(dtype)
     if is_preset(str(path_or_preset)):
         return build_preset(str(path_or_preset), device=device, dtype=dt)

@@ -11,14 +11,15 @@ random:alpamayo-r1-10b   the published dimensions: Qwen3-VL-8B (36 layers, hidde
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import torch
-
-from vla_ros.model.action_space import ActionStats
-from vla_ros.model.build import build_model, cast_parameters
 from vla_ros.model.config import ImageConfig, PromptConfig, VLAConfig
-from vla_ros.model.kv_expert import KVExpertVLA
 from vla_ros.model.text_tokenizer import TextTokenizer, build_byte_tokenizer, special_token_names
+
+if TYPE_CHECKING:  # torch and the network code load in build_preset: preset_config stays cheap
+    import torch
+
+    from vla_ros.model.kv_expert import KVExpertVLA
 
 PRESET_PREFIX = "random:"
 
@@ -98,8 +99,14 @@ def preset_config(name: str) -> VLAConfig:
                      name=PRESET_PREFIX + key)
 
 
-def build_preset(name: str, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32) -> tuple[KVExpertVLA, TextTokenizer]:
-    """Same preset name (and, for big presets, device and dtype) -> same weights."""
+def build_preset(name: str, device: "str | torch.device" = "cpu", dtype: "torch.dtype | None" = None) -> "tuple[KVExpertVLA, TextTokenizer]":
+    """Same preset name (and, for big presets, device and dtype) -> same weights (dtype default float32)."""
+    import torch
+
+    from vla_ros.model.action_space import ActionStats
+    from vla_ros.model.build import build_model, cast_parameters
+
+    dtype = dtype if dtype is not None else torch.float32
     config = preset_config(name)
     p = _PRESETS[config.name[len(PRESET_PREFIX):]]
     stats = ActionStats()

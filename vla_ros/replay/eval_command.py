@@ -94,7 +94,8 @@ def run(args: argparse.Namespace) -> int:
     from vla_ros.config import load_config
     from vla_ros.replay.bag_io import BagError, bag_info
     from vla_ros.replay.eval_runner import (BagJob, ModelSpec, ModelSpecError, check_model, code_version, device_description,
-                                            default_workers, load_policy, run_jobs, split_jobs, threads_per_worker)
+                                            default_workers, load_policy, run_jobs, split_jobs, threads_per_worker,
+                                            unevaluable_ticks)
     from vla_ros.replay.evaluator import EvalOptions, pick_front_camera
     from vla_ros.replay.report import write_report
     from vla_ros.replay.summary import METHODS, build_metrics
@@ -141,10 +142,15 @@ def run(args: argparse.Namespace) -> int:
         for i, (bag, name) in enumerate(zip(args.bag, names))
     ]
     wanted = args.workers if args.workers is not None else default_workers(device)
-    jobs = split_jobs(jobs, wanted, options.rate_hz, options.limit)  # with more workers than bags: parts of bags
+    try:
+        model_config = check_model(spec, config)
+    except ModelSpecError as exc:
+        raise CommandError(str(exc)) from exc
+    head, tail = unevaluable_ticks(config, model_config, options.rate_hz)
+    # With more workers than bags: parts of bags, each with the same share of evaluable ticks.
+    jobs = split_jobs(jobs, wanted, options.rate_hz, options.limit, head_ticks=head, tail_ticks=tail)
     workers = max(1, min(wanted, len(jobs)))
     try:
-        check_model(spec, config)
         policy = load_policy(spec) if workers == 1 else None
     except ModelSpecError as exc:
         raise CommandError(str(exc)) from exc
@@ -177,18 +183,20 @@ def run(args: argparse.Namespace) -> int:
     def done(r) -> None:
         print(f"  {r.name}: {r.ticks_evaluated} of {r.ticks_total} ticks evaluated in {r.wall_s:.1f} s", file=sys.stderr)
 
-    import torch
+    previous_threads = None
+    if workers == 1:  # in this process; with workers it never imports torch (seconds of start-up)
+        import torch
 
-    previous_threads = torch.get_num_threads()
+        previous_threads = torch.get_num_threads()
+        torch.set_num_threads(threads)  # restored below: main() may run inside a larger program
     wall0 = time.perf_counter()
     try:
-        if workers == 1:
-            torch.set_num_threads(threads)  # restored below: main() may run inside a larger program
         evals = run_jobs(jobs, config, options, spec, workers, policy=policy, on_done=done, threads=threads)
     except ModelSpecError as exc:  # a worker could not load the model
         raise CommandError(str(exc)) from exc
     finally:
-        torch.set_num_threads(previous_threads)
+        if previous_threads is not None:
+            torch.set_num_threads(previous_threads)
     wall_s = time.perf_counter() - wall0
     for e in evals:  # the workers report what they loaded
         run_info.update(e.model_info)

@@ -64,10 +64,14 @@ MIN_PART_TICKS = 50  # a bag is not cut into parts shorter than this (each part 
 
 
 def split_jobs(jobs: list[BagJob], workers: int, rate_hz: float, limit: int | None = None,
-               min_ticks: int = MIN_PART_TICKS) -> list[BagJob]:
-    """With more workers than bags, cut each bag into up to ceil(workers / bags) parts of equal
-    tick ranges, none shorter than `min_ticks`; otherwise (or with a per-bag tick `limit`) the
-    jobs as they are."""
+               min_ticks: int = MIN_PART_TICKS, head_ticks: int = 0, tail_ticks: int = 0) -> list[BagJob]:
+    """With more workers than bags, cut each bag into up to ceil(workers / bags) parts, none
+    shorter than `min_ticks`; otherwise (or with a per-bag tick `limit`) the jobs as they are.
+
+    The cuts give every part the same number of ticks that can be evaluated: the first
+    `head_ticks` (no full ego history yet) and the last `tail_ticks` (no full recorded future)
+    are skipped cheaply, so cutting the whole range evenly left the last part idle for a tenth of
+    the run while the first still ran the policy."""
     from vla_ros.replay.tick_replay import count_ticks
 
     if workers <= len(jobs) or limit is not None:
@@ -77,10 +81,26 @@ def split_jobs(jobs: list[BagJob], workers: int, rate_hz: float, limit: int | No
     for job in jobs:
         total = count_ticks(job.bag, rate_hz)
         n = max(1, min(per_bag, total // min_ticks))
-        edges = [round(i * total / n) for i in range(n + 1)]
+        head = min(head_ticks, total)
+        span = max(0, total - head - tail_ticks)
+        if span >= n * min_ticks:
+            edges = [0] + [head + round(i * span / n) for i in range(1, n)] + [total]
+        else:  # too short to tell what will be evaluated: even ranges
+            edges = [round(i * total / n) for i in range(n + 1)]
         out += [BagJob(job.index, job.bag, job.name, job.predictions_bag, edges[i], edges[i + 1] if i + 1 < n else None, i, n)
                 for i in range(n)]
     return out
+
+
+def unevaluable_ticks(config: Config, model_config: Any, rate_hz: float) -> tuple[int, int]:
+    """(head, tail): ticks at the start of a bag without a full ego history and frame stack, and
+    at its end without a full recorded future, for `split_jobs`."""
+    import math
+
+    history_s = max((config.ego.history_steps - 1) * config.ego.history_interval_s,
+                    (config.frames.count - 1) * config.frames.interval_s)
+    future_s = model_config.action_space.num_waypoints * model_config.action_space.dt
+    return math.ceil(history_s * rate_hz), math.ceil(future_s * rate_hz)
 
 
 def check_model(spec: ModelSpec, config: Config) -> Any:
@@ -149,14 +169,24 @@ def code_version() -> str:
 
 
 def device_description(device: str, threads: int | None = None) -> str:
-    import torch
+    """For the report. Imports torch only where it must (a CUDA device, or no thread count given):
+    the parent of eval's workers stays free of it."""
+    if device.startswith("cuda") or threads is None:
+        import torch
 
-    if device.startswith("cuda") and torch.cuda.is_available():
-        name = torch.cuda.get_device_name(torch.device(device))
+        version = torch.__version__
+        cuda = device.startswith("cuda") and torch.cuda.is_available()
+        name = torch.cuda.get_device_name(torch.device(device)) if cuda else _cpu_name()
+        threads = threads if threads is not None else torch.get_num_threads()
     else:
+        from importlib.metadata import PackageNotFoundError, version as dist_version
+
+        try:
+            version = dist_version("torch")
+        except PackageNotFoundError:
+            version = "unknown"
         name = _cpu_name()
-    t = threads if threads is not None else torch.get_num_threads()
-    return f"{device} ({name}); torch {torch.__version__}, {t} CPU thread(s) per worker"
+    return f"{device} ({name}); torch {version}, {threads} CPU thread(s) per worker"
 
 
 def _cpu_name() -> str:

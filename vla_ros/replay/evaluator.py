@@ -29,7 +29,6 @@ from vla_ros.replay.labels import GROUND_TRUTH_TOPIC, read_maneuver_labels
 from vla_ros.replay.metrics import MethodErrors, trajectory_errors
 from vla_ros.replay.prediction_bag import write_prediction_bag
 from vla_ros.replay.tick_replay import count_ticks, replay_ticks
-from vla_ros.runtime.start_noise import start_noise
 from vla_ros.sensors.frame_stack import FrameStack, StackSkip
 from vla_ros.sensors.pipeline import SensingPipeline
 from vla_ros.sensors.stamps import to_ns
@@ -184,6 +183,8 @@ def evaluate_ticks(
     `track`: the bag's odometry when the caller has read it already."""
     import torch
     from tqdm import tqdm
+
+    from vla_ros.runtime.start_noise import start_noise  # here: the parent of eval's workers never loads torch
 
     start = time.perf_counter()
     bag = Path(bag)
