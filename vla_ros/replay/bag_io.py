@@ -119,7 +119,7 @@ class BagWriter:
         self._writer.write(conn, log_time_ns, TYPESTORE.serialize_cdr(msg, msg.__msgtype__))
 
     def write_raw(self, topic: str, msgtype: str, data: bytes, log_time_ns: int) -> None:
-        """Write already-serialized CDR bytes (used to store deliberately corrupt records)."""
+        """Write already-serialized CDR bytes (paths built from arrays; deliberately corrupt test records)."""
         conn = self._connections.get(topic)
         if conn is None:
             conn = self._writer.add_connection(topic, msgtype, typestore=TYPESTORE)

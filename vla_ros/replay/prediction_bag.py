@@ -18,6 +18,7 @@ import numpy as np
 from vla_ros.control.trajectory import PlannedTrajectory
 from vla_ros.replay.bag_io import BagMessage, BagWriter
 from vla_ros.ros import messages
+from vla_ros.ros.path_cdr import PATH_MSGTYPE, path_cdr
 from vla_ros.sensors.geometry import yaw_to_quat
 
 if TYPE_CHECKING:
@@ -27,12 +28,10 @@ GROUND_TRUTH_TOPIC = "/vla/ground_truth_path"
 BASELINE_TOPIC_PREFIX = "/vla/baseline/"
 
 
-def _path_msg(t0_ns: int, dt_s: float, frame_id: str, xyz: np.ndarray, yaw: np.ndarray) -> Any:
-    """xyz (N+1, 3) / yaw (N+1,) in odom, first entry at t0."""
-    dt_ns = round(dt_s * 1e9)
-    quats = yaw_to_quat(yaw)
-    poses = [messages.pose_stamped(t0_ns + i * dt_ns, frame_id, xyz[i], quats[i]) for i in range(len(xyz))]
-    return messages.path(t0_ns, frame_id, poses)
+def _path_msg(t0_ns: int, dt_s: float, frame_id: str, xyz: np.ndarray, yaw: np.ndarray) -> bytes:
+    """xyz (N+1, 3) / yaw (N+1,) in odom, first entry at t0 -> nav_msgs/Path CDR bytes."""
+    stamps = t0_ns + np.arange(len(xyz), dtype=np.int64) * round(dt_s * 1e9)
+    return path_cdr(t0_ns, frame_id, stamps, xyz, yaw_to_quat(yaw))
 
 
 def _local_path(rec: "TickRecord", local_xyz: np.ndarray, rot: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
@@ -70,7 +69,10 @@ def write_prediction_bag(
     counts: dict[str, int] = {}
     with BagWriter(tmp, "mcap") as bag:
         for log_ns, _, topic, msg in events:
-            bag.write(topic, msg, log_ns)
+            if isinstance(msg, bytes):  # a path, serialized already
+                bag.write_raw(topic, PATH_MSGTYPE, msg, log_ns)
+            else:
+                bag.write(topic, msg, log_ns)
             counts[topic] = counts.get(topic, 0) + 1
     (written,) = list(tmp.glob("*.mcap"))
     if out.is_dir():

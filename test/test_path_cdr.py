@@ -1,0 +1,29 @@
+"""The array-built nav_msgs/Path CDR equals rosbags' own serialization, byte for byte."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from vla_ros.replay.bag_io import TYPESTORE
+from vla_ros.ros import messages
+from vla_ros.ros.path_cdr import PATH_MSGTYPE, path_cdr
+
+
+@pytest.mark.parametrize("n", [0, 1, 2, 65])
+@pytest.mark.parametrize("frame_id", ["odom", "map", "", "a_longer_frame"])  # every string padding case
+def test_path_cdr_equals_rosbags(n: int, frame_id: str):
+    rng = np.random.default_rng(n + len(frame_id))
+    stamp = 1_700_000_123_456_789_012
+    stamps = stamp + np.arange(n, dtype=np.int64) * 100_000_000
+    xyz = rng.normal(size=(n, 3)) * 50
+    quat = rng.normal(size=(n, 4))
+    quat /= np.linalg.norm(quat, axis=1, keepdims=True) if n else 1
+    poses = [messages.pose_stamped(int(stamps[i]), frame_id, xyz[i], quat[i]) for i in range(n)]
+    ref = bytes(TYPESTORE.serialize_cdr(messages.path(stamp, frame_id, poses), PATH_MSGTYPE))
+    ours = path_cdr(stamp, frame_id, stamps, xyz, quat)
+    assert ours == ref
+    back = TYPESTORE.deserialize_cdr(ours, PATH_MSGTYPE)
+    assert back.header.frame_id == frame_id and len(back.poses) == n
+    if n:
+        np.testing.assert_array_equal([p.pose.position.y for p in back.poses], xyz[:, 1])
+        assert back.poses[-1].header.stamp.nanosec == int(stamps[-1] % 1_000_000_000)
