@@ -171,3 +171,21 @@ def test_time_budget_fits_the_step_count():
     assert fitted_steps(10_000, 50, per_step_s=0.1, remaining_s=60.0) == 650
     assert fitted_steps(300, 50, per_step_s=0.1, remaining_s=60.0) == 300  # never more than asked for
     assert fitted_steps(10_000, 50, per_step_s=0.1, remaining_s=-5.0) == 50  # budget already spent: stop now
+
+
+def test_time_budget_stops_early_and_a_resumed_run_keeps_the_count(sim_bag, tmp_path):
+    from vla_ros.train.trainer import BUDGET_FIT_STEP
+
+    def opts(**kw) -> TrainOptions:
+        return TrainOptions(bags=[str(sim_bag)], out=str(tmp_path / "model"), steps=5000, batch_size=2, save_every=25,
+                            work_dir=str(tmp_path / "work"), cache_dir=str(tmp_path / "cache"), model_overrides=TINY,
+                            progress=False, workers=1, **kw)
+
+    logs: list[str] = []
+    trainer = Trainer(opts(time_budget_s=1e-3), load_config(None), log=logs.append)  # spent by the fit step
+    out = trainer.run()
+    assert trainer.step == BUDGET_FIT_STEP and json.loads((out / "training.json").read_text())["steps"] == BUDGET_FIT_STEP
+    assert any(f"{BUDGET_FIT_STEP} steps instead of 5000" in s for s in logs)
+    # Resumed without the flag: the fitted count holds, so nothing is left to train.
+    resumed = Trainer(opts(resume=True), load_config(None), log=logs.append)
+    assert resumed.step == BUDGET_FIT_STEP and resumed.opts.steps == BUDGET_FIT_STEP

@@ -69,7 +69,15 @@ def test_training_losses_and_gradients_on_cuda_match_cpu():
     # The GPU path (images preprocessed on the device, every index tensor created there) must
     # compute what the CPU computes; float32 without TF32 so the two agree to rounding.
     from vla_ros.train.forward import training_losses
-    torch.backends.cuda.matmul.allow_tf32 = False
+    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    try:
+        _compare_cpu_and_cuda(training_losses)
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
+
+
+def _compare_cpu_and_cuda(training_losses) -> None:
     tok = train_bpe(PromptConfig(), 1000)
     images, xyz, _ = _inputs(np.random.default_rng(2), 3)
     texts = ["Left curve ahead; slow down and keep lane.", "Road clear; keep speed and keep lane.", "Stop."]
@@ -83,7 +91,7 @@ def test_training_losses_and_gradients_on_cuda_match_cpu():
         loss = training_losses(model, batch, t.to(device), noise.to(device))
         (loss.flow + loss.lm).backward()
         grads = torch.cat([p.grad.flatten().cpu() for p in model.parameters() if p.grad is not None])
-        results.append((float(loss.flow), float(loss.lm), grads))
+        results.append((float(loss.flow.detach()), float(loss.lm.detach()), grads))
     (f_cpu, lm_cpu, g_cpu), (f_gpu, lm_gpu, g_gpu) = results
     assert abs(f_cpu - f_gpu) < 1e-4 * max(1.0, f_cpu) and abs(lm_cpu - lm_gpu) < 1e-4 * max(1.0, lm_cpu)
     assert float((g_cpu - g_gpu).norm() / g_cpu.norm()) < 1e-3

@@ -80,13 +80,10 @@ def split_jobs(jobs: list[BagJob], workers: int, rate_hz: float, limit: int | No
     out: list[BagJob] = []
     for job in jobs:
         total = count_ticks(job.bag, rate_hz)
-        n = max(1, min(per_bag, total // min_ticks))
         head = min(head_ticks, total)
         span = max(0, total - head - tail_ticks)
-        if span >= n * min_ticks:
-            edges = [0] + [head + round(i * span / n) for i in range(1, n)] + [total]
-        else:  # too short to tell what will be evaluated: even ranges
-            edges = [round(i * total / n) for i in range(n + 1)]
+        n = max(1, min(per_bag, span // min_ticks))  # no part with fewer evaluable ticks than min_ticks
+        edges = [0] + [head + round(i * span / n) for i in range(1, n)] + [total]
         out += [BagJob(job.index, job.bag, job.name, job.predictions_bag, edges[i], edges[i + 1] if i + 1 < n else None, i, n)
                 for i in range(n)]
     return out
@@ -100,7 +97,7 @@ def unevaluable_ticks(config: Config, model_config: Any, rate_hz: float) -> tupl
     history_s = max((config.ego.history_steps - 1) * config.ego.history_interval_s,
                     (config.frames.count - 1) * config.frames.interval_s)
     future_s = model_config.action_space.num_waypoints * model_config.action_space.dt
-    return math.ceil(history_s * rate_hz), math.ceil(future_s * rate_hz)
+    return math.ceil(round(history_s * rate_hz, 6)), math.ceil(round(future_s * rate_hz, 6))  # 3*0.1*10 is 3.0000000000000004
 
 
 def check_model(spec: ModelSpec, config: Config) -> Any:

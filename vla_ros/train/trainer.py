@@ -80,7 +80,8 @@ def sampling_weights(maneuvers: list[str], balance: float) -> np.ndarray | None:
     return w / w.sum()
 
 
-BUDGET_PROBE_STEPS = 50  # steps timed before the step count is fitted to --time-budget (< warm-up)
+BUDGET_FIT_STEP = 50  # the step at which the count is fitted to --time-budget (inside the 100-step warm-up)
+BUDGET_SKIP_STEPS = 10  # first steps of a run left out of the pace (CUDA start-up, allocator warm-up)
 
 
 def fitted_steps(requested: int, done: int, per_step_s: float, remaining_s: float) -> int:
@@ -140,8 +141,9 @@ class Trainer:
         if opts.resume and has_state(self.work):
             meta = load_state(self.work, self.model, self.optimizer, self.gen, self.rng)
             self.step, self.train_s, self.history = int(meta["step"]), float(meta.get("train_s", 0.0)), meta.get("history", [])
-            if opts.time_budget_s and self.step > BUDGET_PROBE_STEPS:  # the count fitted before the interruption
-                opts.steps = int(meta.get("options", {}).get("steps", opts.steps))
+            saved = meta.get("options", {})
+            if saved.get("time_budget_s") and self.step >= BUDGET_FIT_STEP:  # fitted before the interruption: keep it
+                opts.steps = int(saved.get("steps", opts.steps))
             log(f"[train] resumed from {self.work} at step {self.step}")
         elif opts.resume:
             log(f"[train] --resume: no training state in {self.work}, starting from scratch")
@@ -177,16 +179,15 @@ class Trainer:
         save_state(self.work, self.model, self.optimizer, self.step, self.gen, self.rng,
                    {"train_s": self.train_s, "history": self.history, "options": asdict(self.opts)})
 
-    def _fit_to_budget(self, bar) -> None:
+    def _fit_to_budget(self, bar, mark: tuple[int, float]) -> None:
         # Fixed inside the warm-up, where the schedule does not depend on the step count, so the
         # run equals one started with --steps <fitted> (the count is recorded in training.json).
         opts = self.opts
-        if opts.warmup < self.step:
-            self.log(f"[train] --time-budget: past the warm-up at step {self.step}; keeping {opts.steps} steps")
+        if self.step > opts.warmup:
+            self.log(f"[train] --time-budget: the warm-up ({opts.warmup} steps) ends before step {self.step}; keeping {opts.steps} steps")
             return
-        elapsed = self.train_s - self.budget_train_s
-        per_step = elapsed / (self.step - self.budget_from)
-        steps = fitted_steps(opts.steps, self.step, per_step, opts.time_budget_s - elapsed)
+        per_step = (self.train_s - mark[1]) / max(1, self.step - mark[0])
+        steps = fitted_steps(opts.steps, self.step, per_step, opts.time_budget_s - self.train_s)
         if steps != opts.steps:
             self.log(f"[train] --time-budget {opts.time_budget_s / 60:g} min at {1e3 * per_step:.0f} ms/step: "
                      f"{steps} steps instead of {opts.steps} (rerun with --steps {steps} to reproduce)")
@@ -198,7 +199,8 @@ class Trainer:
         from tqdm import tqdm
 
         opts = self.opts
-        self.budget_from, self.budget_train_s = self.step, self.train_s
+        on_cuda = opts.device.startswith("cuda")
+        mark: tuple[int, float] | None = None  # (step, train_s) where this run's pace measurement starts
         n = len(self.data)
         bar = tqdm(total=opts.steps, initial=self.step, desc="train", unit="step", disable=not opts.progress, dynamic_ncols=True)
         acc: dict[str, float] = {"flow": 0.0, "lm": 0.0, "lm_acc": 0.0}
@@ -217,14 +219,19 @@ class Trainer:
             total.backward()
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
             self.optimizer.step()
+            if on_cuda:
+                torch.cuda.synchronize()  # the step's GPU work belongs to its time (budget fit, card)
             self.step += 1
             self.train_s += time.perf_counter() - t0
             for k, v in (("flow", loss.flow.item()), ("lm", loss.lm.item()), ("lm_acc", loss.lm_accuracy)):
                 acc[k] += v
             count += 1
             bar.update(1)
-            if opts.time_budget_s and self.step == self.budget_from + BUDGET_PROBE_STEPS:
-                self._fit_to_budget(bar)
+            if opts.time_budget_s and self.step < BUDGET_FIT_STEP and mark is None and (
+                    self.step >= BUDGET_SKIP_STEPS or self.step + 1 == BUDGET_FIT_STEP):
+                mark = (self.step, self.train_s)
+            elif opts.time_budget_s and self.step == BUDGET_FIT_STEP and mark is not None:
+                self._fit_to_budget(bar, mark)
             if self.step % opts.log_every == 0 or self.step == opts.steps:
                 row = {"step": self.step, "lr": lr_at(self.step - 1, opts), **{k: v / count for k, v in acc.items()}}
                 acc, count = {k: 0.0 for k in acc}, 0
