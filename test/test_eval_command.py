@@ -367,6 +367,7 @@ def test_split_gives_every_part_the_same_evaluable_ticks(tmp_path: Path):
     assert abs(evaluable[0] - evaluable[1]) <= 1, evaluable
     even = split_jobs([job], 2, 10.0, min_ticks=50)  # without head/tail: even ranges
     assert even[1].first == round(total / 2) != parts[1].first
-    # 201 ticks hold 122 evaluable ones: two parts of >= 70 by the whole range, but not by what is evaluated.
-    assert len(split_jobs([job], 2, 10.0, min_ticks=70)) == 2
-    assert split_jobs([job], 2, 10.0, min_ticks=70, head_ticks=head, tail_ticks=tail) == [job]
+    # 201 ticks hold 122 evaluable ones, too few for two parts of >= 70 evaluable ticks: even ranges.
+    short = split_jobs([job], 2, 10.0, min_ticks=70, head_ticks=head, tail_ticks=tail)
+    assert [p.first for p in short] == [0, round(total / 2)]
+    assert split_jobs([job], 2, 10.0, min_ticks=101, head_ticks=head, tail_ticks=tail) == [job]  # total // 101 == 1

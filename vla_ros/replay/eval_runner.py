@@ -80,10 +80,13 @@ def split_jobs(jobs: list[BagJob], workers: int, rate_hz: float, limit: int | No
     out: list[BagJob] = []
     for job in jobs:
         total = count_ticks(job.bag, rate_hz)
+        n = max(1, min(per_bag, total // min_ticks))
         head = min(head_ticks, total)
         span = max(0, total - head - tail_ticks)
-        n = max(1, min(per_bag, span // min_ticks))  # no part with fewer evaluable ticks than min_ticks
-        edges = [0] + [head + round(i * span / n) for i in range(1, n)] + [total]
+        if span >= n * min_ticks:
+            edges = [0] + [head + round(i * span / n) for i in range(1, n)] + [total]
+        else:  # a short bag, or one whose ticks are not one continuous drive (a loop): even ranges
+            edges = [round(i * total / n) for i in range(n + 1)]
         out += [BagJob(job.index, job.bag, job.name, job.predictions_bag, edges[i], edges[i + 1] if i + 1 < n else None, i, n)
                 for i in range(n)]
     return out
