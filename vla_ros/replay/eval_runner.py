@@ -176,7 +176,7 @@ def device_description(device: str, threads: int | None = None) -> str:
 
         version = torch.__version__
         cuda = device.startswith("cuda") and torch.cuda.is_available()
-        name = torch.cuda.get_device_name(torch.device(device)) if cuda else _cpu_name()
+        name = torch.cuda.get_device_name(torch.device(device)) if cuda else cpu_name()
         threads = threads if threads is not None else torch.get_num_threads()
     else:
         from importlib.metadata import PackageNotFoundError, version as dist_version
@@ -185,11 +185,12 @@ def device_description(device: str, threads: int | None = None) -> str:
             version = dist_version("torch")
         except PackageNotFoundError:
             version = "unknown"
-        name = _cpu_name()
+        name = cpu_name()
     return f"{device} ({name}); torch {version}, {threads} CPU thread(s) per worker"
 
 
-def _cpu_name() -> str:
+def cpu_name() -> str:
+    """The CPU model and core count, e.g. 'Intel(R) Xeon(R) Processor x2' (reports, model cards)."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import math
-import platform
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -94,7 +93,9 @@ def device_name(device: str) -> str:
     """What the card says the model was trained on."""
     if device.startswith("cuda") and torch.cuda.is_available():
         return f"{torch.cuda.get_device_name(torch.device(device))} (CUDA)"
-    return f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+    from vla_ros.replay.eval_runner import cpu_name
+
+    return f"CPU ({cpu_name()}, {torch.get_num_threads()} threads)"
 
 
 def lr_at(step: int, opts: TrainOptions) -> float:
