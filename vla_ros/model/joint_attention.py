@@ -16,6 +16,7 @@ import torch
 from transformers.models.qwen3_vl.modeling_qwen3_vl import apply_rotary_pos_emb, eager_attention_forward
 
 from vla_ros.model.kv_expert import KVExpertVLA
+from vla_ros.model.vision_batched import image_features
 
 
 def joint_block_mask(prefix_len: int, action_len: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
@@ -78,7 +79,7 @@ def embed_prefix(model: KVExpertVLA, input_ids: torch.Tensor, pixel_values: torc
     M-RoPE positions (3, 1, P), visual position mask (1, P), deepstack features per layer)."""
     vm = model.vlm.model
     embeds = vm.get_input_embeddings()(input_ids)
-    feats = vm.get_image_features(pixel_values, image_grid_thw)
+    feats = image_features(vm, pixel_values, image_grid_thw)
     image_embeds = torch.cat(feats.pooler_output, dim=0).to(embeds.dtype)
     mask, _ = vm.get_placeholder_mask(input_ids, inputs_embeds=embeds, image_features=image_embeds)
     embeds = embeds.masked_scatter(mask, image_embeds)

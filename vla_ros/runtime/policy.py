@@ -24,6 +24,7 @@ from vla_ros.model import KVExpertVLA, TextTokenizer, load_model
 from vla_ros.model.build import parse_dtype
 from vla_ros.model.flow_matching import FlowSchedule
 from vla_ros.model.prompt import PromptBuilder
+from vla_ros.model.vision_batched import image_features
 from vla_ros.runtime.context import Context, StaleContextError
 from vla_ros.runtime.cuda_graph import DenoiseGraph
 from vla_ros.runtime.expert_kernel import ExpertKernel
@@ -129,7 +130,7 @@ class Policy:
     def encode_uncached(self, images: np.ndarray) -> list[ImageEmbedding]:
         """The vision tower on images uint8 (N, H, W, 3), one embedding each (backends override this)."""
         pixels, grid = self.model.image_preprocessor(images, device=self.device)
-        out = self.model.vlm.model.get_image_features(pixels.to(self.dtype), grid.to(self.device))
+        out = image_features(self.model.vlm.model, pixels.to(self.dtype), grid.to(self.device))
         return [ImageEmbedding(tokens=out.pooler_output[j], deepstack=tuple(d[j] for d in out.deepstack_features),
                                grid_thw=tuple(int(g) for g in grid[j])) for j in range(len(images))]
 

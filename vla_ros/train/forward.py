@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from vla_ros.model.joint_attention import layer_qkv
 from vla_ros.model.kv_expert import KVExpertVLA
 from vla_ros.model.prompt import PromptBuilder
+from vla_ros.model.vision_batched import image_features
 from vla_ros.model.text_tokenizer import TextTokenizer
 
 
@@ -110,7 +111,7 @@ def joint_forward(model: KVExpertVLA, batch: Batch, x_t: torch.Tensor, t: torch.
     L = batch.prompt_len
     # Prefix embeddings with the vision tokens scattered in.
     embeds = vm.get_input_embeddings()(ids)
-    feats = vm.get_image_features(batch.pixel_values, batch.image_grid)
+    feats = image_features(vm, batch.pixel_values, batch.image_grid)
     image_embeds = torch.cat(list(feats.pooler_output), dim=0).to(embeds.dtype)
     vis_mask = ids == model.vlm_config.image_token_id  # (B, S)
     embeds = embeds.masked_scatter(vis_mask[..., None].expand_as(embeds), image_embeds)
