@@ -61,7 +61,7 @@ def main_run(arc_bag: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[P
     cfg = write_config(d / "cfg.yaml")
     out = d / "out"
     argv = ["eval", "--bag", str(arc_bag), "--config", str(cfg), "--out", str(out), "--limit", "3", "--samples", "2",
-            "--reasoning", "--seed", "7", *FAST]
+            "--noise-scale", "1", "--reasoning", "--seed", "7", *FAST]
     assert main(argv) == 0
     return out, argv
 
@@ -165,23 +165,38 @@ def test_same_inputs_and_seed_give_identical_metrics(main_run, tmp_path: Path) -
     assert strip_nondeterministic(a) == strip_nondeterministic(b)
 
 
-def test_noise_scale_zero_is_deterministic_and_one_is_the_default(main_run, tmp_path: Path) -> None:
+def test_noise_scale_zero_is_deterministic_and_the_default(main_run, tmp_path: Path) -> None:
     out, argv = main_run
 
     def model_ades(run_dir: Path) -> list[str]:
         return [line.split(",")[4] for line in (run_dir / "ticks.csv").read_text().splitlines()[1:]]
 
-    def run(name: str, *extra: str) -> Path:
+    def run(name: str, *extra: str, sampled: bool = False) -> Path:
         again = list(argv)
         again[again.index("--out") + 1] = str(tmp_path / name)
+        if not sampled:  # one sample, the config's noise scale
+            again[again.index("--samples") + 1] = "1"
+            del again[again.index("--noise-scale"):again.index("--noise-scale") + 2]
         assert main([*again, *extra]) == 0
         return tmp_path / name
 
-    assert model_ades(run("scale1", "--noise-scale", "1")) == model_ades(out)  # the default sampling path
+    default = model_ades(run("default"))
     zero_a = model_ades(run("zero_a", "--noise-scale", "0", "--seed", "1"))
     zero_b = model_ades(run("zero_b", "--noise-scale", "0", "--seed", "2"))
-    assert zero_a == zero_b and zero_a != model_ades(out)  # the seed no longer matters
-    assert json.loads((tmp_path / "zero_a" / "metrics.json").read_text())["run"]["noise_scale"] == 0.0
+    assert default == zero_a == zero_b  # deterministic by default: the seed does not matter
+    sampled = model_ades(run("scale1", "--seed", "1", sampled=True))
+    assert sampled != zero_a and sampled != model_ades(out)  # noise scale 1 samples, seeded
+    assert json.loads((tmp_path / "default" / "metrics.json").read_text())["run"]["noise_scale"] == 0.0
+    assert json.loads((out / "metrics.json").read_text())["run"]["noise_scale"] == 1.0
+
+
+def test_several_samples_without_noise_are_refused_before_any_work(main_run, tmp_path: Path, capsys) -> None:
+    _, argv = main_run
+    again = list(argv)
+    again[again.index("--out") + 1] = str(tmp_path / "refused")
+    del again[again.index("--noise-scale"):again.index("--noise-scale") + 2]
+    assert main(again) == 2
+    assert "identical trajectories" in capsys.readouterr().err and not (tmp_path / "refused").exists()
 
 
 def test_bad_input_is_counted_not_fatal(arc_bag: Path, tmp_path: Path) -> None:

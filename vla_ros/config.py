@@ -158,9 +158,10 @@ class InferenceConfig:
     # torch intra-op threads of the node's policy (0: all cores but one in a separate process,
     # all cores in the node's own process).
     cpu_threads: int = 0
-    # Scale of the flow-matching start noise: 1 samples the learned distribution, 0 denoises
-    # from zero (deterministic, near its mode); see vla_ros/runtime/start_noise.py.
-    noise_scale: float = 1.0
+    # Scale of the flow-matching start noise: 0 denoises from zero (deterministic, near the mode:
+    # the same input gives the same path, so consecutive ticks do not jump between samples);
+    # 1 samples the learned distribution. See vla_ros/runtime/start_noise.py.
+    noise_scale: float = 0.0
     # Serve the policy from a child process so its work never holds the node's interpreter lock
     # or cores its callbacks and control timer need (docs/node.md). False: run it in-process.
     separate_process: bool = True

@@ -122,6 +122,9 @@ def run(args: argparse.Namespace) -> int:
         noise_scale=args.noise_scale if args.noise_scale is not None else inf.noise_scale,
         progress=not args.no_progress and sys.stderr.isatty(),  # bars in a log file are noise
     )
+    if options.samples > 1 and options.noise_scale == 0:
+        raise CommandError(f"--samples {options.samples} with noise scale 0 gives {options.samples} identical trajectories "
+                           "(inference.noise_scale is 0 by default); add --noise-scale 1 to sample the distribution")
     try:
         pick_front_camera(config, args.front_camera)
     except ValueError as exc:

@@ -58,7 +58,7 @@ def _overall(path: Path) -> dict[str, Any]:
 
 
 def summarize(model_dir: Path, plain: Path, ablated: Path, reasoning: Path | None, bench: Path | None, command: str,
-              zero_noise: Path | None = None) -> dict[str, Any]:
+              other_noise: Path | None = None) -> dict[str, Any]:
     m, a = _overall(plain), _overall(ablated)
     o, oa = m["overall"], a["overall"]
     ade, fde = o["model"]["ade"], o["model"]["fde"]
@@ -70,6 +70,9 @@ def summarize(model_dir: Path, plain: Path, ablated: Path, reasoning: Path | Non
         {"name": "FDE 6.4 s (m)", "value": f"{fde:.3f}", "target": "", "met": None},
         {"name": "FDE / constant velocity", "value": f"{fde / cv['fde']:.3f} ({cv['fde']:.3f} m)", "target": "<= 0.70", "met": fde / cv["fde"] <= 0.7},
         {"name": "FDE / CV + yaw rate", "value": f"{fde / cvy['fde']:.3f} ({cvy['fde']:.3f} m)", "target": "<= 0.85", "met": fde / cvy["fde"] <= 0.85},
+        {"name": "lateral / longitudinal ADE (m), model vs CV + yaw rate",
+         "value": f"{o['model']['lateral_ade']:.2f} / {o['model']['longitudinal_ade']:.2f} vs {cvy['lateral_ade']:.2f} / {cvy['longitudinal_ade']:.2f}",
+         "target": "", "met": None},
         {"name": "ADE with grey cameras / ADE", "value": f"{oa['model']['ade'] / ade:.3f} ({oa['model']['ade']:.3f} m)",
          "target": ">= 1.20", "met": oa["model"]["ade"] / ade >= 1.2},
     ]
@@ -91,10 +94,12 @@ def summarize(model_dir: Path, plain: Path, ablated: Path, reasoning: Path | Non
         rows.append({"name": "ADE with reasoning decoded (m)", "value": f"{ro['model']['ade']:.3f} "
                      f"({ro['model']['ade'] / ro['constant_velocity']['ade']:.3f} x CV)", "target": "", "met": None})
         out["reasoning_by_maneuver"] = {k: f"{v['agree']}/{v['ticks']}" for k, v in sorted(by.items())}
-    if zero_noise is not None:
-        z = _overall(zero_noise)["overall"]
+    if other_noise is not None:  # the plain run at the other start-noise scale
+        zm = _overall(other_noise)
+        z, scale = zm["overall"], zm["run"]["noise_scale"]
+        what = "deterministic decoding" if scale == 0 else "one sample of the learned distribution"
         zade = z["model"]["ade"]
-        rows.append({"name": "ADE with `--noise-scale 0`, deterministic decoding (m)",
+        rows.append({"name": f"ADE with `--noise-scale {scale:g}`, {what} (m)",
                      "value": f"{zade:.3f} ({zade / z['constant_velocity']['ade']:.3f} x CV, "
                               f"{zade / z['constant_velocity_yaw_rate']['ade']:.3f} x CV+yaw)", "target": "", "met": None})
     if bench is not None:
@@ -122,11 +127,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--ablate", required=True, help="output directory of the `--ablate cameras` run")
     p.add_argument("--reasoning", default=None, help="output directory of the `--reasoning` run")
     p.add_argument("--bench", default=None, help="`vla-ros bench runtime --json` output")
-    p.add_argument("--zero-noise", default=None, help="output directory of the `--noise-scale 0` run")
+    p.add_argument("--other-noise", default=None, help="output directory of the plain run at another --noise-scale")
     p.add_argument("--command", default="", help="the eval command line, for the card")
     a = p.parse_args(argv)
     out = summarize(Path(a.model), Path(a.eval), Path(a.ablate), Path(a.reasoning) if a.reasoning else None,
-                    Path(a.bench) if a.bench else None, a.command, Path(a.zero_noise) if a.zero_noise else None)
+                    Path(a.bench) if a.bench else None, a.command, Path(a.other_noise) if a.other_noise else None)
     for row in out["rows"]:
         print(f"{row['name']:<55} {row['value']:<28} {row['target']:<8} {'' if row['met'] is None else 'ok' if row['met'] else 'MISSED'}")
     return 0
