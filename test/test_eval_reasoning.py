@@ -1,10 +1,12 @@
 """Reasoning agreement in `vla-ros eval`: the generated sentence scored against the driving
 world's maneuver labels, recomputed here from the bag and the output bag."""
 import json
+from collections import Counter
 
 from vla_ros.cli import main
 from vla_ros.replay.bag_io import read_messages
 from vla_ros.replay.labels import ACTION_WORDS, maneuver_of, read_maneuver_labels
+from vla_ros.train.evaluation import reasoning_agreement
 
 
 def test_maneuver_of_reads_every_action_phrase():
@@ -38,6 +40,12 @@ def test_eval_reports_agreement_against_sim_labels(tmp_path):
     assert r["maneuver_agreement"] == r["agree"] / 4
     assert r["unparsed"] == sum(maneuver_of(t) is None for t in texts)
     assert "Reasoning names the recorded maneuver" in (out / "report.md").read_text()
+    # the model card's recount from the two bags agrees, and lists each disagreement
+    card = reasoning_agreement(pred, bag)
+    assert (card["ticks"], card["agree"]) == (4, r["agree"])
+    assert card["by_maneuver"] == {k: {"ticks": v["ticks"], "agree": v["agree"]} for k, v in r["by_maneuver"].items()}
+    wrong = Counter(f"{labels.at(t0)} -> {maneuver_of(t) or 'unparsed'}" for t, t0 in zip(texts, t0s) if maneuver_of(t) != labels.at(t0))
+    assert card["confusions"] == dict(wrong) and sum(wrong.values()) == 4 - r["agree"]
     # without reasoning there is nothing to score
     assert main([*args, "--no-reasoning"]) == 0
     assert "reasoning" not in json.loads((out / "metrics.json").read_text())["overall"]

@@ -40,17 +40,22 @@ def reasoning_agreement(predictions_bag: str | Path, source_bag: str | Path, tra
     stamps = np.array(sorted(labels), dtype=np.int64)
     per: Counter[str] = Counter()
     hit: Counter[str] = Counter()
+    said: Counter[tuple[str, str]] = Counter()  # (label, maneuver named) of the ticks that disagree
     unlabeled = 0
     for tick, text in texts.items():
         label = _label_at(labels, stamps, t0_at[tick]) if tick in t0_at else None
         if label is None:
             unlabeled += 1
             continue
+        named = maneuver_of(text)
         per[label["maneuver"]] += 1
-        hit[label["maneuver"]] += int(maneuver_of(text) == label["maneuver"])
+        hit[label["maneuver"]] += int(named == label["maneuver"])
+        if named != label["maneuver"]:
+            said[(label["maneuver"], named or "unparsed")] += 1
     total = sum(per.values())
     return {"ticks": total, "agree": sum(hit.values()), "unlabeled": unlabeled,
-            "by_maneuver": {k: {"ticks": per[k], "agree": hit[k]} for k in sorted(per)}}
+            "by_maneuver": {k: {"ticks": per[k], "agree": hit[k]} for k in sorted(per)},
+            "confusions": {f"{k[0]} -> {k[1]}": n for k, n in said.most_common()}}
 
 
 def _overall(path: Path) -> dict[str, Any]:
@@ -81,10 +86,12 @@ def summarize(model_dir: Path, plain: Path, ablated: Path, reasoning: Path | Non
         r = _overall(reasoning)
         agg = Counter()
         by: dict[str, Counter] = {}
+        confusions: Counter[str] = Counter()
         for name, b in r["bags"].items():
             pred = Path(b["predictions_bag"])  # relative to the eval directory
             res = reasoning_agreement(pred if pred.is_absolute() else reasoning / pred, b["path"])
             agg.update({"ticks": res["ticks"], "agree": res["agree"]})
+            confusions.update(res["confusions"])
             for k, v in res["by_maneuver"].items():
                 by.setdefault(k, Counter()).update(v)
         share = agg["agree"] / max(1, agg["ticks"])
@@ -94,6 +101,7 @@ def summarize(model_dir: Path, plain: Path, ablated: Path, reasoning: Path | Non
         rows.append({"name": "ADE with reasoning decoded (m)", "value": f"{ro['model']['ade']:.3f} "
                      f"({ro['model']['ade'] / ro['constant_velocity']['ade']:.3f} x CV)", "target": "", "met": None})
         out["reasoning_by_maneuver"] = {k: f"{v['agree']}/{v['ticks']}" for k, v in sorted(by.items())}
+        out["reasoning_confusions"] = dict(confusions.most_common())  # "label -> named": ticks
     if other_noise is not None:  # the plain run at the other start-noise scale
         zm = _overall(other_noise)
         z, scale = zm["overall"], zm["run"]["noise_scale"]
@@ -114,6 +122,9 @@ def summarize(model_dir: Path, plain: Path, ablated: Path, reasoning: Path | Non
     notes = ["Ratios are against the baselines `vla-ros eval` computes on the same ticks."]
     if "reasoning_by_maneuver" in out:
         notes.append("Reasoning agreement by labelled maneuver: " + ", ".join(f"{k} {v}" for k, v in out["reasoning_by_maneuver"].items()) + ".")
+        if out["reasoning_confusions"]:
+            notes.append("Most frequent disagreements (label -> maneuver named, ticks): "
+                         + ", ".join(f"{k} {n}" for k, n in list(out["reasoning_confusions"].items())[:4]) + ".")
     out["notes"] = " ".join(notes)
     (model_dir / "eval.json").write_text(json.dumps(out, indent=2) + "\n", encoding="utf-8")
     write_model_card(model_dir)
