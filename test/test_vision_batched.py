@@ -1,6 +1,8 @@
 """The batched vision tower (vla_ros/model/vision_batched.py) against transformers' packed one."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -8,10 +10,12 @@ import torch
 from vla_ros.model import build_preset, load_model
 from vla_ros.model.vision_batched import image_features
 
+SHIPPED = Path(__file__).resolve().parents[1] / "models" / "drive-tiny"
+
 
 @pytest.fixture(scope="module")
 def shipped():
-    model, _ = load_model("models/drive-tiny")
+    model, _ = load_model(SHIPPED)
     return model
 
 
@@ -52,14 +56,31 @@ def test_batched_tower_gradients_equal_the_packed_ones():
         torch.testing.assert_close(grads[0][name], grads[1][name], rtol=1e-4, atol=1e-6, msg=name)
 
 
-def test_images_of_different_sizes_take_the_packed_path(shipped):
+def test_images_of_different_sizes_take_the_packed_path(shipped, monkeypatch):
     vm = shipped.vlm.model
     p1, g1 = shipped.image_preprocessor(_images(2, 320, 576))
     p2, g2 = shipped.image_preprocessor(_images(1, 640, 640, seed=2))
     assert not torch.equal(g1[0], g2[0])
     pixels, grid = torch.cat([p1, p2]), torch.cat([g1, g2])
+    packed_calls = []
+    packed = vm.get_image_features
+    monkeypatch.setattr(vm, "get_image_features", lambda *a, **k: packed_calls.append(1) or packed(*a, **k))
     with torch.no_grad():
         ours = image_features(vm, pixels, grid)
-        theirs = vm.get_image_features(pixels, grid)
+        assert packed_calls == [1]  # mixed sizes went to transformers' packed tower
+        image_features(vm, p1, g1)
+        assert packed_calls == [1]  # same-size images did not
+        theirs = packed(pixels, grid)
     assert [t.shape[0] for t in ours.pooler_output] == [int(g.prod()) // 4 for g in grid]
     _assert_same(ours, theirs)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_batched_tower_on_cuda_in_bf16_equals_the_packed_one():
+    model, _ = load_model(SHIPPED, device="cuda", dtype=torch.bfloat16)
+    vm = model.vlm.model
+    pixels, grid = model.image_preprocessor(_images(16, 320, 576), device="cuda")
+    with torch.no_grad():
+        ours, theirs = image_features(vm, pixels.bfloat16(), grid), vm.get_image_features(pixels.bfloat16(), grid)
+    for a, b in zip(ours.pooler_output, theirs.pooler_output):
+        torch.testing.assert_close(a.float(), b.float(), rtol=2e-2, atol=2e-2)

@@ -158,8 +158,8 @@ class InferenceConfig:
     # torch intra-op threads of the node's policy (0: all cores but one in a separate process,
     # all cores in the node's own process).
     cpu_threads: int = 0
-    # Scale of the flow-matching start noise: 0 denoises from zero (deterministic, near the mode:
-    # the same input gives the same path, so consecutive ticks do not jump between samples);
+    # Scale of the flow-matching start noise: 0 denoises from zero (deterministic: the same input
+    # gives the same path, so consecutive ticks do not jump between random samples);
     # 1 samples the learned distribution. See vla_ros/runtime/start_noise.py.
     noise_scale: float = 0.0
     # Serve the policy from a child process so its work never holds the node's interpreter lock

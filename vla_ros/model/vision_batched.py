@@ -5,7 +5,9 @@ back into one attention call per image per block, and builds the position tables
 With a frame stack (16 images a tick) or a training batch (64 ticks x 16 images) that is 1000s of
 small kernel launches: on an H100 training step it was most of the 614 ms. Same-size images (what
 the sensing pipeline always produces) need the position tables once and one batched attention per
-block. Weights, maths and outputs are the tower's own; anything else falls back to transformers.
+block. Weights, maths and outputs are the tower's own. Anything else takes transformers' own path:
+mixed sizes, video, flash-attention (its packed kernel is fast already), gradient checkpointing,
+and a transformers without the helpers or attributes this reads.
 """
 from __future__ import annotations
 
@@ -24,10 +26,12 @@ except ImportError:  # pragma: no cover - depends on the installed transformers
 def image_features(vm, pixel_values: torch.Tensor, grid_thw: torch.Tensor):
     """Like `Qwen3VLModel.get_image_features`: `.pooler_output` one (tokens, D) tensor per image,
     `.deepstack_features` per deepstack layer one tensor per image."""
-    rows = grid_thw.tolist()
-    if get_vision_position_ids is None or not rows or rows.count(rows[0]) != len(rows) or rows[0][0] != 1:
-        return vm.get_image_features(pixel_values, grid_thw)  # mixed sizes or video: the packed path
     visual = vm.visual
+    if not _fast_path_applies(visual):
+        return vm.get_image_features(pixel_values, grid_thw)
+    rows = grid_thw.tolist()
+    if not rows or rows.count(rows[0]) != len(rows) or rows[0][0] != 1:
+        return vm.get_image_features(pixel_values, grid_thw)  # mixed sizes or video: the packed path
     n = len(rows)
     one = grid_thw[:1]
     idx, weights = get_vision_interpolation_indices_and_weights(
@@ -47,6 +51,18 @@ def image_features(vm, pixel_values: torch.Tensor, grid_thw: torch.Tensor):
     merged = visual.merger(h)
     tokens = merged.shape[0] // n
     return SimpleNamespace(pooler_output=merged.split(tokens), deepstack_features=[d.split(tokens) for d in deepstack])
+
+
+def _fast_path_applies(visual) -> bool:
+    if get_vision_position_ids is None or not all(hasattr(visual, a) for a in _READS):
+        return False
+    if getattr(visual, "gradient_checkpointing", False) and torch.is_grad_enabled():
+        return False
+    return getattr(visual.config, "_attn_implementation", None) in (None, "sdpa", "eager")
+
+
+_READS = ("num_grid_per_side", "interpolation_mode", "interpolation_align_corners", "spatial_merge_size",
+          "pos_embed", "rotary_pos_emb", "blocks", "merger", "deepstack_visual_indexes", "deepstack_merger_list")
 
 
 def _attention(attn, x: torch.Tensor, n: int, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:

@@ -36,7 +36,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=None, help="noise seed (default: config inference.seed)")
     p.add_argument("--noise-scale", type=float, default=None,
                    help="scale of the flow-matching start noise: 1 samples the learned distribution, 0 gives one "
-                        "deterministic trajectory near its mode (default: config inference.noise_scale)")
+                        "deterministic trajectory from zero start noise (default: config inference.noise_scale, 0)")
     p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: config model.device)")
     p.add_argument("--backend", choices=("torch", "onnxruntime", "tensorrt"), default=None, help="inference backend (default: config inference.backend)")
     p.add_argument("--workers", type=int, default=None,
@@ -123,8 +123,8 @@ def run(args: argparse.Namespace) -> int:
         progress=not args.no_progress and sys.stderr.isatty(),  # bars in a log file are noise
     )
     if options.samples > 1 and options.noise_scale == 0:
-        raise CommandError(f"--samples {options.samples} with noise scale 0 gives {options.samples} identical trajectories "
-                           "(inference.noise_scale is 0 by default); add --noise-scale 1 to sample the distribution")
+        raise CommandError(f"{options.samples} samples (--samples / inference.samples) with noise scale 0 give {options.samples} "
+                           "identical trajectories (inference.noise_scale is 0 by default); add --noise-scale 1 to sample the distribution")
     try:
         pick_front_camera(config, args.front_camera)
     except ValueError as exc:

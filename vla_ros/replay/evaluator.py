@@ -53,7 +53,7 @@ class EvalOptions:
     front_camera: str | None = None
     progress: bool = True
     gallery_keep: int = 4  # per bag: worst and most typical ticks whose camera image is kept
-    noise_scale: float = 1.0  # flow-matching start noise scale (vla_ros/runtime/start_noise.py)
+    noise_scale: float = 0.0  # flow-matching start noise scale, as inference.noise_scale (vla_ros/runtime/start_noise.py)
 
 
 @dataclass

@@ -1,8 +1,8 @@
 """The flow-matching start noise, scaled: `inference.noise_scale` (eval `--noise-scale`).
 
-1 (the default) samples the distribution the model learned. Smaller values start the
-denoising closer to zero, trading the spread of the samples for precision; 0 gives one
-deterministic trajectory near the distribution's mode (the same output for the same input).
+0 (the config's default) denoises from zero start noise: one deterministic trajectory, the same
+output for the same input. 1 samples the distribution the model learned (`Policy.act` with
+`noise=None` does that too); values between trade the spread of the samples for precision.
 """
 from __future__ import annotations
 

@@ -71,7 +71,8 @@ def render(model_dir: Path) -> str:
     if tr.get("note"):
         lines.insert(-1, f"- {tr['note']}")
     if tr.get("recipe_command"):
-        session = " in its last session (resumed with `--resume`; the training time above sums every session)" if tr.get("recipe_resumed") else ""
+        session = (" in its last session (resumed with `--resume`; the training time above adds up each session's "
+                   "training to its last checkpoint)") if tr.get("recipe_resumed") else ""
         lines.insert(-1, f"- Recipe: `{tr['recipe_command']}`: recording the bags, building the cache and training took "
                          f"{tr['recipe_train_time_s'] / 60:.0f} min{session} on {tr.get('device_name') or tr['device']} with "
                          f"{tr['recipe_cores']} CPU cores" + (f"; the four evaluations, the benchmark and this card "
