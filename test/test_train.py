@@ -189,3 +189,26 @@ def test_time_budget_stops_early_and_a_resumed_run_keeps_the_count(sim_bag, tmp_
     # Resumed without the flag: the fitted count holds, so nothing is left to train.
     resumed = Trainer(opts(resume=True), load_config(None), log=logs.append)
     assert resumed.step == BUDGET_FIT_STEP and resumed.opts.steps == BUDGET_FIT_STEP
+
+
+def test_model_card_compacts_consecutive_bags_into_a_brace_range_the_shell_expands_back():
+    import argparse
+    import shlex
+    import subprocess
+
+    from vla_ros.train.command import add_arguments
+    from vla_ros.train.model_card import compact_command
+
+    long = ("vla-ros train " + " ".join(f"--bags out/d/train/seed{s}" for s in range(1000, 1080))
+            + " --val-bags out/d/heldout/seed2001 --bags 'my bags/x1' --bags 'my bags/x2' --bags 'my bags/x3' --out m")
+    short = compact_command(long)
+    assert short.startswith("vla-ros train --bags out/d/train/seed{1000..1079} --val-bags out/d/heldout/seed2001 ")
+    assert "--bags 'my bags/x1' --bags 'my bags/x2'" in short  # paths that need quoting stay as they were
+    assert compact_command("vla-ros train --bags a/s1 --bags a/s2 --out m") == "vla-ros train --bags a/s1 --bags a/s2 --out m"
+    # what bash makes of the short form parses to the same bags, in the same order, as the long one
+    expanded = subprocess.run(["bash", "-c", 'printf "%s\\n" ' + short.removeprefix("vla-ros train ")],
+                              capture_output=True, text=True, check=True).stdout.splitlines()
+    p = argparse.ArgumentParser()
+    add_arguments(p)
+    a, b = p.parse_args(shlex.split(long)[2:]), p.parse_args(expanded)
+    assert a.bags == b.bags and len(a.bags) == 83 and a.val_bags == b.val_bags == ["out/d/heldout/seed2001"]

@@ -12,9 +12,10 @@ HELP = "train a driving model on recorded sim bags (flow matching + reasoning)"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--bags", required=True, action="append", metavar="GLOB", help="training bags (glob; repeatable)")
+    p.add_argument("--bags", required=True, action="extend", nargs="+", metavar="GLOB",
+                   help="training bags: paths or quoted globs, several after one flag or the flag repeated")
     p.add_argument("--out", required=True, help="checkpoint directory to write, e.g. models/drive-tiny")
-    p.add_argument("--val-bags", action="append", default=[], metavar="GLOB", help="held-out bags for validation losses")
+    p.add_argument("--val-bags", action="extend", nargs="+", default=[], metavar="GLOB", help="held-out bags for validation losses (as --bags)")
     p.add_argument("--config", default=None, help="YAML deployment config: cameras, frames, ego (default: built-in = config/drive.yaml)")
     p.add_argument("--model-config", default=None, help="JSON with (partial) config.json overrides of the drive-tiny architecture")
     p.add_argument("--steps", type=int, default=2000, help="optimizer steps (default 2000)")

@@ -4,6 +4,8 @@ the metrics.json files `vla-ros eval` wrote). Nothing in the card is typed by ha
 from __future__ import annotations
 
 import json
+import re
+import shlex
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +14,34 @@ from vla_ros.model.config import VLAConfig
 
 def _fmt(v: Any, nd: int = 3) -> str:
     return f"{v:.{nd}f}" if isinstance(v, float) else str(v)
+
+
+def compact_command(command: str) -> str:
+    """Runs of `--bags DIR/seedN` (or `--val-bags`) with consecutive N -> one `--bags DIR/seed{A..B}`:
+    the shell expands it back to the same paths (the flags take several), so the card stays
+    copyable without 80 repeated flags."""
+    try:
+        words = shlex.split(command)
+    except ValueError:
+        return command
+    out: list[str] = []
+    i = 0
+    while i < len(words):
+        m = re.fullmatch(r"(.*?)(\d+)", words[i + 1]) if words[i] in ("--bags", "--val-bags") and i + 1 < len(words) else None
+        if m is None:
+            out.append(shlex.quote(words[i]))
+            i += 1
+            continue
+        flag, stem, first = words[i], m.group(1), int(m.group(2))
+        last, j = first, i + 2
+        while j + 1 < len(words) and words[j] == flag and words[j + 1] == f"{stem}{last + 1}":
+            last, j = last + 1, j + 2
+        if last - first >= 2 and not m.group(2).startswith("0") and re.fullmatch(r"[\w./-]*", stem):
+            out += [flag, f"{stem}{{{first}..{last}}}"]  # plain characters: safe unquoted
+        else:
+            out += [shlex.quote(w) for w in words[i:j]]
+        i = j
+    return " ".join(out)
 
 
 def _architecture(cfg: VLAConfig, params: int) -> list[str]:
@@ -59,7 +89,7 @@ def render(model_dir: Path) -> str:
               f"space's own integration reproduces it (round trip: mean {tr['action_roundtrip_m']['mean']:.3f} m, max "
               f"{tr['action_roundtrip_m']['max']:.3f} m); normalization from the data: mean {tr['action_stats']['mean']}, "
               f"std {tr['action_stats']['std']}.", "", "## Training", "",
-              f"- `{tr['command']}`" if tr.get("command") else "- (command not recorded)",
+              f"- `{compact_command(tr['command'])}`" if tr.get("command") else "- (command not recorded)",
               f"- {tr['steps']} steps of batch {tr['batch_size']}, AdamW lr {tr['lr']} (warm-up, cosine), seed {tr['seed']}, "
               f"on {tr.get('device_name') or tr['device']}: {tr['train_time_s'] / 60:.1f} min of training + {tr['data_time_s'] / 60:.1f} min building the example cache.",
               f"- Losses: flow matching on normalized actions + {tr['lm_weight']} x language-model loss on the reasoning; the expert "
