@@ -212,3 +212,35 @@ def test_model_card_compacts_consecutive_bags_into_a_brace_range_the_shell_expan
     add_arguments(p)
     a, b = p.parse_args(shlex.split(long)[2:]), p.parse_args(expanded)
     assert a.bags == b.bags and len(a.bags) == 83 and a.val_bags == b.val_bags == ["out/d/heldout/seed2001"]
+
+
+def test_model_card_reports_the_held_out_evaluations_against_the_targets(sim_bag, tmp_path):
+    from vla_ros.cli import main
+    from vla_ros.train.evaluation import summarize
+
+    out = Trainer(_opts(tmp_path, [sim_bag], 2, seed=1), load_config(None), log=lambda s: None).run()
+    base = ["eval", "--bag", str(sim_bag), "--model", str(out), "--limit", "3", "--no-progress", "--workers", "1"]
+    runs = {"plain": ["--no-reasoning"], "grey": ["--no-reasoning", "--ablate", "cameras"], "reasoning": ["--reasoning"],
+            "sampled": ["--no-reasoning", "--noise-scale", "1"]}
+    for name, extra in runs.items():
+        assert main([*base, *extra, "--out", str(tmp_path / name)]) == 0
+    res = summarize(out, tmp_path / "plain", tmp_path / "grey", tmp_path / "reasoning", None, "the eval command", tmp_path / "sampled")
+
+    def overall(name: str) -> dict:
+        return json.loads((tmp_path / name / "metrics.json").read_text())["overall"]
+
+    m, rows = overall("plain"), {r["name"]: r for r in res["rows"]}
+    ade_cv = m["model"]["ade"] / m["constant_velocity"]["ade"]
+    assert rows["ADE / constant velocity"]["value"].startswith(f"{ade_cv:.3f} ") and rows["ADE / constant velocity"]["met"] == (ade_cv <= 0.7)
+    fde_cvy = m["model"]["fde"] / m["constant_velocity_yaw_rate"]["fde"]
+    assert rows["FDE / CV + yaw rate"]["value"].startswith(f"{fde_cvy:.3f} ")
+    grey = overall("grey")["model"]["ade"] / m["model"]["ade"]
+    assert rows["ADE with grey cameras / ADE"]["value"].startswith(f"{grey:.3f} ") and rows["ADE with grey cameras / ADE"]["met"] == (grey >= 1.2)
+    r = overall("reasoning")["reasoning"]
+    assert rows["reasoning names the labelled maneuver"]["value"] == f"{r['agree'] / r['ticks']:.1%} of {r['ticks']} ticks"
+    assert sum(res["reasoning_confusions"].values()) == r["ticks"] - r["agree"]
+    sampled = overall("sampled")["model"]["ade"]
+    assert rows["ADE with `--noise-scale 1`, one sample of the learned distribution (m)"]["value"].startswith(f"{sampled:.3f} ")
+    assert sampled != m["model"]["ade"]  # the plain run is the deterministic default, the other one sampled
+    card = (out / "MODEL_CARD.md").read_text()
+    assert "`the eval command`" in card and f"| ADE / constant velocity | {rows['ADE / constant velocity']['value']} | <= 0.70 |" in card
