@@ -89,3 +89,7 @@ def test_zero_noise_scale_gives_one_deterministic_trajectory(served):
     np.testing.assert_array_equal(a.xyz, b.xyz)
     c = served.act(a_stack(1), steps=10)  # sampled
     assert not np.allclose(a.xyz, c.xyz)
+    # the node's way: the scale goes to the policy process, which makes the noise itself
+    np.testing.assert_array_equal(served.act(a_stack(1), steps=10, noise_scale=0.0).xyz, a.xyz)
+    half = served.act(a_stack(1), steps=10, noise_scale=0.5)
+    assert not np.allclose(half.xyz, a.xyz) and not np.allclose(half.xyz, c.xyz)

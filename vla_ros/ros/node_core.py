@@ -51,11 +51,8 @@ _READY_PERCENTILE = 97
 class PolicyLike(Protocol):
     """What the node needs of a policy (vla_ros.runtime.Policy satisfies it)."""
 
-    num_waypoints: int
-    config: Any  # the model's VLAConfig (action_space.action_dim)
-
     def act(self, stack: FrameStack, *, reasoning: bool, max_reasoning_tokens: int | None, samples: int, steps: int | None,
-            noise: Any = None) -> Any: ...
+            noise_scale: float = 1.0) -> Any: ...
 
 
 Publish = Callable[[str, Any], None]
@@ -139,9 +136,9 @@ class DriveNodeCore:
         try:
             inf = self.config.inference
             t_call = time.perf_counter()
-            noise = self._start_noise() if inf.noise_scale != 1.0 else None
+            # the policy draws the (scaled) start noise itself: no torch in this process, no tensor to send
             out = self.policy.act(result, reasoning=inf.reasoning, max_reasoning_tokens=inf.max_reasoning_tokens, samples=1,
-                                  steps=inf.steps, noise=noise)
+                                  steps=inf.steps, noise_scale=inf.noise_scale)
             call_ms = (time.perf_counter() - t_call) * 1e3
         except Exception as exc:  # noqa: BLE001 - one failed inference is reported, the next tick runs
             self.inference_errors += 1
@@ -185,13 +182,6 @@ class DriveNodeCore:
             self.publish(self.config.outputs.reasoning_topic, messages.string(out.reasoning))
         self._run_ns.append(done_ns - now_ns)
         self._lock_publish_phase(now_ns)
-
-    def _start_noise(self) -> Any:
-        """Scaled start noise (inference.noise_scale); torch is imported only when it is used."""
-        from vla_ros.runtime.start_noise import start_noise
-
-        return start_noise(int(self.policy.num_waypoints), int(self.policy.config.action_space.action_dim), 1,
-                           self.config.inference.noise_scale)
 
     def _lock_publish_phase(self, started_ns: int) -> None:
         """Nudge the control timer so its ticks fall just after results are usually ready."""

@@ -31,6 +31,7 @@ from vla_ros.runtime.expert_kernel import ExpertKernel
 from vla_ros.runtime.inputs import (NonFiniteOutputError, PolicyInputError, PolicyInputs, PolicyOutput,
                                     validate_inputs)
 from vla_ros.runtime.kv_buffers import KVBuffers, KVCapacityError
+from vla_ros.runtime.start_noise import start_noise
 from vla_ros.runtime.vision_cache import ImageEmbedding, VisionEmbeddingCache
 
 BACKENDS = ("torch", "onnxruntime", "tensorrt")  # the latter two: onnx_backend.py, tensorrt_backend.py
@@ -357,9 +358,14 @@ class Policy:
 
     def act(self, stack: Any, *, reasoning: bool = False, max_reasoning_tokens: int | None = None,
             samples: int = 1, steps: int | None = None, noise: torch.Tensor | None = None,
-            generator: torch.Generator | None = None) -> PolicyOutput:
-        """One tick: prefill, optional reasoning, denoise, integrate. Raises on NaN/inf output."""
+            generator: torch.Generator | None = None, noise_scale: float = 1.0) -> PolicyOutput:
+        """One tick: prefill, optional reasoning, denoise, integrate. Raises on NaN/inf output.
+        Without `noise`, the start noise is drawn here from `generator`, scaled by `noise_scale`
+        (inference.noise_scale: 0 = deterministic), so a caller in another process (the node)
+        sends a number, not a tensor."""
         start = time.perf_counter()
+        if noise is None and noise_scale != 1.0:
+            noise = start_noise(self.num_waypoints, self.action_dim, samples, noise_scale, generator)
         budget = (max_reasoning_tokens or self.max_reasoning_tokens) if reasoning else 0
         ctx = self.prefill(stack, reasoning_budget=budget)
         text = self.reason(ctx, budget) if reasoning else None
