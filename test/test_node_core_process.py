@@ -1,0 +1,51 @@
+"""The drive node's own process stays light: with the policy in its child process (the default),
+a whole inference, deterministic decoding included, runs without importing torch in the node."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+SCRIPT = r"""
+import json, sys
+from vla_ros.config import load_config
+from vla_ros.replay.bag_io import read_messages
+from vla_ros.replay.pattern_bag import PatternBagSpec, write_pattern_bag
+from vla_ros.ros.clock import SimClock
+from vla_ros.ros.node_core import DriveNodeCore
+from vla_ros.runtime.policy_process import load_node_policy
+
+cfg_path, bag = sys.argv[1], sys.argv[2]
+cfg = load_config(cfg_path)
+write_pattern_bag(bag, cfg, PatternBagSpec(duration_s=3.0))
+policy, _ = load_node_policy(cfg)
+published = []
+core = DriveNodeCore(cfg, policy, lambda topic, msg: published.append(topic), SimClock(), model_name=cfg.model.path)
+topics = [c.topic for c in cfg.cameras] + [cfg.ego.odometry_topic]
+last = 0
+for m in read_messages(bag, topics):
+    core.on_clock(m.log_time_ns)
+    core.on_message(m.topic, m.msg)
+    last = m.log_time_ns
+core.inference_tick(last)
+core.control_tick(last + 10_000_000)
+policy.close()
+print(json.dumps({"torch_in_node": "torch" in sys.modules, "ticks_run": core.ticks_run, "errors": core.inference_errors,
+                  "published": sorted(set(published)), "noise_scale": cfg.inference.noise_scale}))
+"""
+
+
+def test_a_node_inference_with_the_default_config_does_not_import_torch_in_the_node(tmp_path):
+    cfg = tmp_path / "node.yaml"
+    cfg.write_text("model:\n  path: random:tiny\ninference:\n  cpu_threads: 1\n")  # everything else: the defaults
+    run = subprocess.run([sys.executable, "-c", SCRIPT, str(cfg), str(tmp_path / "bag")], cwd=ROOT,
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    result = json.loads(run.stdout.strip().splitlines()[-1])
+    assert result["noise_scale"] == 0.0  # the deterministic default, whose noise the policy process draws
+    assert result["ticks_run"] == 1 and result["errors"] == 0
+    assert "/vla/trajectory" in result["published"]
+    assert result["torch_in_node"] is False  # torch lives in the policy process only
