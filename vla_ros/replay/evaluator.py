@@ -184,8 +184,6 @@ def evaluate_ticks(
     import torch
     from tqdm import tqdm
 
-    from vla_ros.runtime.start_noise import start_noise  # here: the parent of eval's workers never loads torch
-
     start = time.perf_counter()
     bag = Path(bag)
     T = int(policy.num_waypoints)
@@ -249,7 +247,7 @@ def evaluate_ticks(
                     max_reasoning_tokens=options.max_reasoning_tokens if options.reasoning else None,
                     samples=options.samples,
                     steps=options.steps,
-                    noise=start_noise(T, int(policy.config.action_space.action_dim), options.samples, options.noise_scale, generator),
+                    noise_scale=options.noise_scale,  # drawn in the policy from this tick's generator
                     generator=generator,
                 )
             except (ValueError, RuntimeError) as exc:  # bad input or NaN output: counted, not fatal
