@@ -5,7 +5,8 @@ A `vla-ros node --transport dds` process runs the policy (default random:tiny) o
 4-camera 10 Hz stream (576x320 JPEG) with 50 Hz odometry, all stamped with the system clock.
 This process subscribes to /vla/trajectory and /vla/latency and reports
 - output period jitter: |period - 100 ms| p50/p99 between consecutive /vla/trajectory messages
-  (target p99 < 5 ms), against the same statistic of the input camera stream sent from here;
+  (target p99 < 5 ms), against the same statistic of the input camera stream, which a sender
+  process of its own publishes (so this process only receives and timestamps);
 - input-to-output latency: camera stamp t0 -> first arrival of a trajectory stamped t0, p50/p95
   (target p95 < inference p95 + 30 ms), against the node's own inference time (policy_total_ms
   on /vla/latency) measured in the same run.
@@ -17,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import multiprocessing
 import subprocess
 import sys
 import tempfile
@@ -38,6 +40,31 @@ from vla_ros.sensors.geometry import yaw_to_quat  # noqa: E402
 
 def _stamp(msg) -> int:
     return msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+
+
+def stream_inputs(domain: int, conn, stop) -> None:
+    """The 10 Hz cameras and 50 Hz odometry, stamped with the system clock, from a process of
+    their own (like `vla-ros play`): in the measuring process, serializing four JPEGs every
+    100 ms would hold its interpreter lock and delay the arrival times it records."""
+    config = Config()
+    jpegs = [[messages.encode_jpeg(pattern_image(v, k, 320, 576, texture_seed=k)) for k in range(10)] for v in range(4)]
+    with DdsTransport(domain_id=domain) as dds:
+        cams = [dds.publisher(c.topic, "sensor_msgs/msg/CompressedImage", qos="sensor") for c in config.cameras]
+        odom = dds.publisher(config.ego.odometry_topic, "nav_msgs/msg/Odometry")
+        t_start = time.time_ns()
+        next_t = time.monotonic()
+        k = 0
+        while not stop.is_set():
+            now = time.time_ns()
+            odom.publish(messages.odometry(now, [8.0 * (now - t_start) / 1e9, 0, 0], yaw_to_quat(0.0), linear=(8.0, 0, 0)))
+            if k % 5 == 0:
+                for v, (pub, cam) in enumerate(zip(cams, config.cameras)):
+                    pub.publish(messages.compressed_image(now, cam.name, jpegs[v][(k // 5) % 10]))
+                conn.send(now)
+            k += 1
+            next_t += 0.02
+            time.sleep(max(0.0, next_t - time.monotonic()))
+    conn.close()
 
 
 def main() -> int:
@@ -62,7 +89,8 @@ def main() -> int:
     cam_sent: list[int] = []
     camera_stamps: set[int] = set()
     lock = threading.Lock()
-    stop = threading.Event()
+    ctx = multiprocessing.get_context("spawn")
+    stop = ctx.Event()
     try:
         with DdsTransport(domain_id=domain) as dds:
             dds.subscribe("/vla/trajectory", "nav_msgs/msg/Path", lambda m: arrivals.append((time.time_ns(), _stamp(m))))
@@ -78,28 +106,22 @@ def main() -> int:
                 stages.append([float(x) for x in m.data])
 
             dds.subscribe("/vla/latency", "std_msgs/msg/Float64MultiArray", on_latency)
-            cams = [dds.publisher(c.topic, "sensor_msgs/msg/CompressedImage", qos="sensor") for c in config.cameras]
-            odom = dds.publisher(config.ego.odometry_topic, "nav_msgs/msg/Odometry")
-            jpegs = [[messages.encode_jpeg(pattern_image(v, k, 320, 576, texture_seed=k)) for k in range(10)] for v in range(4)]
+            sender_conn, child_conn = ctx.Pipe(duplex=False)
+            sender = ctx.Process(target=stream_inputs, args=(domain, child_conn, stop), name="bench-inputs", daemon=True)
+            sender.start()
+            child_conn.close()
 
-            def stream() -> None:
-                t_start = time.time_ns()
-                next_t = time.monotonic()
-                k = 0
-                while not stop.is_set():
-                    now = time.time_ns()
-                    odom.publish(messages.odometry(now, [8.0 * (now - t_start) / 1e9, 0, 0], yaw_to_quat(0.0), linear=(8.0, 0, 0)))
-                    if k % 5 == 0:
-                        with lock:
-                            camera_stamps.add(now)
-                            cam_sent.append(now)
-                        for v, (pub, cam) in enumerate(zip(cams, config.cameras)):
-                            pub.publish(messages.compressed_image(now, cam.name, jpegs[v][(k // 5) % 10]))
-                    k += 1
-                    next_t += 0.02
-                    time.sleep(max(0.0, next_t - time.monotonic()))
+            def collect() -> None:  # the sender reports each camera stamp as it publishes it
+                while True:
+                    try:
+                        t = sender_conn.recv()
+                    except (EOFError, OSError):
+                        return
+                    with lock:
+                        camera_stamps.add(t)
+                        cam_sent.append(t)
 
-            threading.Thread(target=stream, daemon=True).start()
+            threading.Thread(target=collect, daemon=True).start()
             deadline = time.monotonic() + 180
             while time.monotonic() < deadline and not any(s in camera_stamps for _, s in list(arrivals)):
                 if node.poll() is not None:
@@ -114,6 +136,7 @@ def main() -> int:
             time.sleep(args.seconds)
             t1_measure = time.time_ns()
             stop.set()
+            sender.join(10)
     finally:
         node.terminate()
         node.wait(30)

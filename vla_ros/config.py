@@ -165,6 +165,10 @@ class InferenceConfig:
     # Serve the policy from a child process so its work never holds the node's interpreter lock
     # or cores its callbacks and control timer need (docs/node.md). False: run it in-process.
     separate_process: bool = True
+    # Niceness the policy process adds to itself (Linux; 0..19): the node's control timer and
+    # message callbacks then get a core first when they wake, while the policy still has all the
+    # CPU time they leave. Only with separate_process.
+    policy_nice: int = 0
 
     def validate(self, key: str) -> None:
         _require(0 < self.rate_hz <= 1000, f"{key}.rate_hz", self.rate_hz, "must be in (0, 1000]")
@@ -173,6 +177,7 @@ class InferenceConfig:
         _require(self.max_reasoning_tokens >= 1, f"{key}.max_reasoning_tokens", self.max_reasoning_tokens, "must be >= 1")
         _require(self.cpu_threads >= 0, f"{key}.cpu_threads", self.cpu_threads, "must be >= 0 (0: torch's default)")
         _require(self.noise_scale >= 0, f"{key}.noise_scale", self.noise_scale, "must be >= 0")
+        _require(0 <= self.policy_nice <= 19, f"{key}.policy_nice", self.policy_nice, "must be in [0, 19] (added niceness; 0: none)")
 
 
 @dataclass(frozen=True)

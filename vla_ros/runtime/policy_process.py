@@ -43,6 +43,7 @@ class PolicySpec:
     dtype: str | None = None
     backend: str = "torch"
     cpu_threads: int = 0  # torch intra-op threads in the child (0: all cores but one, at least 1)
+    nice: int = 0  # niceness the child adds to itself, so the node's timers preempt it
 
 
 def default_threads(requested: int) -> int:
@@ -57,6 +58,9 @@ def _serve(conn: Any, spec: PolicySpec) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):  # they reach the whole group; the node decides when to stop
         signal.signal(sig, signal.SIG_IGN)
     try:
+        if spec.nice > 0 and hasattr(os, "nice"):
+            # Linux sets niceness per thread: before torch starts its OpenMP workers, which inherit it
+            os.nice(spec.nice)
         import torch
 
         from vla_ros.runtime.policy import Policy
@@ -71,6 +75,7 @@ def _serve(conn: Any, spec: PolicySpec) -> None:
             "parameters": sum(p.numel() for p in params.parameters()) if params is not None else None,
             "threads": torch.get_num_threads(),
             "pid": os.getpid(),
+            "nice": os.nice(0) if hasattr(os, "nice") else None,
         }))
     except Exception as exc:  # noqa: BLE001 - the parent reports why loading failed
         conn.send(("load_error", f"{type(exc).__name__}: {exc}"))
@@ -95,7 +100,8 @@ def load_node_policy(config: Any) -> tuple[Any, int]:
     inf = config.inference
     if inf.separate_process:
         sys.setswitchinterval(0.001)  # the node's own threads (callbacks, timers) take turns promptly
-        served = PolicyProcess(PolicySpec(config.model.path, config.model.device, config.model.dtype, inf.backend, inf.cpu_threads))
+        served = PolicyProcess(PolicySpec(config.model.path, config.model.device, config.model.dtype, inf.backend, inf.cpu_threads,
+                                        inf.policy_nice))
         return served, served.threads
     from vla_ros.runtime.policy import Policy
     from vla_ros.runtime.threads import configure_cpu_threads
