@@ -37,7 +37,7 @@ def image_features(vm, pixel_values: torch.Tensor, grid_thw: torch.Tensor):
     idx, weights = get_vision_interpolation_indices_and_weights(
         one, num_grid_per_side=visual.num_grid_per_side, mode=visual.interpolation_mode,
         align_corners=visual.interpolation_align_corners, spatial_merge_size=visual.spatial_merge_size)
-    h = visual.patch_embed(pixel_values.type(visual.dtype))  # (n * P, D)
+    h = _patch_embed(visual.patch_embed, pixel_values)  # (n * P, D)
     pos = (visual.pos_embed(idx) * weights[:, :, None]).sum(1)  # (P, D), the same for every image
     per_image = pos.shape[0]
     h = (h.view(n, per_image, -1) + pos.to(h.dtype)).view(n * per_image, -1)
@@ -51,6 +51,17 @@ def image_features(vm, pixel_values: torch.Tensor, grid_thw: torch.Tensor):
     merged = visual.merger(h)
     tokens = merged.shape[0] // n
     return SimpleNamespace(pooler_output=merged.split(tokens), deepstack_features=[d.split(tokens) for d in deepstack])
+
+
+def _patch_embed(embed, pixel_values: torch.Tensor) -> torch.Tensor:
+    """The tower's patch embedding as the matmul it is: its Conv3d has stride = kernel over
+    patches already flattened as (C, T, P, P), so it is one linear layer on those rows. On a CPU the
+    convolution of a tick's 4 new images took 4.6 ms (1 thread), the linear about 0.5."""
+    proj = embed.proj
+    if proj.stride != proj.kernel_size or proj.padding not in ((0, 0, 0), 0, "valid"):
+        return embed(pixel_values.type(embed.proj.weight.dtype))
+    weight = proj.weight.reshape(proj.weight.shape[0], -1)
+    return F.linear(pixel_values.reshape(-1, weight.shape[1]).to(weight.dtype), weight, proj.bias)
 
 
 def _fast_path_applies(visual) -> bool:
