@@ -184,9 +184,15 @@ class InferenceConfig:
 class ControlConfig:
     mode: Literal["trajectory", "action_chunk"] = "trajectory"
     rate_hz: float = 10.0
+    # SCHED_FIFO priority (1..99) of the control timer's thread, so that it gets a core the
+    # moment it wakes whatever else runs; 0: the normal scheduler. Needs CAP_SYS_NICE or an
+    # rtprio limit (docs/node.md); where not permitted the node says so and goes on without.
+    realtime_priority: int = 0
 
     def validate(self, key: str) -> None:
         _require(0 < self.rate_hz <= 1000, f"{key}.rate_hz", self.rate_hz, "must be in (0, 1000]")
+        _require(0 <= self.realtime_priority <= 99, f"{key}.realtime_priority", self.realtime_priority,
+                 "must be in [0, 99] (SCHED_FIFO priority; 0: off)")
 
 
 @dataclass(frozen=True)

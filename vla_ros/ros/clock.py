@@ -2,10 +2,14 @@
 and timers that fire on either."""
 from __future__ import annotations
 
+import logging
+import os
 import threading
 import time
 from collections.abc import Callable
 from typing import Protocol
+
+_LOG = logging.getLogger("vla_ros.node")
 
 
 class WallClock:
@@ -80,11 +84,16 @@ class Timer:
     ticks (the missed ones are counted in `missed`); a clock jump backwards re-arms the timer.
     """
 
-    def __init__(self, name: str, clock: Clock, period_s: float, callback: Callable[[int], None]) -> None:
+    def __init__(self, name: str, clock: Clock, period_s: float, callback: Callable[[int], None],
+                 realtime_priority: int = 0) -> None:
+        """`realtime_priority` 1..99: the timer's thread asks for SCHED_FIFO at that priority
+        (`scheduling` then says what it got); 0: the normal scheduler."""
         self.name = name
         self.clock = clock
         self.period_ns = round(period_s * 1e9)
         self.callback = callback
+        self.realtime_priority = realtime_priority
+        self.scheduling = "normal"
         self.missed = 0
         self.fired = 0
         self._stop = threading.Event()
@@ -122,7 +131,19 @@ class Timer:
             self._thread.join(timeout)
             self._thread = None
 
+    def _set_priority(self) -> None:
+        """SCHED_FIFO for this thread only (Linux schedules threads, and pid 0 is the caller)."""
+        try:
+            os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(self.realtime_priority))
+            self.scheduling = f"SCHED_FIFO {self.realtime_priority}"
+        except (AttributeError, OSError) as exc:  # not Linux, or no CAP_SYS_NICE / rtprio limit
+            self.scheduling = f"normal (SCHED_FIFO {self.realtime_priority} refused: {exc})"
+            _LOG.warning("%s timer: real-time priority %d not permitted, running at normal priority: %s",
+                         self.name, self.realtime_priority, exc)
+
     def _run(self) -> None:
+        if self.realtime_priority > 0:
+            self._set_priority()
         deadline: int | None = None
         while not self._stop.is_set():
             if not self.clock.started():  # sim time is 0 until the first /clock
