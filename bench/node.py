@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import multiprocessing
+import os
 import subprocess
 import sys
 import tempfile
@@ -78,7 +78,6 @@ def main() -> int:
 
     domain = 20 + os.getpid() % 80  # ids above 101 put Cyclone's ports in Linux's ephemeral range
     env = {**os.environ, "ROS_DOMAIN_ID": str(domain)}
-    config = Config()
     log = tempfile.NamedTemporaryFile("w+", suffix=".log", delete=False)
     cmd = [sys.executable, "-m", "vla_ros.cli", "node", "--transport", "dds", "--model", args.model]
     if args.config:
@@ -106,7 +105,7 @@ def main() -> int:
                 stages.append([float(x) for x in m.data])
 
             dds.subscribe("/vla/latency", "std_msgs/msg/Float64MultiArray", on_latency)
-            sender_conn, child_conn = ctx.Pipe(duplex=False)
+            stamps_conn, child_conn = ctx.Pipe(duplex=False)
             sender = ctx.Process(target=stream_inputs, args=(domain, child_conn, stop), name="bench-inputs", daemon=True)
             sender.start()
             child_conn.close()
@@ -114,14 +113,15 @@ def main() -> int:
             def collect() -> None:  # the sender reports each camera stamp as it publishes it
                 while True:
                     try:
-                        t = sender_conn.recv()
+                        t = stamps_conn.recv()
                     except (EOFError, OSError):
                         return
                     with lock:
                         camera_stamps.add(t)
                         cam_sent.append(t)
 
-            threading.Thread(target=collect, daemon=True).start()
+            collector = threading.Thread(target=collect, daemon=True)
+            collector.start()
             deadline = time.monotonic() + 180
             while time.monotonic() < deadline and not any(s in camera_stamps for _, s in list(arrivals)):
                 if node.poll() is not None:
@@ -137,6 +137,7 @@ def main() -> int:
             t1_measure = time.time_ns()
             stop.set()
             sender.join(10)
+            collector.join(2)  # every stamp the sender reported is in before the statistics
     finally:
         node.terminate()
         node.wait(30)

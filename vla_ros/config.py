@@ -185,7 +185,8 @@ class ControlConfig:
     mode: Literal["trajectory", "action_chunk"] = "trajectory"
     rate_hz: float = 10.0
     # SCHED_FIFO priority (1..99) of the control timer's thread, so that it gets a core the
-    # moment it wakes whatever else runs; 0: the normal scheduler. Needs CAP_SYS_NICE or an
+    # moment it wakes whatever else runs (then the interpreter lock within the switch
+    # interval); 0: the normal scheduler. Needs CAP_SYS_NICE or an
     # rtprio limit (docs/node.md); where not permitted the node says so and goes on without.
     realtime_priority: int = 0
 
