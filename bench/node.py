@@ -95,13 +95,14 @@ def main() -> int:
     stop = ctx.Event()
     try:
         with DdsTransport(domain_id=domain) as dds:
-            def on_path(m) -> None:
-                now = time.time_ns()
+            def on_path(data: bytes) -> None:
+                now = time.time_ns()  # the bytes are here: decoding is this process's time, not the node's
+                m = messages.TYPESTORE.deserialize_cdr(data, "nav_msgs/msg/Path")
                 arrivals.append((now, _stamp(m)))
                 if m.poses:  # re-timed to the tick: the first point is the pose at the tick's time
                     tick_times[now] = _stamp(m.poses[0])
 
-            dds.subscribe("/vla/trajectory", "nav_msgs/msg/Path", on_path)
+            dds.subscribe("/vla/trajectory", "nav_msgs/msg/Path", on_path, decode="raw")
             total_i = LATENCY_FIELDS.index("policy_total_ms")
             breakdown: list[tuple[float, ...]] = []  # (t0 s, start delay, stack, policy call, t0 -> result ready) ms
             idx = [LATENCY_FIELDS.index(k) for k in ("t0_s", "start_delay_ms", "stack_ms", "policy_call_ms", "input_to_output_ms")]

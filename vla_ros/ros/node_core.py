@@ -26,7 +26,7 @@ import numpy as np
 
 from vla_ros.config import Config
 from vla_ros.control.controller import TrajectoryController
-from vla_ros.control.trajectory import PlannedTrajectory
+from vla_ros.control.trajectory import OdomTrajectory, PlannedTrajectory
 from vla_ros.control.validation import RejectedOutput
 from vla_ros.ros import messages
 from vla_ros.ros.autoware_msgs import autoware_trajectory
@@ -60,15 +60,19 @@ Publish = Callable[[str, Any], None]
 
 class DriveNodeCore:
     def __init__(
-        self, config: Config, policy: PolicyLike, publish: Publish, clock: Clock, model_name: str = "", autoware: bool = True
+        self, config: Config, policy: PolicyLike, publish: Publish, clock: Clock, model_name: str = "", autoware: bool = True,
+        path_encoder: Callable[[OdomTrajectory, str], Any] = path_message,
     ) -> None:
-        """`autoware`: also publish autoware_planning_msgs/Trajectory (when its topic is set)."""
+        """`autoware`: also publish autoware_planning_msgs/Trajectory (when its topic is set).
+        `path_encoder(trajectory, frame_id)`: what `publish` gets for the trajectory topic (a
+        nav_msgs/Path message by default; a transport that writes bytes can take CDR)."""
         self.config = config
         self.policy = policy
         self.publish = publish
         self.clock = clock
         self.model_name = model_name
         self.autoware_topic = config.outputs.autoware_trajectory_topic if autoware else ""
+        self.path_encoder = path_encoder
         size = None if config.image.override_model else getattr(policy, "image_size_hw", None)
         self.pipeline = SensingPipeline(config, image_size_hw=size)
         self.controller = TrajectoryController(config)
@@ -201,7 +205,7 @@ class DriveNodeCore:
         step = self.controller.step(now_ns)
         if step.command is None:
             return
-        self.publish(self.config.outputs.trajectory_topic, path_message(step.command, self.config.outputs.frame_id))
+        self.publish(self.config.outputs.trajectory_topic, self.path_encoder(step.command, self.config.outputs.frame_id))
         if self.autoware_topic:
             self.publish(self.autoware_topic, autoware_trajectory(step.command, self.config.outputs.frame_id))
         with self._lock:
