@@ -54,8 +54,8 @@ def path_message(traj: OdomTrajectory, frame_id: str) -> Any:
 
 def path_cdr_message(traj: OdomTrajectory, frame_id: str) -> bytes:
     """The same nav_msgs/Path as `path_message`, serialized straight to CDR bytes (for transports
-    that write bytes, such as DDS): about 0.05 ms instead of 0.8 ms for 64 poses, time the control
-    tick would otherwise spend holding the interpreter lock before the path goes out."""
+    that write bytes, such as DDS): no pose objects to build and serialize one by one, work the
+    control tick would otherwise do holding the interpreter lock before the path goes out."""
     return path_cdr(int(traj.stamp_ns), frame_id, traj.times_ns, traj.xyz, yaw_to_quat(traj.yaw))
 
 
