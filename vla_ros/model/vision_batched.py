@@ -37,7 +37,7 @@ def image_features(vm, pixel_values: torch.Tensor, grid_thw: torch.Tensor):
     idx, weights = get_vision_interpolation_indices_and_weights(
         one, num_grid_per_side=visual.num_grid_per_side, mode=visual.interpolation_mode,
         align_corners=visual.interpolation_align_corners, spatial_merge_size=visual.spatial_merge_size)
-    h = _patch_embed(visual.patch_embed, pixel_values)  # (n * P, D)
+    h = visual.patch_embed(pixel_values.type(visual.dtype))  # (n * P, D)
     pos = (visual.pos_embed(idx) * weights[:, :, None]).sum(1)  # (P, D), the same for every image
     per_image = pos.shape[0]
     h = (h.view(n, per_image, -1) + pos.to(h.dtype)).view(n * per_image, -1)
@@ -51,20 +51,6 @@ def image_features(vm, pixel_values: torch.Tensor, grid_thw: torch.Tensor):
     merged = visual.merger(h)
     tokens = merged.shape[0] // n
     return SimpleNamespace(pooler_output=merged.split(tokens), deepstack_features=[d.split(tokens) for d in deepstack])
-
-
-def _patch_embed(embed, pixel_values: torch.Tensor) -> torch.Tensor:
-    """The tower's patch embedding as the matmul it is: its Conv3d has stride = kernel over
-    patches already flattened as (C, T, P, P), so it is one linear layer on those rows. The CPU
-    convolution of thousands of 16x16 patches was most of the vision stage: `bench/eval.py` gave a
-    p50 vision time of 10.7 ms per random:tiny tick and worker before, 7.9 ms after."""
-    proj = getattr(embed, "proj", None)
-    plain = (isinstance(proj, torch.nn.Conv3d) and proj.stride == proj.kernel_size and proj.groups == 1
-             and proj.dilation == (1, 1, 1) and proj.padding in ((0, 0, 0), "valid"))
-    if not plain:  # some other embedding: let it run itself
-        return embed(pixel_values)
-    weight = proj.weight.reshape(proj.weight.shape[0], -1)
-    return F.linear(pixel_values.reshape(-1, weight.shape[1]).to(weight.dtype), weight, proj.bias)
 
 
 def _fast_path_applies(visual) -> bool:
