@@ -19,8 +19,9 @@ def small_config(**overrides) -> Config:
     return config_from_dict(data)
 
 
-def replay(bag: Path, config: Config, rate_hz: float = 10.0) -> tuple[SensingPipeline, list[tuple[int, FrameStack | StackSkip]]]:
-    pipeline = SensingPipeline(config)
+def replay(bag: Path, config: Config, rate_hz: float = 10.0,
+           decode_threads: int | None = None) -> tuple[SensingPipeline, list[tuple[int, FrameStack | StackSkip]]]:
+    pipeline = SensingPipeline(config, decode_threads=decode_threads)
     return pipeline, [(t.time_ns, t.result) for t in replay_ticks(bag, pipeline, rate_hz)]
 
 

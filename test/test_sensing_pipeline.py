@@ -37,15 +37,32 @@ def test_every_slot_holds_the_right_camera_and_frame(tmp_path, fmt):
             assert np.abs(r.slot_error_ms).max() <= 40
 
 
-def test_decoded_frames_are_reused_between_ticks(tmp_path):
+@pytest.mark.parametrize("threads", [1, 4])
+def test_decoded_frames_are_reused_between_ticks(tmp_path, threads):
     cfg = small_config()
     write_pattern_bag(tmp_path / "bag", cfg, SPEC)
-    pipeline, results = replay(tmp_path / "bag", cfg)
+    pipeline, results = replay(tmp_path / "bag", cfg, decode_threads=threads)
     n = len(stacks_of(results))
     for cam in pipeline.stats()["cameras"].values():
         # each tick needs one new frame per camera; only the first needs all four
         assert cam["decoded"] == n + 3
         assert cam["decode_cache_hits"] == 3 * (n - 1)
+
+
+def test_frames_decoded_side_by_side_equal_those_decoded_one_by_one(tmp_path):
+    cfg = small_config()
+    write_pattern_bag(tmp_path / "bag", cfg, SPEC)
+    one, r1 = replay(tmp_path / "bag", cfg, decode_threads=1)
+    four, r4 = replay(tmp_path / "bag", cfg, decode_threads=4)
+    assert four.decode_threads == 4 and four._decoder is not None  # the threads really ran
+    assert [t for t, _ in r1] == [t for t, _ in r4]
+    for (_, a), (_, b) in zip(r1, r4):
+        assert type(a) is type(b)
+        if isinstance(a, FrameStack):
+            assert np.array_equal(a.images, b.images) and np.array_equal(a.stamps_ns, b.stamps_ns)
+    assert one.stats() == four.stats()
+    four.close()
+    assert four._decoder is None
 
 
 def test_ego_history_is_the_arc_in_the_t0_frame(tmp_path):
@@ -140,11 +157,12 @@ def _camera_events(cfg, t_start, t_end, hz=10.0, start_ns=10**12, corrupt=(), ba
     return out
 
 
-def test_corrupt_jpeg_is_counted_and_assembly_continues(tmp_path):
+@pytest.mark.parametrize("threads", [1, 4])
+def test_corrupt_jpeg_is_counted_and_assembly_continues(tmp_path, threads):
     cfg = small_config()
     events = _odom_events(cfg, 0, 4) + _camera_events(cfg, 0, 4, corrupt={(2, 25)})
     _write(tmp_path / "bag", cfg, events)
-    pipeline, results = replay(tmp_path / "bag", cfg)
+    pipeline, results = replay(tmp_path / "bag", cfg, decode_threads=threads)
     stats = pipeline.stats()
     assert stats["cameras"]["cross_right"]["decode_errors"] == 1
     assert stats["cameras"]["cross_right"]["drops"] == {"corrupt": 1}

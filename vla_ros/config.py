@@ -124,9 +124,14 @@ class SensingConfig:
     # (bag loop, simulator reset): all buffers are cleared. Smaller regressions are dropped as
     # out-of-order messages.
     time_jump_s: float = 1.0
+    # Threads that decode a tick's new frames side by side (they are on the input-to-output
+    # path): 0 = one per camera, at most the cores available; 1 = one after the other in the
+    # assembling thread. `vla-ros eval` and `train` use 1: their workers already fill the cores.
+    decode_threads: int = 0
 
     def validate(self, key: str) -> None:
         _require(self.time_jump_s > 0, f"{key}.time_jump_s", self.time_jump_s, "must be > 0")
+        _require(self.decode_threads >= 0, f"{key}.decode_threads", self.decode_threads, "must be >= 0 (0: one per camera)")
 
 
 @dataclass(frozen=True)

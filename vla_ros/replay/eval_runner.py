@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from vla_ros.config import Config
+from vla_ros.cores import available_cores
 from vla_ros.replay.evaluator import BagEvaluation, EvalOptions, evaluate_bag, evaluate_ticks, finish_bag, merge_parts
 
 _LOG = logging.getLogger("vla_ros.replay")
@@ -229,14 +230,6 @@ def _run_job(job: BagJob, position: int) -> BagEvaluation:
 def _run_numbered(numbered: tuple[int, BagJob]) -> BagEvaluation:
     i, job = numbered
     return _run_job(job, i % _WORKER["workers"])
-
-
-def available_cores() -> int:
-    """CPU cores this process may run on (respects affinity masks and container CPU sets)."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
 
 
 DEFAULT_MAX_WORKERS = 8  # each worker holds its own model: more by default could exhaust memory

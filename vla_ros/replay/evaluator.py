@@ -203,7 +203,7 @@ def evaluate_ticks(
     result.odometry = {"messages": len(track.messages), "usable": len(track), "dropped": track.dropped, "segments": track.num_segments}
 
     size = None if config.image.override_model else getattr(policy, "image_size_hw", None)
-    pipeline = SensingPipeline(config, image_size_hw=size)
+    pipeline = SensingPipeline(config, image_size_hw=size, decode_threads=1)  # the workers fill the cores
     # The embedding cache is keyed by (camera, stamp): another bag may reuse the same stamps.
     if hasattr(policy, "vision_cache"):
         policy.vision_cache.clear()

@@ -107,6 +107,7 @@ class DriveNodeCore:
         self.trigger.stop()
         self.control_timer.stop()
         self.diagnostics_timer.stop()
+        self.pipeline.close()
 
     # -- inputs ---------------------------------------------------------------------------
 

@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import logging
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
 from typing import Any
 
 import numpy as np
 
 from vla_ros.config import Config
+from vla_ros.cores import available_cores
 from vla_ros.sensors.camera_buffer import BufferedImage, CameraBuffer, CameraStats
 from vla_ros.sensors.drops import DropCounter
 from vla_ros.sensors.ego_buffer import EgoBuffer, EgoHistoryError, history_span_ns
@@ -24,8 +26,10 @@ _LOG = logging.getLogger("vla_ros.sensors")
 
 
 class SensingPipeline:
-    def __init__(self, config: Config, image_size_hw: tuple[int, int] | None = None, skip_repeated_t0: bool = True) -> None:
-        """`image_size_hw` overrides `config.image` (the model's preprocessing decides the size)."""
+    def __init__(self, config: Config, image_size_hw: tuple[int, int] | None = None, skip_repeated_t0: bool = True,
+                 decode_threads: int | None = None) -> None:
+        """`image_size_hw` overrides `config.image` (the model's preprocessing decides the size);
+        `decode_threads` overrides `config.sensing.decode_threads`."""
         self.config = config
         self.size_hw = image_size_hw or (config.image.height, config.image.width)
         self.offsets_ns = tuple(to_ns(o) for o in config.frames.offsets_s)
@@ -63,6 +67,9 @@ class SensingPipeline:
         self.skips: dict[str, int] = {}
         self._last_t0_ns: int | None = None
         self._lock = threading.Lock()
+        threads = config.sensing.decode_threads if decode_threads is None else decode_threads
+        self.decode_threads = threads or min(len(self.cameras), available_cores())
+        self._decoder: ThreadPoolExecutor | None = None  # started at the first tick that needs it
 
     @property
     def newest_stamp_ns(self) -> int | None:
@@ -198,6 +205,7 @@ class SensingPipeline:
                     return self._missing(cam, t0, offset)
                 row.append(entry)
             chosen.append(row)
+        self._decode_side_by_side(chosen)
         for v, cam in enumerate(self.cameras):
             for f, offset in enumerate(self.offsets_ns):
                 entry: BufferedImage | None = chosen[v][f]
@@ -223,6 +231,30 @@ class SensingPipeline:
             slot_error_ms=(stamps - target[None, :]) / 1e6,
             tick_ns=tick_ns,
         )
+
+    def _decode_side_by_side(self, chosen: list[list[BufferedImage]]) -> None:
+        """Decode the frames of this tick that no cache holds yet in parallel threads; the fill
+        loop then finds them cached. A frame that fails here is left to the fill loop, which
+        decodes it again and removes, counts and replaces it as usual."""
+        todo = [(cam, entry) for cam, row in zip(self.cameras, chosen)
+                for entry in {e.stamp_ns: e for e in row}.values() if not cam.is_decoded(entry)]
+        if self.decode_threads < 2 or len(todo) < 2:
+            return
+        if self._decoder is None:
+            self._decoder = ThreadPoolExecutor(self.decode_threads, thread_name_prefix="vla_ros-decode")
+        jobs = [(cam, entry, self._decoder.submit(cam.decode, entry)) for cam, entry in todo]
+        for cam, entry, job in jobs:
+            try:
+                cam.store(entry, job.result(), ahead=True)
+            except DecodeError:
+                continue
+
+    def close(self) -> None:
+        """Stop the decoding threads (a later tick starts them again)."""
+        with self._lock:
+            if self._decoder is not None:
+                self._decoder.shutdown(wait=True)
+                self._decoder = None
 
     def _missing(self, cam: CameraBuffer, t0: int, offset: int, why: str = "") -> StackSkip:
         detail = why or f"no message within {self.tolerance_ns / 1e6:.0f} ms of t0{offset / 1e9:+.2f} s ({len(cam)} buffered)"

@@ -93,7 +93,7 @@ def extract_bag(bag: str | Path, config: Config, image_hw: tuple[int, int], spac
                 rate_hz: float = 10.0) -> BagExamples:
     """Replay one bag and build its examples (the action targets are solved here, once)."""
     bag = Path(bag)
-    pipeline = SensingPipeline(config, image_size_hw=image_hw)
+    pipeline = SensingPipeline(config, image_size_hw=image_hw, decode_threads=1)  # bags are built in parallel jobs
     track = OdometryTrack.from_bag(bag, config.ego.odometry_topic, to_ns(config.ego.max_gap_s), to_ns(config.sensing.time_jump_s))
     labels = read_labels(bag)
     label_stamps = np.array(sorted(labels), dtype=np.int64)
