@@ -32,6 +32,7 @@ def test_shipped_drive_yaml_loads_and_matches_defaults():
         ({"inference": {"backend": "tensorflow"}}, "inference.backend", "one of"),
         ({"inference": {"policy_nice": 20}}, "inference.policy_nice", "[0, 19]"),
         ({"control": {"realtime_priority": 100}}, "control.realtime_priority", "[0, 99]"),
+        ({"sensing": {"decode_threads": -1}}, "sensing.decode_threads", ">= 0"),
         ({"ego": {"history_interval_s": float("nan")}}, "ego.history_interval_s", "finite"),
         ({"ego": {"odometry_topic": "/cameras/front_wide/image_raw/compressed"}}, "ego.odometry_topic", "camera topic"),
         ({"reasoning": True}, "reasoning", "unknown key"),
