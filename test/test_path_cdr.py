@@ -4,7 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from vla_ros.control.trajectory import PlannedTrajectory, retime
+from vla_ros.control.fallback import stopping_trajectory
+from vla_ros.control.trajectory import EgoState, PlannedTrajectory, retime
 from vla_ros.replay.bag_io import TYPESTORE
 from vla_ros.ros import messages
 from vla_ros.ros.conversions import path_cdr_message, path_message
@@ -37,7 +38,11 @@ def test_the_nodes_cdr_path_equals_its_path_message():
                                 xyz=np.cumsum(np.tile([[0.8, 0.05, 0.0]], (64, 1)), axis=0),
                                 rot=np.tile(np.eye(3), (64, 1, 1)), pose_t0_xyz=np.array([10.0, -3.0, 0.0]),
                                 pose_t0_rot=np.array([[0.0, -1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]]), reasoning=None)
-    odom = retime(planned, planned.t0_ns + 37_000_000)  # between two points: interpolated, in odom
-    assert len(odom) > 1
-    ref = bytes(TYPESTORE.serialize_cdr(path_message(odom, "odom"), PATH_MSGTYPE))
-    assert path_cdr_message(odom, "odom") == ref
+    fallback = stopping_trajectory(EgoState(planned.t0_ns, np.array([3.0, 4.0, 0.0]), 0.7, 12.0), planned.t0_ns + 5, 2.0)
+    for odom in (retime(planned, planned.t0_ns + 37_000_000),  # between two points: interpolated, in odom
+                 retime(planned, planned.t0_ns + 10**11),  # long past the end: one point
+                 fallback):  # what the watchdog publishes
+        for frame_id in ("odom", "map"):
+            ref = bytes(TYPESTORE.serialize_cdr(path_message(odom, frame_id), PATH_MSGTYPE))
+            assert path_cdr_message(odom, frame_id) == ref
+    assert len(retime(planned, planned.t0_ns + 10**11)) == 1 and len(fallback) > 60

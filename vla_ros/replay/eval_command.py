@@ -1,6 +1,7 @@
 """`vla-ros eval`: open-loop evaluation of a policy on recorded bags."""
 from __future__ import annotations
 
+import dataclasses
 import argparse
 
 HELP = "replay bags through the sensing pipeline and the policy; write metrics, a report and an output bag"
@@ -159,6 +160,7 @@ def run(args: argparse.Namespace) -> int:
         raise CommandError(str(exc)) from exc
     out.mkdir(parents=True, exist_ok=True)
     threads = args.threads or threads_per_worker(workers)
+    options = dataclasses.replace(options, decode_threads=threads)  # each worker decodes on its own share of the cores
     run_info = {
         "model": model_path,
         "model_name": None,

@@ -54,6 +54,7 @@ class EvalOptions:
     progress: bool = True
     gallery_keep: int = 4  # per bag: worst and most typical ticks whose camera image is kept
     noise_scale: float = 0.0  # flow-matching start noise scale, as inference.noise_scale (vla_ros/runtime/start_noise.py)
+    decode_threads: int = 1  # sensing decode threads per worker (its share of the cores)
 
 
 @dataclass
@@ -203,7 +204,7 @@ def evaluate_ticks(
     result.odometry = {"messages": len(track.messages), "usable": len(track), "dropped": track.dropped, "segments": track.num_segments}
 
     size = None if config.image.override_model else getattr(policy, "image_size_hw", None)
-    pipeline = SensingPipeline(config, image_size_hw=size, decode_threads=1)  # the workers fill the cores
+    pipeline = SensingPipeline(config, image_size_hw=size, decode_threads=options.decode_threads)
     # The embedding cache is keyed by (camera, stamp): another bag may reuse the same stamps.
     if hasattr(policy, "vision_cache"):
         policy.vision_cache.clear()

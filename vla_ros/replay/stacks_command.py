@@ -85,6 +85,7 @@ def run(args: argparse.Namespace) -> int:
             sheet_pool.offer(stack)
             if args.limit is not None and pipeline.ticks_assembled >= args.limit:
                 break
+    pipeline.close()  # its decoding threads
     wall_s = time.perf_counter() - wall0
 
     sheets = []

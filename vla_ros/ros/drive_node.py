@@ -11,6 +11,7 @@ DDS transport; this module needs a ROS 2 installation (rclpy).
 from __future__ import annotations
 
 import sys
+import threading
 from typing import Any
 
 import rclpy
@@ -48,12 +49,24 @@ class NodeClock(WallClock):
 
     def __init__(self, node: LifecycleNode) -> None:
         self._node = node
+        self._last_now: int | None = None
 
     def now_ns(self) -> int:
         return self._node.get_clock().now().nanoseconds
 
     def started(self) -> bool:
         return self.now_ns() > 0
+
+    def wait_until(self, deadline_ns: int, stop: threading.Event, timeout_s: float = 0.05) -> None:
+        """As the system clock's, but with /clock paused (a paused bag, use_sim_time) it sleeps
+        at least 1 ms: sim nanoseconds left are not wall time, and the control thread runs at a
+        real-time priority, where polling without sleeping would hold a core."""
+        now = self.now_ns()
+        remaining = deadline_ns - now
+        if remaining > 0:
+            paused = now == self._last_now
+            self._last_now = now
+            stop.wait(max(min(remaining / 1e9, timeout_s), 0.001 if paused else 0.0))
 
 
 class DriveNode(LifecycleNode):

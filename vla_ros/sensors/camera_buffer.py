@@ -67,7 +67,6 @@ class CameraBuffer:
         self._entries: list[BufferedImage] = []
         self._decoded: OrderedDict[int, np.ndarray] = OrderedDict()
         self._decoded_cap = decoded_cache
-        self._ahead: set[int] = set()  # stamps decoded ahead for the tick being assembled, not yet taken
 
     # -- ingest ---------------------------------------------------------------------------
 
@@ -114,7 +113,6 @@ class CameraBuffer:
         if cut:
             for stamp in self._stamps[:cut]:
                 self._decoded.pop(stamp, None)
-                self._ahead.discard(stamp)
             del self._stamps[:cut]
             del self._entries[:cut]
             self.stats.evicted += cut
@@ -123,7 +121,6 @@ class CameraBuffer:
         self._stamps.clear()
         self._entries.clear()
         self._decoded.clear()
-        self._ahead.clear()
 
     # -- lookup and decode ----------------------------------------------------------------
 
@@ -139,26 +136,29 @@ class CameraBuffer:
                     best, best_err = self._entries[j], err
         return best
 
-    def frame(self, entry: BufferedImage) -> np.ndarray:
-        """Decoded RGB (H, W, 3) of a buffered message, from the cache when possible.
+    def frame(self, entry: BufferedImage, decoded: np.ndarray | None = None) -> np.ndarray:
+        """Decoded RGB (H, W, 3) of a buffered message, from the cache when possible; `decoded`:
+        its pixels decoded elsewhere for this tick (stored and counted as if decoded here).
         A message that fails to decode is removed from the buffer, counted, and re-raised."""
         cached = self._decoded.get(entry.stamp_ns)
         if cached is not None:
             self._decoded.move_to_end(entry.stamp_ns)
-            if entry.stamp_ns in self._ahead:  # decoded for this very tick: not a reuse
-                self._ahead.discard(entry.stamp_ns)
-            else:
-                self.stats.decode_cache_hits += 1
+            self.stats.decode_cache_hits += 1
             return cached
-        try:
-            pixels = self.decode(entry)
-        except DecodeError as exc:
-            self.stats.decode_errors += 1
-            self._remove(entry)
-            self.drop(exc.kind, exc.detail)
-            raise
-        self.store(entry, pixels)
-        return pixels
+        if decoded is None:
+            try:
+                decoded = self.decode(entry)
+            except DecodeError as exc:
+                self.stats.decode_errors += 1
+                self._remove(entry)
+                self.drop(exc.kind, exc.detail)
+                raise
+        decoded.flags.writeable = False  # shared by consecutive stacks
+        self.stats.decoded += 1
+        self._decoded[entry.stamp_ns] = decoded
+        while len(self._decoded) > self._decoded_cap:
+            self._decoded.popitem(last=False)
+        return decoded
 
     def is_decoded(self, entry: BufferedImage) -> bool:
         return entry.stamp_ns in self._decoded
@@ -169,17 +169,6 @@ class CameraBuffer:
         if entry.compressed:
             return decode_compressed(entry.fmt, entry.data, self.size_hw)
         return decode_raw(entry.encoding, entry.height, entry.width, entry.step, entry.data, self.size_hw)
-
-    def store(self, entry: BufferedImage, pixels: np.ndarray, ahead: bool = False) -> None:
-        """Put decoded pixels in the cache (the newest end of the LRU); `ahead`: decoded for the
-        tick being assembled, which takes them next without counting a cache hit."""
-        pixels.flags.writeable = False  # shared by consecutive stacks
-        self.stats.decoded += 1
-        self._decoded[entry.stamp_ns] = pixels
-        if ahead:
-            self._ahead.add(entry.stamp_ns)
-        while len(self._decoded) > self._decoded_cap:
-            self._ahead.discard(self._decoded.popitem(last=False)[0])
 
     def _remove(self, entry: BufferedImage) -> None:
         i = bisect.bisect_left(self._stamps, entry.stamp_ns)

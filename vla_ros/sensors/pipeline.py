@@ -82,9 +82,10 @@ class SensingPipeline:
         """The newest instant covered by every camera (and by odometry), without decoding
         anything: the t0 the next stack would get. The watchdog measures input age against it
         while an inference runs; the inference trigger starts when it advances (cameras only).
-        None until every stream has delivered."""
-        with self._lock:
-            newest = [c.newest_ns for c in self.cameras] + ([self.ego.newest_ns] if include_ego else [])
+        None until every stream has delivered. Takes no lock: the control timer calls it every
+        tick and must not wait for an assembly (each stamp is read whole; a reset in between
+        at worst gives None or the previous t0, which the next call corrects)."""
+        newest = [c.newest_ns for c in self.cameras] + ([self.ego.newest_ns] if include_ego else [])
         return None if any(n is None for n in newest) else min(newest)  # type: ignore[type-var]
 
     @property
@@ -205,14 +206,14 @@ class SensingPipeline:
                     return self._missing(cam, t0, offset)
                 row.append(entry)
             chosen.append(row)
-        self._decode_side_by_side(chosen)
+        ready = self._decode_side_by_side(chosen)
         for v, cam in enumerate(self.cameras):
             for f, offset in enumerate(self.offsets_ns):
                 entry: BufferedImage | None = chosen[v][f]
                 while True:
                     assert entry is not None
                     try:
-                        images[v, f] = cam.frame(entry)
+                        images[v, f] = cam.frame(entry, ready.pop((v, entry.stamp_ns), None))
                         break
                     except DecodeError:
                         # The bad message is gone from the buffer; another may fill the slot.
@@ -232,22 +233,30 @@ class SensingPipeline:
             tick_ns=tick_ns,
         )
 
-    def _decode_side_by_side(self, chosen: list[list[BufferedImage]]) -> None:
-        """Decode the frames of this tick that no cache holds yet in parallel threads; the fill
-        loop then finds them cached. A frame that fails here is left to the fill loop, which
-        decodes it again and removes, counts and replaces it as usual."""
-        todo = [(cam, entry) for cam, row in zip(self.cameras, chosen)
+    def _decode_side_by_side(self, chosen: list[list[BufferedImage]]) -> dict[tuple[int, int], np.ndarray]:
+        """Decode the frames of this tick that no cache holds yet in parallel threads:
+        {(camera index, stamp): pixels} for the fill loop, which stores and counts them as if it
+        had decoded them itself. A frame that fails here is left out; the fill loop decodes it
+        again and removes, counts and replaces it as usual."""
+        todo = [(v, cam, entry) for v, (cam, row) in enumerate(zip(self.cameras, chosen))
                 for entry in {e.stamp_ns: e for e in row}.values() if not cam.is_decoded(entry)]
         if self.decode_threads < 2 or len(todo) < 2:
-            return
-        if self._decoder is None:
-            self._decoder = ThreadPoolExecutor(self.decode_threads, thread_name_prefix="vla_ros-decode")
-        jobs = [(cam, entry, self._decoder.submit(cam.decode, entry)) for cam, entry in todo]
-        for cam, entry, job in jobs:
+            return {}
+        try:
+            if self._decoder is None:
+                self._decoder = ThreadPoolExecutor(self.decode_threads, thread_name_prefix="vla_ros-decode")
+            jobs = [(v, entry, self._decoder.submit(cam.decode, entry)) for v, cam, entry in todo]
+        except RuntimeError as exc:  # no thread could be started (process limit, shutting down)
+            _LOG.warning("cannot start decoding threads (%s): decoding one frame after the other from now on", exc)
+            self.decode_threads = 1
+            return {}
+        ready: dict[tuple[int, int], np.ndarray] = {}
+        for v, entry, job in jobs:
             try:
-                cam.store(entry, job.result(), ahead=True)
+                ready[(v, entry.stamp_ns)] = job.result()
             except DecodeError:
                 continue
+        return ready
 
     def close(self) -> None:
         """Stop the decoding threads (a later tick starts them again)."""
