@@ -195,8 +195,7 @@ def test_live_node_follows_inputs_falls_back_when_cameras_stop_and_recovers(tmp_
                 diag = out.diags[-1][1]
                 assert int(diag["ticks_run"]) > 5 and diag["latency_ms_p50"] != "n/a"
                 assert int(diag["fallback_activations"]) >= 2  # at start-up, then when cameras stopped
-                # control.realtime_priority 50 (default): granted, or refused with the reason
-                assert diag["control_thread"] == "SCHED_FIFO 50" or diag["control_thread"].startswith("normal (SCHED_FIFO 50 refused")
+                assert diag["control_thread"] == "normal"  # control.realtime_priority 0 (default): the normal scheduler
             finally:
                 live.stop.set()
     finally:

@@ -193,7 +193,7 @@ class ControlConfig:
     # moment it wakes whatever else runs (then the interpreter lock within the switch
     # interval); 0: the normal scheduler. Needs CAP_SYS_NICE or an rtprio limit (docs/node.md);
     # where not permitted the node warns and goes on without (as ros2_control's manager does).
-    realtime_priority: int = 50
+    realtime_priority: int = 0
 
     def validate(self, key: str) -> None:
         _require(0 < self.rate_hz <= 1000, f"{key}.rate_hz", self.rate_hz, "must be in (0, 1000]")
