@@ -156,7 +156,7 @@ def main() -> int:
     periods = np.diff([a for a, _ in window]) / 1e6
     jitter = np.abs(periods - 100.0)
     # Split the arrival jitter: when the node's control timer ran (stamped in the message), and
-    # how long the message then took to reach this subscriber (transport and its scheduling).
+    # how long the message then took to reach this subscriber (the node's encoding and write, DDS, this process's wake-up).
     ticks = np.array([tick_times[a] for a, _ in window if a in tick_times], dtype=np.int64)
     tick_jitter = np.abs(np.diff(ticks) / 1e6 - 100.0)
     delivery = np.array([(a - tick_times[a]) / 1e6 for a, _ in window if a in tick_times])
