@@ -1,8 +1,8 @@
 """`vla-ros eval`: open-loop evaluation of a policy on recorded bags."""
 from __future__ import annotations
 
-import dataclasses
 import argparse
+import dataclasses
 
 HELP = "replay bags through the sensing pipeline and the policy; write metrics, a report and an output bag"
 DESCRIPTION = """\
