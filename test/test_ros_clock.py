@@ -107,3 +107,38 @@ def test_a_refused_realtime_priority_is_reported_and_the_timer_still_fires():
     if policy == os.SCHED_FIFO:
         pytest.skip("an unprivileged user may use SCHED_FIFO here (rtprio limit): nothing is refused")
     assert policy == os.SCHED_OTHER and scheduling.startswith("normal (SCHED_FIFO 10 refused")
+
+
+class _FrozenClock(WallClock):
+    """A clock that does not move, like a ROS clock on a paused /clock."""
+
+    def now_ns(self) -> int:
+        return 1_000_000_000
+
+
+class _RecordingEvent(threading.Event):
+    """A real Event that also records how long each wait was asked to sleep."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.timeouts: list[float] = []
+
+    def wait(self, timeout: float | None = None) -> bool:
+        self.timeouts.append(timeout)
+        return super().wait(timeout)
+
+
+def test_waiting_on_a_clock_that_does_not_move_never_spins():
+    clock, stop = _FrozenClock(), _RecordingEvent()
+    deadline = clock.now_ns() + 1_000  # 1 us of sim time left, forever
+    for _ in range(4):
+        clock.wait_until(deadline, stop)
+    assert stop.timeouts[0] == 1e-6  # the first wait: the time left
+    assert stop.timeouts[1:] == [0.001] * 3  # then the clock has not moved: at least 1 ms
+
+
+def test_waiting_on_the_system_clock_sleeps_only_the_time_left():
+    clock, stop = WallClock(), _RecordingEvent()
+    for _ in range(5):
+        clock.wait_until(clock.now_ns() + 50_000, stop)  # 50 us left each time
+    assert len(stop.timeouts) == 5 and all(0 < t <= 50e-6 for t in stop.timeouts)  # no 1 ms floor: the clock moves

@@ -126,7 +126,8 @@ class SensingConfig:
     time_jump_s: float = 1.0
     # Threads that decode a tick's new frames side by side (they are on the input-to-output
     # path): 0 = one per camera, at most the cores available; 1 = one after the other in the
-    # assembling thread. `vla-ros eval` and `train` use 1: their workers already fill the cores.
+    # assembling thread. `vla-ros eval` uses each worker's share of the cores, `train` 1 (its
+    # bags are built in parallel jobs).
     decode_threads: int = 0
 
     def validate(self, key: str) -> None:

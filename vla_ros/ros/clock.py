@@ -18,11 +18,19 @@ class WallClock:
     def now_ns(self) -> int:
         return time.time_ns()
 
+    _last_now: int | None = None
+
     def wait_until(self, deadline_ns: int, stop: threading.Event, timeout_s: float = 0.05) -> None:
-        """Sleep until the clock reaches `deadline_ns`, `stop` is set, or `timeout_s` passes."""
-        remaining = deadline_ns - self.now_ns()
+        """Sleep until the clock reaches `deadline_ns`, `stop` is set, or `timeout_s` passes.
+        A clock that has not moved since the last call (a subclass on a paused /clock: what is
+        left is sim time, not wall time) gets at least 1 ms, so a waiting timer thread, perhaps
+        at a real-time priority, never spins; the system clock always moves."""
+        now = self.now_ns()
+        remaining = deadline_ns - now
         if remaining > 0:
-            stop.wait(min(remaining / 1e9, timeout_s))
+            paused = now == self._last_now
+            self._last_now = now
+            stop.wait(max(min(remaining / 1e9, timeout_s), 0.001 if paused else 0.0))
 
     def wake(self) -> None:
         pass

@@ -11,7 +11,6 @@ DDS transport; this module needs a ROS 2 installation (rclpy).
 from __future__ import annotations
 
 import sys
-import threading
 from typing import Any
 
 import rclpy
@@ -45,28 +44,16 @@ def _importable(package: str) -> bool:
 
 class NodeClock(WallClock):
     """The node's ROS clock (follows /clock when use_sim_time is set), for the core's timers;
-    waiting polls it like the system clock."""
+    waiting polls it like the system clock (at least 1 ms a poll while /clock is paused)."""
 
     def __init__(self, node: LifecycleNode) -> None:
         self._node = node
-        self._last_now: int | None = None
 
     def now_ns(self) -> int:
         return self._node.get_clock().now().nanoseconds
 
     def started(self) -> bool:
         return self.now_ns() > 0
-
-    def wait_until(self, deadline_ns: int, stop: threading.Event, timeout_s: float = 0.05) -> None:
-        """As the system clock's, but with /clock paused (a paused bag, use_sim_time) it sleeps
-        at least 1 ms: sim nanoseconds left are not wall time, and the control thread runs at a
-        real-time priority, where polling without sleeping would hold a core."""
-        now = self.now_ns()
-        remaining = deadline_ns - now
-        if remaining > 0:
-            paused = now == self._last_now
-            self._last_now = now
-            stop.wait(max(min(remaining / 1e9, timeout_s), 0.001 if paused else 0.0))
 
 
 class DriveNode(LifecycleNode):
