@@ -23,7 +23,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -37,6 +37,7 @@ from cyclonedds.sub import DataReader
 from cyclonedds.topic import Topic
 from cyclonedds.util import duration
 
+from vla_ros.ros.dds_discovery import cyclone_fragment, discovery_from_env
 from vla_ros.ros.messages import TYPESTORE
 from vla_ros.ros.dds_types import dds_topic_name, dds_type_name, idl_class, normalize_msgtype, to_rosbags
 
@@ -80,11 +81,6 @@ def domain_id_from_env() -> int:
     return value
 
 
-def _localhost_only() -> bool:
-    """ROS_LOCALHOST_ONLY=1 (Humble) or ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST (Jazzy)."""
-    return os.environ.get("ROS_LOCALHOST_ONLY", "") == "1" or os.environ.get("ROS_AUTOMATIC_DISCOVERY_RANGE", "").upper() in ("LOCALHOST", "OFF")
-
-
 # Large samples (raw images): a bigger socket receive buffer (up to what the kernel allows), UDP
 # datagrams near 64 KB and a writer that may hold 8 MB unacknowledged cut the time of a 6 MB
 # image between processes on loopback about 6x (bench/dds.py). Wire behaviour is unchanged.
@@ -92,27 +88,50 @@ _TUNING = (
     "<General><MaxMessageSize>65500B</MaxMessageSize></General>"
     '<Internal><SocketReceiveBufferSize min="default" max="10MB"/><Watermarks><WhcHigh>8MB</WhcHigh></Watermarks></Internal>'
 )
-# As rmw_cyclonedds does for localhost-only: bind to loopback.
-_LOCALHOST = '<General><Interfaces><NetworkInterface address="127.0.0.1" multicast="true"/></Interfaces></General>'
 
 _domains: dict[int, Domain] = {}
 _domains_lock = threading.Lock()
 
 
+def cyclone_config(env: Mapping[str, str] | None = None) -> str:
+    """The Cyclone configuration of this process's domain: our tuning, then the discovery
+    settings rmw_cyclonedds derives from the same environment, then CYCLONEDDS_URI (last, so a
+    user's configuration overrides ours), as comma-separated documents."""
+    env = os.environ if env is None else env
+    docs = [_TUNING, cyclone_fragment(discovery_from_env(env))]
+    parts = [f'<CycloneDDS><Domain id="any">{body}</Domain></CycloneDDS>' for body in docs if body]
+    uri = env.get("CYCLONEDDS_URI", "").strip()
+    return ",".join(parts + ([uri] if uri else []))
+
+
 def _ensure_domain(domain_id: int) -> None:
-    """Create this process's Cyclone domain with our defaults before the first participant.
-    CYCLONEDDS_URI comes last, so a user's configuration overrides ours. The domain lives as long
-    as the process (deleting it would delete every participant on it)."""
+    """Create this process's Cyclone domain with our configuration before the first
+    participant. The domain lives as long as the process (deleting it would delete every
+    participant on it)."""
     with _domains_lock:
         if domain_id in _domains:
             return
-        body = _TUNING + (_LOCALHOST if _localhost_only() else "")
-        config = f'<CycloneDDS><Domain id="any">{body}</Domain></CycloneDDS>'
-        uri = os.environ.get("CYCLONEDDS_URI", "").strip()
-        _domains[domain_id] = Domain(domain_id, config + ("," + uri if uri else ""))
+        config = cyclone_config()
+        try:
+            _domains[domain_id] = Domain(domain_id, config)
+        except Exception as exc:  # noqa: BLE001 - say which configuration Cyclone refused
+            raise DdsError(
+                f"Cyclone DDS refused the domain configuration ({exc}); CYCLONEDDS_URI={os.environ.get('CYCLONEDDS_URI', '')!r}, "
+                f"discovery {discovery_from_env()}"
+            ) from exc
 
 
-def ros_qos(name: QosName | str = "default", depth: int | None = None) -> Qos:
+def type_hash_user_data(msgtype: str, typestore: Any) -> bytes:
+    """USER_DATA that rmw_cyclonedds (Iron and later) puts on every endpoint: the type's
+    RIHS01 hash, which ROS tools use to check that both sides agree on the type. Empty when
+    the type store cannot hash the type (e.g. a bag's own definition of an unknown type)."""
+    try:
+        return f"typehash={typestore.hash_rihs01(msgtype)};".encode()
+    except Exception:  # noqa: BLE001 - the hash is advisory; matching works without it
+        return b""
+
+
+def ros_qos(name: QosName | str = "default", depth: int | None = None, user_data: bytes = b"") -> Qos:
     """Cyclone QoS for a ROS 2 profile name, XCDR1 data representation included."""
     try:
         reliable, latched, default_depth = _PROFILES[name]
@@ -124,6 +143,7 @@ def ros_qos(name: QosName | str = "default", depth: int | None = None) -> Qos:
         Policy.History.KeepLast(depth or default_depth),
         # rmw_cyclonedds endpoints use XCDR1 only; a writer offering XCDR2 would not match them.
         Policy.DataRepresentation(use_cdrv0_representation=True),
+        *([Policy.Userdata(data=user_data)] if user_data else []),
     )
 
 
@@ -317,7 +337,8 @@ class DdsTransport:
         """A writer for `topic`. `typestore` defines `msgtype` when it is not a standard ROS 2
         Humble type (e.g. the one a bag's embedded definitions build)."""
         msgtype = normalize_msgtype(msgtype)
-        writer = DataWriter(self._participant, self._topic(topic, msgtype, typestore), ros_qos(qos, depth))
+        store = typestore or self.typestore
+        writer = DataWriter(self._participant, self._topic(topic, msgtype, typestore), ros_qos(qos, depth, type_hash_user_data(msgtype, store)))
         pub = DdsPublisher(topic, msgtype, writer, typestore or self.typestore)
         with self._lock:
             self._publishers.append(pub)
@@ -340,7 +361,7 @@ class DdsTransport:
         if decode not in ("ros", "idl", "raw"):
             raise ValueError(f"decode must be 'ros', 'idl' or 'raw', not '{decode}'")
         msgtype = normalize_msgtype(msgtype)
-        reader = DataReader(self._participant, self._topic(topic, msgtype), ros_qos(qos, depth))
+        reader = DataReader(self._participant, self._topic(topic, msgtype), ros_qos(qos, depth, type_hash_user_data(msgtype, self.typestore)))
         sub = DdsSubscription(topic, msgtype, reader, callback, decode, self.typestore)
         with self._lock:
             self._subs.append(sub)
