@@ -37,6 +37,9 @@ from vla_ros.replay.bag_io import TYPESTORE  # noqa: E402
 from vla_ros.ros import messages  # noqa: E402
 from vla_ros.ros.dds_transport import DdsTransport, pad_cdr  # noqa: E402
 from vla_ros.ros.dds_types import idl_class, to_idl  # noqa: E402
+from vla_ros.ros.dds_discovery import keep_dds_on_loopback  # noqa: E402
+
+keep_dds_on_loopback()  # this process and its peer process discover on this host only, over lo
 
 
 def jpeg_like(size: int, seed: int) -> bytes:

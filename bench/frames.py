@@ -27,7 +27,7 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from vla_ros.config import Config  # noqa: E402
+from vla_ros.config import Config, load_config  # noqa: E402
 from vla_ros.ros import messages  # noqa: E402
 from vla_ros.sensors.frame_stack import FrameStack  # noqa: E402
 from vla_ros.sensors.geometry import yaw_to_quat  # noqa: E402
@@ -60,7 +60,7 @@ def main() -> int:
     ap.add_argument("--json", action="store_true", help="print one JSON object")
     args = ap.parse_args()
 
-    config = Config()
+    config = load_config(None)
     size_hw = (config.image.height, config.image.width)
     print(f"encoding {4 * args.distinct} distinct {SRC_W}x{SRC_H} JPEGs ...", file=sys.stderr)
     jpegs = [[messages.encode_jpeg(busy_image(v * 100 + i), 90) for i in range(args.distinct)] for v in range(4)]

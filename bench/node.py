@@ -32,12 +32,15 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from vla_ros.config import Config  # noqa: E402
+from vla_ros.config import load_config  # noqa: E402
 from vla_ros.replay.pattern_bag import pattern_image  # noqa: E402
 from vla_ros.ros import messages  # noqa: E402
 from vla_ros.ros.conversions import LATENCY_FIELDS  # noqa: E402
 from vla_ros.ros.dds_transport import DdsTransport  # noqa: E402
 from vla_ros.sensors.geometry import yaw_to_quat  # noqa: E402
+from vla_ros.ros.dds_discovery import keep_dds_on_loopback  # noqa: E402
+
+keep_dds_on_loopback()  # this process and the node it starts discover on this host only, over lo
 
 
 def _stamp(msg) -> int:
@@ -48,7 +51,7 @@ def stream_inputs(domain: int, conn, stop) -> None:
     """The 10 Hz cameras and 50 Hz odometry, stamped with the system clock, from a process of
     their own (like `vla-ros play`): in the measuring process, serializing four JPEGs every
     100 ms would hold its interpreter lock and delay the arrival times it records."""
-    config = Config()
+    config = load_config(None)
     jpegs = [[messages.encode_jpeg(pattern_image(v, k, 320, 576, texture_seed=k)) for k in range(10)] for v in range(4)]
     with DdsTransport(domain_id=domain) as dds:
         cams = [dds.publisher(c.topic, "sensor_msgs/msg/CompressedImage", qos="sensor") for c in config.cameras]

@@ -10,12 +10,32 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_shipped_drive_yaml_loads_and_matches_defaults():
     cfg = load_config(ROOT / "config" / "drive.yaml")
-    assert cfg == Config()
+    assert cfg == Config().resolve_topics("/")
+    assert load_config(ROOT / "config" / "drive.yaml", namespace="/") == load_config(None)
     assert cfg.camera_names == ("cross_left", "front_wide", "cross_right", "front_tele")
     assert all(c.compressed for c in cfg.cameras)
     assert cfg.frames.offsets_s == pytest.approx((-0.3, -0.2, -0.1, 0.0))
     assert (cfg.image.height, cfg.image.width) == (320, 576)
     assert cfg.ego.history_steps == 16
+
+
+def test_topic_names_resolve_as_ros_resolves_them():
+    """Relative names follow the namespace, absolute ones stay, ~/ goes under the node."""
+    data = {
+        "cameras": [{"name": "a", "topic": "cam/a/compressed"}, {"name": "b", "topic": "/shared/b/compressed"}],
+        "ego": {"odometry_topic": "~/odom"},
+    }
+    root = config_from_dict(data)
+    assert [c.topic for c in root.cameras] == ["/cam/a/compressed", "/shared/b/compressed"]
+    assert root.ego.odometry_topic == "/drive_node/odom"
+    assert root.outputs.trajectory_topic == "/vla/trajectory" and root.outputs.diagnostics_topic == "/diagnostics"
+    car = config_from_dict(data, namespace="/car1/")
+    assert [c.topic for c in car.cameras] == ["/car1/cam/a/compressed", "/shared/b/compressed"]
+    assert car.ego.odometry_topic == "/car1/drive_node/odom"
+    assert car.outputs.trajectory_topic == "/car1/vla/trajectory" and car.outputs.diagnostics_topic == "/diagnostics"
+    assert car.resolve_topics("/other") == car  # resolved names are absolute: resolving again changes nothing
+    with pytest.raises(ConfigError, match="camera topic"):  # the same topic once both are resolved
+        config_from_dict({"cameras": [{"name": "a", "topic": "ego/odom"}], "ego": {"odometry_topic": "/ego/odom"}})
 
 
 @pytest.mark.parametrize(
@@ -25,7 +45,12 @@ def test_shipped_drive_yaml_loads_and_matches_defaults():
         ({"frames": {"count": "4"}}, "frames.count", "integer"),
         ({"frames": {"tolerance_s": 0.06}}, "frames.tolerance_s", "interval_s/2"),
         ({"image": {"hieght": 320}}, "image.hieght", "unknown key"),
-        ({"cameras": [{"name": "a", "topic": "no_slash"}]}, "cameras[0].topic", "absolute"),
+        ({"cameras": [{"name": "a", "topic": "two//slashes"}]}, "cameras[0].topic", "'//'"),
+        ({"cameras": [{"name": "a", "topic": "/cam/1st"}]}, "cameras[0].topic", "digit"),
+        ({"cameras": [{"name": "a", "topic": "/cam/img-raw"}]}, "cameras[0].topic", "'-'"),
+        ({"outputs": {"trajectory_topic": "vla/"}}, "outputs.trajectory_topic", "end with"),
+        ({"outputs": {"latency_topic": "a/~b"}}, "outputs.latency_topic", "'~'"),
+        ({"ego": {"odometry_topic": ""}}, "ego.odometry_topic", "empty"),
         ({"cameras": [{"name": "a", "topic": "/x"}, {"name": "a", "topic": "/y"}]}, "cameras[1].name", "duplicate"),
         ({"cameras": []}, "cameras", "at least one"),
         ({"cameras": [{"topic": "/x"}]}, "cameras[0]", "name"),

@@ -16,7 +16,7 @@ import pytest
 
 pytest.importorskip("cyclonedds", reason="cyclonedds is not installed: the DDS end-to-end tests need it")
 
-from vla_ros.config import Config  # noqa: E402
+from vla_ros.config import Config, load_config  # noqa: E402
 from vla_ros.replay.pattern_bag import PatternBagSpec, pattern_image, write_pattern_bag  # noqa: E402
 from vla_ros.ros import messages  # noqa: E402
 from vla_ros.ros.dds_transport import DdsTransport  # noqa: E402
@@ -140,7 +140,7 @@ class LivePublisher:
 
 def test_live_node_follows_inputs_falls_back_when_cameras_stop_and_recovers(tmp_path):
     domain = _domain()
-    config = Config()
+    config = load_config(None)
     proc = _node(tmp_path, domain)
     log = tmp_path / "node.log"
     try:
@@ -205,7 +205,7 @@ def test_live_node_follows_inputs_falls_back_when_cameras_stop_and_recovers(tmp_
 
 def test_sim_time_node_with_play_clock_stamps_outputs_with_bag_t0s(tmp_path):
     domain = _domain()
-    config = Config()
+    config = load_config(None)
     bag = tmp_path / "bag"
     spec = PatternBagSpec(duration_s=8.0, height=160, width=288)
     write_pattern_bag(bag, config, spec)

@@ -6,7 +6,9 @@ from vla_ros.ros.parameters import from_parameters, to_parameters
 
 
 def test_round_trip_of_defaults_and_a_custom_config():
-    assert from_parameters(to_parameters(Config())) == Config()
+    assert from_parameters(to_parameters(Config())) == Config().resolve_topics("/")
+    in_ns = from_parameters(to_parameters(Config()), namespace="/car1")
+    assert in_ns.ego.odometry_topic == "/car1/ego/odom" and in_ns.outputs.diagnostics_topic == "/diagnostics"
     cfg = Config().replace(
         cameras=[{"name": "a", "topic": "/a/image_raw", "camera_info_topic": "/a/camera_info"}, {"name": "b", "topic": "/b/compressed"}],
         frames__count=2,

@@ -13,14 +13,14 @@ from PIL import Image
 from rosbags.highlevel import AnyReader
 
 from vla_ros.cli import main
-from vla_ros.config import Config
+from vla_ros.config import load_config
 from vla_ros.replay.bag_io import TYPESTORE, bag_info, read_messages
 from vla_ros.sim.camera import RIG, rotation
 from vla_ros.sim.record import GROUND_TRUTH_TOPIC, RecordSpec, camera_info_topic, record
 
 W, H = 192, 96  # small but valid (multiples of 8)
 DURATION = 2.0
-CFG = Config()
+CFG = load_config(None)
 CAM_TOPICS = [c.topic for c in CFG.cameras]
 INFO_TOPICS = [camera_info_topic(c) for c in CFG.cameras]
 

@@ -19,6 +19,10 @@ from typing import Any, Literal
 import yaml
 
 
+# The drive node's ROS name; `~/topic` names resolve under it.
+DEFAULT_NODE_NAME = "drive_node"
+
+
 class ConfigError(ValueError):
     """A configuration value is missing, unknown or invalid. `key` is the dotted key path."""
 
@@ -47,7 +51,9 @@ class CameraConfig:
 
     def validate(self, key: str) -> None:
         _require(bool(self.name.strip()), f"{key}.name", self.name, "must be a non-empty string")
-        _require(self.topic.startswith("/"), f"{key}.topic", self.topic, "must be an absolute topic name starting with '/'")
+        _require_topic(self.topic, f"{key}.topic")
+        if self.camera_info_topic:
+            _require_topic(self.camera_info_topic, f"{key}.camera_info_topic")
 
 
 @dataclass(frozen=True)
@@ -100,7 +106,7 @@ class ImageConfig:
 
 @dataclass(frozen=True)
 class EgoConfig:
-    odometry_topic: str = "/ego/odom"
+    odometry_topic: str = "ego/odom"
     history_steps: int = 16
     history_interval_s: float = 0.1
     # Largest gap between two odometry messages that may be interpolated across.
@@ -111,7 +117,7 @@ class EgoConfig:
     child_frame_id: str = "base_link"
 
     def validate(self, key: str) -> None:
-        _require(self.odometry_topic.startswith("/"), f"{key}.odometry_topic", self.odometry_topic, "must start with '/'")
+        _require_topic(self.odometry_topic, f"{key}.odometry_topic")
         _require(self.history_steps >= 2, f"{key}.history_steps", self.history_steps, "must be >= 2")
         _require(self.history_interval_s > 0, f"{key}.history_interval_s", self.history_interval_s, "must be > 0")
         _require(self.max_gap_s > 0, f"{key}.max_gap_s", self.max_gap_s, "must be > 0")
@@ -218,25 +224,25 @@ class SafetyConfig:
 
 @dataclass(frozen=True)
 class OutputsConfig:
-    trajectory_topic: str = "/vla/trajectory"
-    reasoning_topic: str = "/vla/reasoning"
+    # Relative names follow the node's namespace; /diagnostics is global by ROS convention.
+    trajectory_topic: str = "vla/trajectory"
+    reasoning_topic: str = "vla/reasoning"
     diagnostics_topic: str = "/diagnostics"
-    latency_topic: str = "/vla/latency"
+    latency_topic: str = "vla/latency"
     # autoware_planning_msgs/Trajectory for Autoware's controllers; empty string: not published.
-    autoware_trajectory_topic: str = "/vla/autoware_trajectory"
+    autoware_trajectory_topic: str = "vla/autoware_trajectory"
     frame_id: str = "odom"
 
     def validate(self, key: str) -> None:
         for name in ("trajectory_topic", "reasoning_topic", "diagnostics_topic", "latency_topic"):
-            value = getattr(self, name)
-            _require(value.startswith("/"), f"{key}.{name}", value, "must start with '/'")
-        value = self.autoware_trajectory_topic
-        _require(value == "" or value.startswith("/"), f"{key}.autoware_trajectory_topic", value, "must start with '/' (or be empty)")
+            _require_topic(getattr(self, name), f"{key}.{name}")
+        if self.autoware_trajectory_topic:  # empty: not published
+            _require_topic(self.autoware_trajectory_topic, f"{key}.autoware_trajectory_topic")
 
 
 def _default_cameras() -> tuple[CameraConfig, ...]:
     names = ("cross_left", "front_wide", "cross_right", "front_tele")
-    return tuple(CameraConfig(name=n, topic=f"/cameras/{n}/image_raw/compressed") for n in names)
+    return tuple(CameraConfig(name=n, topic=f"cameras/{n}/image_raw/compressed") for n in names)
 
 
 @dataclass(frozen=True)
@@ -281,6 +287,22 @@ class Config:
     def to_dict(self) -> dict[str, Any]:
         return _to_plain(self)
 
+    def resolve_topics(self, namespace: str = "/", node_name: str = DEFAULT_NODE_NAME) -> "Config":
+        """A copy whose topic names are all absolute, resolved as ROS 2 resolves them for a node
+        `node_name` in `namespace` (relative names under the namespace, `~/x` under the node)."""
+
+        def res(name: str | None) -> str | None:
+            return resolve_topic(name, namespace, node_name) if name else name
+
+        cams = tuple(dataclasses.replace(c, topic=res(c.topic), camera_info_topic=res(c.camera_info_topic)) for c in self.cameras)
+        out = self.outputs
+        outputs = dataclasses.replace(out, **{n: res(getattr(out, n)) for n in (
+            "trajectory_topic", "reasoning_topic", "diagnostics_topic", "latency_topic", "autoware_trajectory_topic")})
+        resolved = dataclasses.replace(self, cameras=cams, ego=dataclasses.replace(self.ego, odometry_topic=res(self.ego.odometry_topic)),
+                                       outputs=outputs)
+        resolved.validate()  # two names may now be the same topic
+        return resolved
+
     def replace(self, **sections: Any) -> "Config":
         """A copy with whole sections or `section__key` values replaced, re-validated."""
         data = self.to_dict()
@@ -298,10 +320,11 @@ class Config:
 # --------------------------------------------------------------------------------------------
 
 
-def load_config(path: str | Path | None) -> Config:
-    """Load and validate a YAML config file; `None` gives the defaults (config/drive.yaml)."""
+def load_config(path: str | Path | None, namespace: str = "/") -> Config:
+    """Load and validate a YAML config file; `None` gives the defaults (config/drive.yaml).
+    Topic names come back resolved for a node in `namespace` (the root by default)."""
     if path is None:
-        return config_from_dict({})
+        return config_from_dict({}, namespace)
     p = Path(path)
     if not p.is_file():
         raise ConfigError("<file>", f"config file '{p}' does not exist")
@@ -316,15 +339,16 @@ def load_config(path: str | Path | None) -> Config:
         (only,) = data.values()
         if isinstance(only, dict) and "ros__parameters" in only:
             data = only["ros__parameters"]
-    return config_from_dict(data)
+    return config_from_dict(data, namespace)
 
 
-def config_from_dict(data: Any) -> Config:
+def config_from_dict(data: Any, namespace: str = "/") -> Config:
+    """Build and validate; topic names resolved for a node in `namespace` (see load_config)."""
     if not isinstance(data, dict):
         raise ConfigError("<root>", f"must be a mapping, got {type(data).__name__}")
     cfg = _build(Config, data, "")
     cfg.validate()
-    return cfg
+    return cfg.resolve_topics(namespace)
 
 
 def _build(cls: type, data: Any, key: str) -> Any:
@@ -381,6 +405,52 @@ def _coerce(tp: Any, value: Any, key: str) -> Any:
             raise ConfigError(key, f"must be a string, got {value!r}")
         return value
     raise TypeError(f"unsupported schema type {tp!r} at {key}")  # a bug in the schema, not input
+
+
+# --------------------------------------------------------------------------------------------
+# ROS 2 topic names (the rules of rcl's topic name validation, without substitutions)
+# --------------------------------------------------------------------------------------------
+
+_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_/~")
+
+
+def topic_name_problem(name: str) -> str | None:
+    """Why `name` is not a valid ROS 2 topic name (absolute, relative or `~/private`), or None."""
+    if not name:
+        return "must not be empty"
+    bad = sorted(set(name) - _NAME_CHARS)
+    if bad:
+        return f"contains {''.join(bad)!r} (only letters, digits, '_', '/' and a leading '~')"
+    if "~" in name[1:] or (name.startswith("~") and name not in ("~",) and not name.startswith("~/")):
+        return "'~' may only start the name, as '~/...'"
+    if name.endswith("/") and name != "/":
+        return "must not end with '/'"
+    if name == "/":
+        return "must name a topic, not the root namespace"
+    if "//" in name:
+        return "must not contain '//'"
+    for token in name.lstrip("~/").split("/"):
+        if token and token[0].isdigit():
+            return f"token '{token}' must not start with a digit"
+    return None
+
+
+def resolve_topic(name: str, namespace: str = "/", node_name: str = DEFAULT_NODE_NAME) -> str:
+    """The absolute name ROS 2 gives `name` for node `node_name` in `namespace`."""
+    ns = "/" + namespace.strip("/") if namespace.strip("/") else ""
+    if name.startswith("/"):
+        return name
+    if name == "~":
+        return f"{ns}/{node_name}"
+    if name.startswith("~/"):
+        return f"{ns}/{node_name}/{name[2:]}"
+    return f"{ns}/{name}"
+
+
+def _require_topic(name: str, key: str) -> None:
+    problem = topic_name_problem(name)
+    if problem:
+        raise ConfigError(key, f"got {name!r}, not a ROS 2 topic name: {problem}")
 
 
 def _require(ok: bool, key: str, value: Any, message: str) -> None:

@@ -27,8 +27,9 @@ def to_parameters(config: Config) -> dict[str, Any]:
     return params
 
 
-def from_parameters(params: dict[str, Any]) -> Config:
-    """Inverse of `to_parameters`; validated (ConfigError names the dotted key)."""
+def from_parameters(params: dict[str, Any], namespace: str = "/") -> Config:
+    """Inverse of `to_parameters`; validated (ConfigError names the dotted key), topic names
+    resolved for a node in `namespace`."""
     data: dict[str, Any] = {}
     columns = {field: list(params.get(f"cameras.{field}s", [])) for field in _CAMERA_FIELDS}
     names = columns["name"]
@@ -44,4 +45,4 @@ def from_parameters(params: dict[str, Any]) -> Config:
             continue
         section, _, name = key.partition(".")
         data.setdefault(section, {})[name] = value
-    return config_from_dict(data)
+    return config_from_dict(data, namespace)

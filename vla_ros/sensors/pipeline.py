@@ -30,7 +30,7 @@ class SensingPipeline:
                  decode_threads: int | None = None) -> None:
         """`image_size_hw` overrides `config.image` (the model's preprocessing decides the size);
         `decode_threads` overrides `config.sensing.decode_threads`."""
-        self.config = config
+        self.config = config = config.resolve_topics()  # a Config() built in code may hold relative names
         self.size_hw = image_size_hw or (config.image.height, config.image.width)
         self.offsets_ns = tuple(to_ns(o) for o in config.frames.offsets_s)
         self.tolerance_ns = to_ns(config.frames.tolerance_s)

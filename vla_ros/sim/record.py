@@ -130,6 +130,7 @@ def record(
 ) -> dict[str, int]:
     """Write the recording; returns messages per topic. Raises SpecError / FileExistsError
     before creating anything."""
+    config = config.resolve_topics()  # bags hold absolute topic names
     validate(spec, config)
     out = Path(path)
     if out.exists() and not overwrite:
