@@ -1,4 +1,4 @@
-"""ros2 launch vla_ros drive.launch.py [config:=FILE] [model:=PATH|PRESET] [backend:=torch]
+"""ros2 launch vla_ros drive.launch.py [config:=FILE] [model:=PATH|PRESET] [backend:=torch] [device:=cuda]
                                       [namespace:=NS] [use_sim_time:=true] [autostart:=true]
 
 Starts the vla_ros drive node (a lifecycle node, console script `drive_node`) with one parameter
@@ -26,7 +26,7 @@ def generate_launch_description() -> LaunchDescription:
     node = LifecycleNode(
         package="vla_ros",
         executable="drive_node",
-        name="vla_drive",
+        name="drive_node",
         namespace=LaunchConfiguration("namespace"),
         parameters=[
             {
@@ -34,6 +34,7 @@ def generate_launch_description() -> LaunchDescription:
                 "config": ParameterValue(LaunchConfiguration("config"), value_type=str),
                 "model": ParameterValue(LaunchConfiguration("model"), value_type=str),
                 "backend": ParameterValue(LaunchConfiguration("backend"), value_type=str),
+                "device": ParameterValue(LaunchConfiguration("device"), value_type=str),
                 "use_sim_time": LaunchConfiguration("use_sim_time"),
             }
         ],
@@ -60,6 +61,7 @@ def generate_launch_description() -> LaunchDescription:
             DeclareLaunchArgument("config", default_value=os.path.join(share, "config", "drive.yaml"), description="vla_ros YAML config"),
             DeclareLaunchArgument("model", default_value="", description="checkpoint directory or preset; empty = model.path of the config"),
             DeclareLaunchArgument("backend", default_value="", description="torch | onnxruntime | tensorrt; empty = inference.backend of the config"),
+            DeclareLaunchArgument("device", default_value="", description="cpu | cuda | cuda:N; empty = model.device of the config"),
             DeclareLaunchArgument("namespace", default_value="", description="node namespace"),
             DeclareLaunchArgument("use_sim_time", default_value="false", description="follow /clock (bag replay with --clock)"),
             DeclareLaunchArgument("autostart", default_value="true", description="configure and activate the lifecycle node at start"),

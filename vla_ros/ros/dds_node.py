@@ -7,23 +7,13 @@ import threading
 import time
 
 from vla_ros.config import Config
-from vla_ros.ros.autoware_msgs import TRAJECTORY as AUTOWARE_TRAJECTORY
 from vla_ros.ros.clock import SimClock, WallClock
 from vla_ros.ros.conversions import path_cdr_message
 from vla_ros.ros.dds_transport import DdsTransport
-from vla_ros.ros.node_core import DriveNodeCore
+from vla_ros.ros.node_core import OUTPUT_TYPES, DriveNodeCore
 from vla_ros.sensors.stamps import NS_PER_S
 
 _LOG = logging.getLogger("vla_ros.node")
-
-OUTPUT_TYPES = {
-    "trajectory_topic": "nav_msgs/msg/Path",
-    "reasoning_topic": "std_msgs/msg/String",
-    "diagnostics_topic": "diagnostic_msgs/msg/DiagnosticArray",
-    "latency_topic": "std_msgs/msg/Float64MultiArray",
-    "autoware_trajectory_topic": AUTOWARE_TRAJECTORY,
-}
-
 
 def run_dds_node(config: Config, use_sim_time: bool = False, duration_s: float | None = None, status_every_s: float = 5.0) -> int:
     """Load the model, run until SIGINT/SIGTERM (or `duration_s`), return an exit status."""
@@ -75,21 +65,11 @@ def _serve(config: Config, policy: object, use_sim_time: bool, duration_s: float
                     break
                 if status_every_s > 0 and now >= next_status:
                     next_status = now + status_every_s
-                    _LOG.info("%s", status_line(core))
+                    _LOG.info("%s", core.status_line())
         finally:
             core.stop()
-    _LOG.info("stopped: %s", status_line(core))
+    _LOG.info("stopped: %s", core.status_line())
     return 0
-
-
-def status_line(core: DriveNodeCore) -> str:
-    p50, p95 = core.latency_percentiles()
-    skipped = core.skipped_ticks()
-    lat = "n/a" if p50 is None else f"{p50:.0f}/{p95:.0f} ms"
-    return (
-        f"ticks run {core.ticks_run}, skipped {sum(skipped.values())} ({core.top_skips()}), published {core.published}, "
-        f"latency p50/p95 {lat}, fallback {'ACTIVE' if core.controller.fallback_active else 'off'}"
-    )
 
 
 def _handler(core: DriveNodeCore, topic: str):  # noqa: ANN202 - a closure

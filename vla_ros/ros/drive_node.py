@@ -1,37 +1,44 @@
-"""The rclpy lifecycle node (console script `drive_node`): a thin adapter over DriveNodeCore.
+"""The rclpy lifecycle node `drive_node` (console script `drive_node`, what drive.launch.py
+starts): a thin adapter over DriveNodeCore.
 
-- on_configure: read the YAML named by the `config` parameter, declare every key as a ROS
-  parameter (descriptors carry the schema's documentation; launch overrides win), validate,
-  load the model; a failure leaves the node unconfigured with the reason logged.
-- on_activate: subscriptions (sensor-data QoS for cameras) and timers start.
-- on_deactivate / on_cleanup: timers stop, subscriptions go, the model is released.
-Everything the node does beyond this wiring lives in DriveNodeCore and is tested through the
-DDS transport; this module needs a ROS 2 installation (rclpy).
+- on_configure: read the YAML named by the `config` parameter, declare every key as a read-only
+  ROS parameter (launch and `-p` overrides win, and are validated by the same schema), resolve
+  topic names in the node's namespace, find the model (the working directory, else the
+  package's share directory), load it; a failure leaves the node unconfigured with the reason
+  on the ROS logger and nothing left running.
+- on_activate: publishers enabled first, then subscriptions (best-effort sensor QoS for cameras
+  and odometry, which hears reliable publishers too) and the core's timers.
+- on_deactivate / on_cleanup / on_shutdown / on_error: timers stop, subscriptions go, and (from
+  cleanup on) publishers and the policy process are released.
+Logs of vla_ros's modules go to the ROS logger while the node is configured.
 """
 from __future__ import annotations
 
+import logging
+import os
+import signal
 import sys
+import time
 from typing import Any
 
 import rclpy
 from rcl_interfaces.msg import ParameterDescriptor
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.lifecycle import Node as LifecycleNode
 from rclpy.lifecycle import State, TransitionCallbackReturn
-from rclpy.qos import QoSProfile, qos_profile_sensor_data
+from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 
-from vla_ros.config import load_config
+from vla_ros.config import DEFAULT_NODE_NAME, load_config
 from vla_ros.ros.clock import WallClock
-from vla_ros.ros.messages import AUTOWARE_TRAJECTORY
-from vla_ros.ros.node_core import DriveNodeCore
+from vla_ros.ros.model_path import resolve_model_path
+from vla_ros.ros.node_core import OUTPUT_TYPES, DriveNodeCore
 from vla_ros.ros.parameters import from_parameters, to_parameters
 from vla_ros.ros.rclpy_convert import rclpy_class, to_rclpy
 
-_OUTPUT_TYPES = {
-    "trajectory_topic": "nav_msgs/msg/Path",
-    "reasoning_topic": "std_msgs/msg/String",
-    "diagnostics_topic": "diagnostic_msgs/msg/DiagnosticArray",
-    "latency_topic": "std_msgs/msg/Float64MultiArray",
-}
+# Odometry: best effort (matches reliable and best-effort publishers), deep enough for 50 Hz
+# odometry while a callback is busy.
+_ODOMETRY_QOS = QoSProfile(reliability=ReliabilityPolicy.BEST_EFFORT, history=HistoryPolicy.KEEP_LAST, depth=50)
+_OUTPUT_QOS = QoSProfile(depth=10)
 
 
 def _importable(package: str) -> bool:
@@ -40,6 +47,17 @@ def _importable(package: str) -> bool:
     except ImportError:
         return False
     return True
+
+
+def _share_dir() -> str | None:
+    try:
+        from ament_index_python.packages import PackageNotFoundError, get_package_share_directory
+    except ImportError:
+        return None
+    try:
+        return get_package_share_directory("vla_ros")
+    except PackageNotFoundError:
+        return None
 
 
 class NodeClock(WallClock):
@@ -56,64 +74,109 @@ class NodeClock(WallClock):
         return self.now_ns() > 0
 
 
+class RosLogHandler(logging.Handler):
+    """Python logging records of vla_ros's modules -> the node's ROS logger (console, /rosout)."""
+
+    def __init__(self, node: LifecycleNode) -> None:
+        super().__init__()
+        self._logger = node.get_logger()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            text = self.format(record)
+            if record.levelno >= logging.ERROR:
+                self._logger.error(text)
+            elif record.levelno >= logging.WARNING:
+                self._logger.warning(text)
+            elif record.levelno >= logging.INFO:
+                self._logger.info(text)
+            else:
+                self._logger.debug(text)
+        except Exception:  # noqa: BLE001 - logging must never take the node down
+            self.handleError(record)
+
+
 class DriveNode(LifecycleNode):
     def __init__(self, **kwargs: Any) -> None:
-        super().__init__("vla_drive", **kwargs)
-        self.declare_parameter("config", "", ParameterDescriptor(description="vla_ros YAML config file", read_only=True))
-        self.declare_parameter("model", "", ParameterDescriptor(description="checkpoint directory or preset (overrides model.path)", read_only=True))
-        self.declare_parameter("backend", "", ParameterDescriptor(description="torch | onnxruntime | tensorrt (overrides inference.backend)", read_only=True))
+        super().__init__(DEFAULT_NODE_NAME, **kwargs)
+        for name, text in (
+            ("config", "vla_ros YAML config file (empty: the built-in defaults = config/drive.yaml)"),
+            ("model", "checkpoint directory or preset (overrides model.path)"),
+            ("backend", "torch | onnxruntime | tensorrt (overrides inference.backend)"),
+            ("device", "cpu | cuda | cuda:N (overrides model.device)"),
+        ):
+            self.declare_parameter(name, "", ParameterDescriptor(description=text, read_only=True))
         self.core: DriveNodeCore | None = None
         self._pubs: dict[str, Any] = {}
         self._policy: Any = None  # the loaded policy (a PolicyProcess by default), closed on cleanup
         self._subs: list[Any] = []
+        self._log_handler: RosLogHandler | None = None
 
     # -- lifecycle ------------------------------------------------------------------------
 
     def on_configure(self, state: State) -> TransitionCallbackReturn:
+        self._forward_logs(True)
         try:
-            path = self.get_parameter("config").value or None
-            config = load_config(path)
-            params = to_parameters(config)
-            for key, value in params.items():
-                if not self.has_parameter(key):
-                    self.declare_parameter(key, value, ParameterDescriptor(description=f"vla_ros config key {key}", read_only=True))
-            config = from_parameters({k: self.get_parameter(k).value for k in params})
-            overrides: dict[str, Any] = {}
-            if self.get_parameter("model").value:
-                overrides["model__path"] = self.get_parameter("model").value
-            if self.get_parameter("backend").value:
-                overrides["inference__backend"] = self.get_parameter("backend").value
-            config = config.replace(**overrides) if overrides else config
+            config = self._load_config()
             from vla_ros.runtime.policy_process import load_node_policy  # heavy imports only when configuring
 
+            self.get_logger().info(f"loading model {config.model.path} ({config.inference.backend}, {config.model.device})")
             policy, _ = load_node_policy(config)
             self._policy = policy
-            for key, msgtype in _OUTPUT_TYPES.items():
-                topic = getattr(config.outputs, key)
-                self._pubs[topic] = self.create_lifecycle_publisher(rclpy_class(msgtype), topic, QoSProfile(depth=10))
             autoware = bool(config.outputs.autoware_trajectory_topic) and _importable("autoware_planning_msgs")
-            if autoware:
-                topic = config.outputs.autoware_trajectory_topic
-                self._pubs[topic] = self.create_lifecycle_publisher(rclpy_class(AUTOWARE_TRAJECTORY), topic, QoSProfile(depth=10))
+            for key, msgtype in OUTPUT_TYPES.items():
+                topic = getattr(config.outputs, key)
+                if topic and (key != "autoware_trajectory_topic" or autoware):
+                    self._pubs[topic] = self.create_lifecycle_publisher(rclpy_class(msgtype), topic, _OUTPUT_QOS)
             self.core = DriveNodeCore(config, policy, self._publish, NodeClock(self), model_name=config.model.path, autoware=autoware)
         except Exception as exc:  # noqa: BLE001 - configure failure: stay unconfigured, say why
             self.get_logger().error(f"configure failed: {exc}")
             self._release()
             return TransitionCallbackReturn.FAILURE
-        self.get_logger().info(f"configured with model {config.model.path} ({config.inference.backend})")
+        self.get_logger().info(f"configured: model {config.model.path} ({config.inference.backend}), "
+                               f"{len(config.cameras)} cameras, output on {config.outputs.trajectory_topic}")
         return TransitionCallbackReturn.SUCCESS
 
+    def _load_config(self) -> Any:
+        namespace = self.get_namespace()
+        path = self.get_parameter("config").value or None
+        params = to_parameters(load_config(path, namespace=namespace))
+        for key, value in params.items():
+            if not self.has_parameter(key):
+                # dynamic typing: `-p inference.rate_hz:=20` (an int for a float key) is checked by
+                # the config schema below, which names the key, instead of being refused by type
+                descriptor = ParameterDescriptor(description=f"vla_ros config key {key}", read_only=True, dynamic_typing=True)
+                self.declare_parameter(key, value, descriptor)
+        config = from_parameters({k: self.get_parameter(k).value for k in params}, namespace=namespace)
+        overrides: dict[str, Any] = {}
+        for name, key in (("model", "model__path"), ("backend", "inference__backend"), ("device", "model__device")):
+            if self.get_parameter(name).value:
+                overrides[key] = self.get_parameter(name).value
+        config = config.replace(**overrides) if overrides else config
+        path, source = resolve_model_path(config.model.path, _share_dir())
+        if source == "package share":
+            self.get_logger().info(f"model '{config.model.path}' not found in {os.getcwd()}; using the installed {path}")
+        return config.replace(model__path=path) if path != config.model.path else config
+
     def on_activate(self, state: State) -> TransitionCallbackReturn:
-        assert self.core is not None
-        cfg = self.core.config
-        for cam in cfg.cameras:
-            msgtype = "sensor_msgs/msg/CompressedImage" if cam.compressed else "sensor_msgs/msg/Image"
-            self._subs.append(self.create_subscription(rclpy_class(msgtype), cam.topic, self._callback(cam.topic), qos_profile_sensor_data))
-        self._subs.append(
-            self.create_subscription(rclpy_class("nav_msgs/msg/Odometry"), cfg.ego.odometry_topic, self._callback(cfg.ego.odometry_topic), QoSProfile(depth=50))
-        )
-        self.core.start()
-        return super().on_activate(state)
+        if self.core is None:
+            return TransitionCallbackReturn.FAILURE
+        try:
+            result = super().on_activate(state)  # enables the lifecycle publishers before anything publishes
+            cfg = self.core.config
+            for cam in cfg.cameras:
+                msgtype = "sensor_msgs/msg/CompressedImage" if cam.compressed else "sensor_msgs/msg/Image"
+                self._subs.append(self.create_subscription(rclpy_class(msgtype), cam.topic, self._callback(cam.topic), qos_profile_sensor_data))
+            odom = cfg.ego.odometry_topic
+            self._subs.append(self.create_subscription(rclpy_class("nav_msgs/msg/Odometry"), odom, self._callback(odom), _ODOMETRY_QOS))
+            self.core.start()
+        except Exception as exc:  # noqa: BLE001 - back to inactive with the reason logged
+            self.get_logger().error(f"activate failed: {exc}")
+            self._stop_io()
+            super().on_deactivate(state)
+            return TransitionCallbackReturn.FAILURE
+        self.get_logger().info("active")
+        return result
 
     def on_deactivate(self, state: State) -> TransitionCallbackReturn:
         self._stop_io()
@@ -125,16 +188,26 @@ class DriveNode(LifecycleNode):
         return TransitionCallbackReturn.SUCCESS
 
     def on_shutdown(self, state: State) -> TransitionCallbackReturn:
+        self.release_all()
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_error(self, state: State) -> TransitionCallbackReturn:
+        self.get_logger().error(f"error while in {state.label}: releasing the model and going back to unconfigured")
+        self.release_all()
+        return TransitionCallbackReturn.SUCCESS
+
+    def release_all(self) -> None:
+        """Stop everything and release the model (idempotent; also used when the process exits)."""
         self._stop_io()
         self._release()
-        return TransitionCallbackReturn.SUCCESS
 
     # -- wiring ---------------------------------------------------------------------------
 
     def _callback(self, topic: str) -> Any:
         def handle(msg: Any) -> None:
-            if self.core is not None:
-                self.core.on_message(topic, msg)
+            core = self.core
+            if core is not None:
+                core.on_message(topic, msg)
 
         return handle
 
@@ -152,35 +225,65 @@ class DriveNode(LifecycleNode):
 
     def _release(self) -> None:
         for pub in self._pubs.values():
-            self.destroy_publisher(pub)
+            self.destroy_lifecycle_publisher(pub)
         self._pubs.clear()
         self.core = None
         policy, self._policy = self._policy, None
         if policy is not None and hasattr(policy, "close"):
             policy.close()  # the policy process (inference.separate_process)
+        self._forward_logs(False)
+
+    def _forward_logs(self, on: bool) -> None:
+        package_logger = logging.getLogger("vla_ros")
+        if on and self._log_handler is None:
+            self._log_handler = RosLogHandler(self)
+            package_logger.addHandler(self._log_handler)
+            package_logger.setLevel(logging.INFO)
+            package_logger.propagate = False  # once on the ROS console, not twice
+        elif not on and self._log_handler is not None:
+            package_logger.removeHandler(self._log_handler)
+            package_logger.propagate = True
+            self._log_handler = None
 
 
-def main(argv: list[str] | None = None, autostart: bool = False) -> int:
+def main(argv: list[str] | None = None, autostart: bool = False, duration_s: float | None = None, status_every_s: float = 0.0) -> int:
     """Console script `drive_node`. Launch files configure and activate it through lifecycle
-    events; `vla-ros node --transport ros` passes autostart=True to do it here."""
+    events; `vla-ros node --transport ros` passes autostart=True to do it here. SIGINT and
+    SIGTERM end it cleanly (exit 0): the core stops and the policy process is closed."""
     rclpy.init(args=argv if argv is not None else sys.argv)
     node = DriveNode()
-    if autostart:
-        node.trigger_configure()
-        if node.core is None:
-            node.destroy_node()
-            rclpy.shutdown()
-            return 1
-        node.trigger_activate()
+    executor = SingleThreadedExecutor()
+    executor.add_node(node)
+    status = 0
     try:
-        rclpy.spin(node)
-    except KeyboardInterrupt:
-        pass
+        if autostart:
+            node.trigger_configure()
+            if node.core is None:
+                status = 1
+            else:
+                node.trigger_activate()
+        start = time.monotonic()
+        next_status = start + status_every_s
+        while status == 0 and rclpy.ok():
+            executor.spin_once(timeout_sec=0.1)
+            now = time.monotonic()
+            if duration_s is not None and now - start >= duration_s:
+                break
+            if status_every_s > 0 and now >= next_status and node.core is not None:
+                next_status = now + status_every_s
+                node.get_logger().info(node.core.status_line())
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass  # SIGINT / SIGTERM: rclpy has shut the context down; release below
     finally:
+        # A Ctrl-C reaches the node twice (the terminal's process group, then ros2 launch
+        # forwarding it): further SIGINT/SIGTERM must not interrupt the release.
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, signal.SIG_IGN)
+        node.release_all()
+        executor.remove_node(node)
         node.destroy_node()
-        if rclpy.ok():
-            rclpy.shutdown()
-    return 0
+        rclpy.try_shutdown()
+    return status
 
 
 if __name__ == "__main__":

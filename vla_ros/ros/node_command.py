@@ -64,9 +64,11 @@ def _run_rclpy(args: argparse.Namespace, config: object) -> int:
         raise CommandError("--transport ros needs ROS 2 (rclpy); source your ROS setup or use --transport dds") from exc
     from vla_ros.ros.drive_node import main as drive_main
 
-    ros_args = ["--ros-args", "-p", f"model:={config.model.path}", "-p", f"backend:={config.inference.backend}"]  # type: ignore[attr-defined]
+    model = config.model  # type: ignore[attr-defined]
+    ros_args = ["--ros-args", "-p", f"model:={model.path}", "-p", f"backend:={config.inference.backend}",  # type: ignore[attr-defined]
+                "-p", f"device:={model.device}"]
     if args.config:
         ros_args += ["-p", f"config:={args.config}"]
     if args.use_sim_time:
         ros_args += ["-p", "use_sim_time:=true"]
-    return drive_main(["drive_node", *ros_args], autostart=True)
+    return drive_main(["drive_node", *ros_args], autostart=True, duration_s=args.duration, status_every_s=args.status_every)

@@ -29,6 +29,7 @@ from vla_ros.control.controller import TrajectoryController
 from vla_ros.control.trajectory import OdomTrajectory, PlannedTrajectory
 from vla_ros.control.validation import RejectedOutput
 from vla_ros.ros import messages
+from vla_ros.ros.autoware_msgs import TRAJECTORY as AUTOWARE_TRAJECTORY
 from vla_ros.ros.autoware_msgs import autoware_trajectory
 from vla_ros.ros.clock import Clock, SimClock, Timer
 from vla_ros.ros.conversions import ego_state_from_odometry, latency_message, path_message
@@ -56,6 +57,16 @@ class PolicyLike(Protocol):
 
 
 Publish = Callable[[str, Any], None]
+
+# The message type of each output topic (config.outputs key -> type); every transport creates
+# its publishers from this table.
+OUTPUT_TYPES = {
+    "trajectory_topic": "nav_msgs/msg/Path",
+    "reasoning_topic": "std_msgs/msg/String",
+    "diagnostics_topic": "diagnostic_msgs/msg/DiagnosticArray",
+    "latency_topic": "std_msgs/msg/Float64MultiArray",
+    "autoware_trajectory_topic": AUTOWARE_TRAJECTORY,
+}
 
 
 class DriveNodeCore:
@@ -231,6 +242,16 @@ class DriveNodeCore:
         for key, n in self.pipeline.stats()["skipped_by_reason"].items():
             counts[key] = n
         return dict(sorted(counts.items()))
+
+    def status_line(self) -> str:
+        """One line for a console: what ran, what was skipped and why, latency, fallback."""
+        p50, p95 = self.latency_percentiles()
+        skipped = self.skipped_ticks()
+        lat = "n/a" if p50 is None else f"{p50:.0f}/{p95:.0f} ms"
+        return (
+            f"ticks run {self.ticks_run}, skipped {sum(skipped.values())} ({self.top_skips()}), published {self.published}, "
+            f"latency p50/p95 {lat}, fallback {'ACTIVE' if self.controller.fallback_active else 'off'}"
+        )
 
     def latency_percentiles(self) -> tuple[float | None, float | None]:
         values = list(self._latency_ms)

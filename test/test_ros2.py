@@ -1,0 +1,327 @@
+"""The drive node under a real ROS 2 (../shared/ros2 in CI, or any sourced distro): colcon build,
+`ros2 launch`, the lifecycle, parameters, signals, and our DDS transport and rclpy nodes on one
+graph. Every process here is real: colcon, the launch system, the rclpy node and its policy
+process, the ROS 2 CLI, `vla-ros play`, and a plain rclpy subscriber (test/ros2_probe.py).
+
+Skipped, visibly, where no ROS 2 is sourced (`source ../shared/ros2/activate` sets it up).
+"""
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+rclpy = pytest.importorskip("rclpy", reason="no ROS 2 (rclpy) sourced; `source ../shared/ros2/activate` to run these tests")
+if shutil.which("ros2") is None:
+    pytest.skip("no `ros2` CLI on PATH (source a ROS 2 setup)", allow_module_level=True)
+pytest.importorskip("colcon_core", reason="colcon is not installed (pip install colcon-common-extensions)")
+psutil = pytest.importorskip("psutil")
+
+START_TIMEOUT_S = 120.0  # a loaded 2-core machine: torch import + model load in the node and its policy process
+BAG_SECONDS = 16.0
+
+
+# -- helpers ---------------------------------------------------------------------------------
+
+
+def _domain() -> int:
+    return random.SystemRandom().randrange(20, 60)
+
+
+class Ws:
+    """A colcon workspace holding only this checkout, built once per test session."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.install = root / "install"
+
+    def env(self, domain: int) -> dict[str, str]:
+        env = dict(os.environ)
+        env["ROS_DOMAIN_ID"] = str(domain)
+        env["PYTHONUNBUFFERED"] = "1"
+        # `#!/usr/bin/env python3` scripts (ros2, lib/vla_ros/drive_node) must find this Python
+        env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+        return env
+
+    def cmd(self, *argv: str) -> list[str]:
+        """argv run with the workspace's install/setup.bash sourced, as a user would."""
+        return ["bash", "-c", f'source "{self.install}/setup.bash" && exec "$@"', "vla_ros_test", *argv]
+
+    def run(self, *argv: str, domain: int, timeout: float = 60.0, cwd: Path | None = None) -> subprocess.CompletedProcess:
+        return subprocess.run(self.cmd(*argv), env=self.env(domain), capture_output=True, text=True, timeout=timeout, cwd=cwd)
+
+    def start(self, *argv: str, domain: int, log: Path, cwd: Path | None = None) -> subprocess.Popen:
+        out = open(log, "w")
+        return subprocess.Popen(self.cmd(*argv), env=self.env(domain), stdout=out, stderr=subprocess.STDOUT, cwd=cwd,
+                                start_new_session=True)
+
+
+@pytest.fixture(scope="session")
+def ws(tmp_path_factory: pytest.TempPathFactory) -> Ws:
+    root = tmp_path_factory.mktemp("colcon_ws")
+    (root / "src").mkdir()
+    (root / "src" / "vla_ros").symlink_to(ROOT)
+    env = Ws(root).env(0)
+    out = subprocess.run([sys.executable, "-m", "colcon", "build", "--packages-select", "vla_ros"], cwd=root, env=env,
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    return Ws(root)
+
+
+@pytest.fixture(scope="session")
+def drive_bag(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("bags") / "drive"
+    res = subprocess.run([sys.executable, "-m", "vla_ros.cli", "sim", "record", "--out", str(out), "--duration", str(BAG_SECONDS),
+                          "--width", "128", "--height", "64", "--seed", "7"], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    return out
+
+
+class Probe:
+    """test/ros2_probe.py in its own process; its JSON lines collected by a reader thread."""
+
+    def __init__(self, ws: Ws, domain: int, seconds: float, log: Path, trajectory: str = "/vla/trajectory") -> None:
+        self.lines: list[dict] = []
+        self.log = log
+        self.proc = subprocess.Popen(ws.cmd(sys.executable, str(ROOT / "test" / "ros2_probe.py"), "--seconds", str(seconds),
+                                            "--trajectory", trajectory),
+                                     env=ws.env(domain), stdout=subprocess.PIPE, stderr=open(log, "w"), text=True)
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
+        wait_for(lambda: any(m["topic"] == "ready" for m in list(self.lines)), 60, "the rclpy probe to start")
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            try:
+                self.lines.append(json.loads(line))
+            except json.JSONDecodeError:
+                pass
+
+    def of(self, topic: str, since: float = 0.0) -> list[dict]:
+        return [m for m in list(self.lines) if m["topic"] == topic and m["t"] >= since]
+
+    def close(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+def wait_for(pred: Callable[[], bool], timeout: float, what: str, log: Path | None = None) -> None:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if pred():
+            return
+        time.sleep(0.2)
+    tail = "" if log is None or not log.exists() else "\nlog:\n" + log.read_text()[-4000:]
+    pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}{tail}")
+
+
+def lifecycle_state(ws: Ws, domain: int, node: str = "/drive_node") -> str:
+    res = ws.run("ros2", "lifecycle", "get", "--no-daemon", node, domain=domain)
+    return res.stdout.split(" ")[0].strip() if res.returncode == 0 else f"<error: {res.stderr.strip()[-200:]}>"
+
+
+def lifecycle_set(ws: Ws, domain: int, transition: str, node: str = "/drive_node", timeout: float = START_TIMEOUT_S) -> subprocess.CompletedProcess:
+    return ws.run("ros2", "lifecycle", "set", "--no-daemon", node, transition, domain=domain, timeout=timeout)
+
+
+def policy_processes(pid: int) -> list[psutil.Process]:
+    """The node's spawned policy processes (multiprocessing children)."""
+    try:
+        children = psutil.Process(pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        return []
+    return [c for c in children if "spawn_main" in " ".join(c.cmdline())]
+
+
+def stop(proc: subprocess.Popen, sig: int = signal.SIGINT, timeout: float = 30.0) -> int:
+    if proc.poll() is None:
+        os.kill(proc.pid, sig)
+    try:
+        return proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+        pytest.fail(f"process did not end within {timeout:.0f} s of signal {sig}")
+
+
+def node_argv(ws: Ws, *params: str) -> list[str]:
+    """The node as launch starts it: the installed lib/vla_ros/drive_node with --ros-args."""
+    args: list[str] = [str(ws.install / "vla_ros" / "lib" / "vla_ros" / "drive_node"), "--ros-args"]
+    for p in params:
+        args += ["-p", p]
+    return args
+
+
+# -- tests ----------------------------------------------------------------------------------
+
+
+def test_colcon_build_installs_the_node_launch_config_and_model(ws: Ws) -> None:
+    prefix = ws.install / "vla_ros"
+    assert os.access(prefix / "lib" / "vla_ros" / "drive_node", os.X_OK)  # ros2 run / launch look here
+    assert (prefix / "bin" / "vla-ros").exists()
+    share = prefix / "share" / "vla_ros"
+    for rel in ("package.xml", "launch/drive.launch.py", "config/drive.yaml", "models/drive-tiny/config.json",
+                "models/drive-tiny/model.safetensors"):
+        assert (share / rel).is_file(), rel
+    res = ws.run("ros2", "pkg", "executables", "vla_ros", domain=_domain())
+    assert "vla_ros drive_node" in res.stdout, res.stdout + res.stderr
+    res = ws.run("vla-ros", "--version", domain=_domain())
+    assert res.returncode == 0, res.stderr
+
+
+def test_launch_replayed_bag_in_path_out_heard_by_rclpy_ros2_cli_and_dds(ws: Ws, drive_bag: Path, tmp_path: Path) -> None:
+    """`ros2 launch` with autostart reaches active, finds the bundled model in the package share
+    (run from an empty directory), follows /clock from `vla-ros play --clock`, and publishes
+    Paths that an rclpy node, `ros2 topic echo` and our DDS transport all receive; diagnostics
+    are heard; then a camera stops and the fallback engages."""
+    domain = _domain()
+    log = tmp_path / "launch.log"
+    launch = ws.start("ros2", "launch", "vla_ros", "drive.launch.py", "use_sim_time:=true", domain=domain, log=log, cwd=tmp_path)
+    probe = Probe(ws, domain, seconds=240, log=tmp_path / "probe.log")
+    play = None
+    try:
+        wait_for(lambda: lifecycle_state(ws, domain) == "active", START_TIMEOUT_S, "drive_node to become active", log)
+        assert "using the installed" in log.read_text()  # the model came from share/vla_ros/models
+        echo = subprocess.Popen(ws.cmd("ros2", "topic", "echo", "--no-daemon", "--once", "/vla/trajectory", "nav_msgs/msg/Path"),
+                                env=ws.env(domain), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        dds_echo = subprocess.Popen(ws.cmd("vla-ros", "topic", "echo", "/vla/trajectory", "--type", "nav_msgs/msg/Path", "--qos", "default",
+                                           "--count", "1", "--json"),
+                                    env=ws.env(domain), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        t_play = time.monotonic()
+        play = ws.start("vla-ros", "play", "--bag", str(drive_bag), "--clock", "--start-delay", "1", domain=domain, log=tmp_path / "play.log")
+        wait_for(lambda: len(probe.of("path", t_play)) >= 3, 90, "Paths at the rclpy probe", log)
+        path = probe.of("path", t_play)[-1]
+        assert path["frame_id"] == "odom" and path["n_poses"] > 10
+        assert 1000e9 <= path["stamp_ns"] <= (1000 + BAG_SECONDS + 5) * 1e9  # sim time from the bag's /clock
+        out, _ = echo.communicate(timeout=60)
+        assert "frame_id: odom" in out and "poses:" in out, out[-2000:]
+        dds_out, _ = dds_echo.communicate(timeout=60)
+        assert '"frame_id": "odom"' in dds_out, dds_out[-2000:]
+        wait_for(lambda: len(probe.of("diagnostics", t_play)) >= 2, 30, "/diagnostics at the rclpy probe", log)
+        diags = probe.of("diagnostics")
+        names = set(diags[-1]["statuses"])
+        assert {"vla_ros: model", "vla_ros: inputs", "vla_ros: inference", "vla_ros: control"} <= names
+        assert int(diags[-1]["statuses"]["vla_ros: inference"]["values"]["ticks_run"]) > 0
+        assert stop(play) == 0
+
+        # the same drive again without the front camera: the clock jumps back, the inputs go stale
+        t_cut = time.monotonic()
+        topics = [t for t in ("/cameras/cross_left/image_raw/compressed", "/cameras/cross_right/image_raw/compressed",
+                              "/cameras/front_tele/image_raw/compressed", "/ego/odom")]
+        play = ws.start("vla-ros", "play", "--bag", str(drive_bag), "--clock", "--topics", *topics, domain=domain, log=tmp_path / "play2.log")
+
+        def fallback() -> bool:
+            recent = probe.of("diagnostics", t_cut)
+            return any(d["statuses"]["vla_ros: control"]["values"].get("fallback_active") == "true"
+                       and d["statuses"]["vla_ros: inputs"]["level"] == 1 for d in recent)
+
+        wait_for(fallback, 60, "the fallback after the front camera stopped", log)
+        assert stop(play) == 0
+        play = None
+    finally:
+        if play is not None:
+            stop(play)
+        probe.close()
+        rc = stop(launch)
+    text = log.read_text()
+    assert rc == 0, text[-3000:]
+    assert "Traceback" not in text, text[-4000:]
+    assert "process has finished cleanly" in text
+
+
+def test_lifecycle_walk_parameters_namespace_and_one_policy_process(ws: Ws, tmp_path: Path) -> None:
+    """configure / activate / deactivate / cleanup / configure again with `ros2 lifecycle set`;
+    a transition from the wrong state is refused; -p overrides (an int for a float key) are
+    accepted and listed; in a namespace the topics move; never more than one policy process."""
+    domain = _domain()
+    log = tmp_path / "node.log"
+    node = ws.start(*node_argv(ws, "model:=random:tiny", "inference.rate_hz:=4"), "-r", "__ns:=/car1", domain=domain, log=log, cwd=tmp_path)
+    name = "/car1/drive_node"
+    try:
+        wait_for(lambda: lifecycle_state(ws, domain, name) == "unconfigured", 60, "the node to come up", log)
+        res = lifecycle_set(ws, domain, "activate", name)
+        assert "Transitioning successful" not in res.stdout
+        assert lifecycle_state(ws, domain, name) == "unconfigured"  # activate from unconfigured is refused, as ROS refuses it
+        assert policy_processes(node.pid) == []
+        for transition, state, n_policy in (("configure", "inactive", 1), ("activate", "active", 1), ("deactivate", "inactive", 1),
+                                            ("cleanup", "unconfigured", 0), ("configure", "inactive", 1)):
+            res = lifecycle_set(ws, domain, transition, name)
+            assert res.returncode == 0 and "Transitioning successful" in res.stdout, res.stdout + res.stderr + log.read_text()[-2000:]
+            assert lifecycle_state(ws, domain, name) == state
+            wait_for(lambda n=n_policy: len(policy_processes(node.pid)) == n, 30, f"{n_policy} policy process(es) after {transition}", log)
+        res = ws.run("ros2", "param", "get", "--no-daemon", name, "inference.rate_hz", domain=domain)
+        assert res.returncode == 0 and "value is: 4" in res.stdout, res.stdout + res.stderr  # an int, accepted for a float key
+        res = ws.run("ros2", "param", "list", "--no-daemon", name, domain=domain)
+        for key in ("frames.tolerance_s", "ego.odometry_topic", "outputs.trajectory_topic", "model", "use_sim_time"):
+            assert key in res.stdout, key
+        res = ws.run("ros2", "param", "get", "--no-daemon", name, "outputs.trajectory_topic", domain=domain)
+        assert "/car1/vla/trajectory" in res.stdout, res.stdout
+        res = lifecycle_set(ws, domain, "activate", name)
+        assert "Transitioning successful" in res.stdout
+        topics = ws.run("ros2", "topic", "list", "--no-daemon", domain=domain).stdout.split()
+        assert "/car1/vla/trajectory" in topics and "/car1/ego/odom" in topics and "/diagnostics" in topics, topics
+    finally:
+        rc = stop(node, signal.SIGTERM)
+    text = log.read_text()
+    assert rc == 0 and "Traceback" not in text, text[-3000:]
+    assert policy_processes(node.pid) == []
+
+
+@pytest.mark.parametrize(
+    "params, words",
+    [
+        (["model:=random:tiny", "frames.tolerance_s:=-1.0"], "frames.tolerance_s"),
+        (["model:=/nonexistent/checkpoint"], "/nonexistent/checkpoint"),
+        (["model:=random:tiny", "outputs.trajectory_topic:=bad//name"], "outputs.trajectory_topic"),
+    ],
+)
+def test_bad_configuration_leaves_the_node_unconfigured_with_the_reason(ws: Ws, tmp_path: Path, params: list[str], words: str) -> None:
+    domain = _domain()
+    log = tmp_path / "node.log"
+    node = ws.start(*node_argv(ws, *params), domain=domain, log=log, cwd=tmp_path)
+    try:
+        wait_for(lambda: lifecycle_state(ws, domain) == "unconfigured", 60, "the node to come up", log)
+        res = lifecycle_set(ws, domain, "configure")
+        assert "Transitioning successful" not in res.stdout
+        assert lifecycle_state(ws, domain) == "unconfigured"
+        wait_for(lambda: "configure failed" in log.read_text(), 30, "the reason on the ROS logger", log)
+        line = next(ln for ln in log.read_text().splitlines() if "configure failed" in ln)
+        assert words in line and "[ERROR]" in line, line
+        assert policy_processes(node.pid) == []
+    finally:
+        rc = stop(node, signal.SIGINT)
+    assert rc == 0 and "Traceback" not in log.read_text()
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_signals_end_an_active_node_cleanly(ws: Ws, tmp_path: Path, sig: int) -> None:
+    """`vla-ros node --transport ros` (autostart): SIGINT or SIGTERM -> exit 0, no traceback, the
+    policy process gone."""
+    domain = _domain()
+    log = tmp_path / "node.log"
+    node = ws.start("vla-ros", "node", "--transport", "ros", "--model", "random:tiny", "--status-every", "1", domain=domain, log=log, cwd=tmp_path)
+    wait_for(lambda: "] active" in log.read_text() or "]: active" in log.read_text(), START_TIMEOUT_S, "the node to become active", log)
+    wait_for(lambda: "ticks run" in log.read_text(), 30, "a status line (--status-every on --transport ros)", log)
+    children = policy_processes(node.pid)
+    assert len(children) == 1
+    rc = stop(node, sig)
+    text = log.read_text()
+    assert rc == 0, text[-3000:]
+    assert "Traceback" not in text and "Exception" not in text, text[-3000:]
+    assert not any(c.is_running() and c.status() != psutil.STATUS_ZOMBIE for c in children)
