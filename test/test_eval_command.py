@@ -116,6 +116,15 @@ def test_prediction_bag_contents(main_run) -> None:
         assert info.message_counts[topic] == 3, topic
     assert info.topic_types["/vla/trajectory"] == "nav_msgs/msg/Path"
     assert info.topic_types["/vla/reasoning"] == "std_msgs/msg/String"
+    # odom -> base_link on /tf with every odometry message, equal to the odometry pose
+    assert info.message_counts["/tf"] == 451
+    odom = [x.msg for x in read_messages(bag, ["/ego/odom"])][100]
+    (tf,) = [x.msg for x in read_messages(bag, ["/tf"])][100].transforms
+    assert (tf.header.frame_id, tf.child_frame_id) == ("odom", "base_link") and tf.header.stamp == odom.header.stamp
+    assert tf.transform.translation.x == odom.pose.pose.position.x and tf.transform.rotation.z == odom.pose.pose.orientation.z
+    # the file's embedded rosbag2 metadata names the file itself, not a temporary one
+    raw = bag.read_bytes()
+    assert b"relative_file_paths:\n- predictions.mcap" in raw and b".writing" not in raw and b"tmpdir" not in raw
     by_topic: dict[str, list] = {}
     for msg in read_messages(bag, ["/vla/trajectory", "/vla/ground_truth_path"]):
         by_topic.setdefault(msg.topic, []).append(msg.msg)

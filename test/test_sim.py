@@ -62,6 +62,7 @@ def test_topics_types_and_rates(bag: Path) -> None:
     expected[CFG.ego.odometry_topic] = ("nav_msgs/msg/Odometry", int(DURATION * 50) + 1)
     expected[GROUND_TRUTH_TOPIC] = ("std_msgs/msg/String", int(DURATION * 10) + 1)
     expected["/tf_static"] = ("tf2_msgs/msg/TFMessage", 1)
+    expected["/tf"] = ("tf2_msgs/msg/TFMessage", int(DURATION * 50) + 1)  # odom -> base_link with each odometry message
     assert {t: (info.topic_types[t], info.message_counts[t]) for t in info.topic_types} == expected
     assert info.start_ns == 1000 * 10**9  # fixed sim epoch
     assert info.duration_s == pytest.approx(DURATION)
@@ -70,6 +71,9 @@ def test_topics_types_and_rates(bag: Path) -> None:
     for m in read_messages(bag):
         if m.topic == GROUND_TRUTH_TOPIC:
             stamps.setdefault(m.topic, []).append(json.loads(m.msg.data)["stamp_ns"])
+        elif m.topic == "/tf":
+            st = m.msg.transforms[0].header.stamp
+            assert st.sec * 10**9 + st.nanosec == m.log_time_ns
         elif m.topic != "/tf_static":
             st = m.msg.header.stamp
             assert st.sec * 10**9 + st.nanosec == m.log_time_ns

@@ -11,8 +11,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 from rosbags.highlevel import AnyReader
+from rosbags.interfaces import Qos, QosDurability, QosHistory, QosLiveliness, QosReliability, QosTime
 from rosbags.rosbag2 import StoragePlugin, Writer
 
+from vla_ros.config import resolve_topic
 from vla_ros.ros.messages import TYPESTORE
 
 BagFormat = Literal["mcap", "sqlite3"]
@@ -85,6 +87,31 @@ def read_messages(path: str | Path, topics: Iterable[str] | None = None) -> Iter
         reader.close()
 
 
+# rosbag2 metadata version 8 is Jazzy's own, and the newest whose `offered_qos_profiles` is a
+# YAML string, which Humble's reader requires (it reads the fields it knows, up to version 5's).
+BAG_VERSION = 8
+TF_STATIC_TOPIC = "/tf_static"
+_UNSET = QosTime(0, 0)  # deadline/lifespan/lease "unspecified": the middleware's default (infinite)
+
+
+def offered_qos(topic: str) -> Qos:
+    """The QoS a bag records as offered for `topic`, which `ros2 bag play` then offers: reliable
+    (heard by reliable and best-effort subscribers alike), keep last 10; /tf_static transient
+    local, keep last 1, as tf2's static broadcaster offers it, so late subscribers get it."""
+    latched = topic == TF_STATIC_TOPIC
+    return Qos(
+        history=QosHistory.KEEP_LAST,
+        depth=1 if latched else 10,
+        reliability=QosReliability.RELIABLE,
+        durability=QosDurability.TRANSIENT_LOCAL if latched else QosDurability.VOLATILE,
+        deadline=_UNSET,
+        lifespan=_UNSET,
+        liveliness=QosLiveliness.AUTOMATIC,
+        liveliness_lease_duration=_UNSET,
+        avoid_ros_namespace_conventions=False,
+    )
+
+
 class BagWriter:
     """A rosbag2 writer that registers each topic on first use.
 
@@ -101,7 +128,7 @@ class BagWriter:
         plugin = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}.get(fmt)
         if plugin is None:
             raise BagError(f"unknown bag format '{fmt}' (mcap or sqlite3)")
-        self._writer = Writer(self.path, version=9, storage_plugin=plugin)
+        self._writer = Writer(self.path, version=BAG_VERSION, storage_plugin=plugin)
         self._connections: dict[str, Any] = {}
 
     def __enter__(self) -> "BagWriter":
@@ -112,17 +139,14 @@ class BagWriter:
         self._writer.close()
 
     def write(self, topic: str, msg: Any, log_time_ns: int) -> None:
-        conn = self._connections.get(topic)
-        if conn is None:
-            conn = self._writer.add_connection(topic, msg.__msgtype__, typestore=TYPESTORE)
-            self._connections[topic] = conn
-        self._writer.write(conn, log_time_ns, TYPESTORE.serialize_cdr(msg, msg.__msgtype__))
+        self.write_raw(topic, msg.__msgtype__, TYPESTORE.serialize_cdr(msg, msg.__msgtype__), log_time_ns)
 
     def write_raw(self, topic: str, msgtype: str, data: bytes, log_time_ns: int) -> None:
         """Write already-serialized CDR bytes (paths built from arrays; deliberately corrupt test records)."""
+        topic = resolve_topic(topic)  # bags hold fully qualified names (a Config() built in code has relative ones)
         conn = self._connections.get(topic)
         if conn is None:
-            conn = self._writer.add_connection(topic, msgtype, typestore=TYPESTORE)
+            conn = self._writer.add_connection(topic, msgtype, typestore=TYPESTORE, offered_qos_profiles=[offered_qos(topic)])
             self._connections[topic] = conn
         self._writer.write(conn, log_time_ns, data)
 

@@ -107,6 +107,7 @@ def write_pattern_bag(
 
     `keep(camera_index, frame_number)` can drop individual frames. Returns messages per topic.
     """
+    config = config.resolve_topics()  # bags hold absolute topic names
     rng = np.random.default_rng(spec.seed)
     start_ns = round(spec.start_s * 1e9)
     events: list[tuple[int, int, str, object]] = []  # (log time, order, topic, message)

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from vla_ros.replay.evaluator import TickRecord
 
 GROUND_TRUTH_TOPIC = "/vla/ground_truth_path"
+TF_TOPIC = "/tf"
 BASELINE_TOPIC_PREFIX = "/vla/baseline/"
 
 
@@ -52,6 +53,9 @@ def write_prediction_bag(
     """Write `path` (a .mcap file, replaced if present). Returns messages per topic."""
     out = Path(path)
     events: list[tuple[int, int, str, Any]] = [(m.log_time_ns, 0, odometry_topic, m.msg) for m in odometry if m.msg is not None]
+    # odom -> base_link on /tf, so Foxglove/RViz place the car (and the input bag's cameras) in odom
+    events += [(m.log_time_ns, 0, TF_TOPIC, messages.odometry_tf(m.msg)) for m in odometry
+               if getattr(m.msg, "__msgtype__", "") == "nav_msgs/msg/Odometry"]  # a misconfigured topic may hold anything
     for rec in records:
         xyz, yaw = _local_path(rec, rec.pred_xyz[0], rec.pred_rot[0] if rec.pred_rot is not None else None)
         events.append((rec.tick_ns, 1, trajectory_topic, _path_msg(rec.t0_ns, rec.dt_s, frame_id, xyz, yaw)))
@@ -63,9 +67,13 @@ def write_prediction_bag(
         if rec.reasoning is not None:
             events.append((rec.tick_ns, 9, reasoning_topic, messages.string(rec.reasoning)))
     events.sort(key=lambda e: (e[0], e[1]))
-    tmp = out.with_name(out.name + ".tmpdir")
-    if tmp.exists():
-        shutil.rmtree(tmp)
+    # rosbags names the storage file after its directory and records that name in the file's
+    # embedded metadata: write into <tmp>/<stem>/<stem>.mcap so the name is the final one.
+    tmp_root = out.with_name(f".{out.name}.writing")
+    if tmp_root.exists():
+        shutil.rmtree(tmp_root)
+    tmp = tmp_root / out.stem
+    tmp_root.mkdir(parents=True)
     counts: dict[str, int] = {}
     with BagWriter(tmp, "mcap") as bag:
         for log_ns, _, topic, msg in events:
@@ -81,5 +89,5 @@ def write_prediction_bag(
         out.unlink()
     out.parent.mkdir(parents=True, exist_ok=True)
     shutil.move(str(written), str(out))
-    shutil.rmtree(tmp)
+    shutil.rmtree(tmp_root)
     return counts

@@ -141,6 +141,14 @@ def tf_message(transforms: Sequence[Any]) -> Any:
     return _T["tf2_msgs/msg/TFMessage"](transforms=list(transforms))
 
 
+def odometry_tf(odom: Any) -> Any:
+    """The transform an odometry message states (header.frame_id -> child_frame_id, e.g. odom ->
+    base_link) as a /tf message, so viewers can place the car and its cameras in the odom frame."""
+    p, q = odom.pose.pose.position, odom.pose.pose.orientation
+    stamp_ns = odom.header.stamp.sec * 1_000_000_000 + odom.header.stamp.nanosec
+    return tf_message([transform_stamped(stamp_ns, odom.header.frame_id, odom.child_frame_id, (p.x, p.y, p.z), (q.x, q.y, q.z, q.w))])
+
+
 def camera_info(stamp_ns: int, frame_id: str, width: int, height: int, fx: float, fy: float, cx: float, cy: float) -> Any:
     """Pinhole CameraInfo without distortion ("plumb_bob" with zero coefficients)."""
     k = np.array([fx, 0, cx, 0, fy, cy, 0, 0, 1], dtype=np.float64)

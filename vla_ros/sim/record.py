@@ -5,6 +5,7 @@ Topics (camera topics and the odometry topic come from the config):
   <camera info topic>               sensor_msgs/CameraInfo, same stamps as the images
   <ego.odometry_topic>              nav_msgs/Odometry, 50 Hz, frame `odom`, child `base_link`
   /tf_static                        tf2_msgs/TFMessage, once: base_link -> every `<name>_optical`
+  /tf                               tf2_msgs/TFMessage, with each odometry message: odom -> base_link
   /sim/ground_truth                 std_msgs/String (JSON, see labels.py), 10 Hz
 
 Header stamps equal log times: sim time from a fixed epoch (`start_s`), so the same seed and
@@ -35,6 +36,7 @@ ODOM_HZ = 50.0
 GROUND_TRUTH_HZ = 10.0
 GROUND_TRUTH_TOPIC = "/sim/ground_truth"
 TF_STATIC_TOPIC = "/tf_static"
+TF_TOPIC = "/tf"
 SIZE_MULTIPLE = 8  # JPEG blocks, reduced-scale decoding (1/2, 1/4, 1/8) and the renderer's stride
 MAX_SPEED = 34.0  # m/s, upper bound of any speed the planner allows (for road length)
 
@@ -187,6 +189,7 @@ def record(
                     x, y, yaw, v, _, yaw_rate = (float(c) for c in timeline.ego[idx, :6])
                     msg = messages.odometry(t, (x, y, 0.0), yaw_to_quat(yaw), (v, 0.0, 0.0), (0.0, 0.0, yaw_rate), ego_cfg.frame_id, ego_cfg.child_frame_id)
                     write(bag, ego_cfg.odometry_topic, msg, t)
+                    write(bag, TF_TOPIC, messages.odometry_tf(msg), t)
                 elif kind == 2:
                     write(bag, GROUND_TRUTH_TOPIC, messages.string(ground_truth_json(timeline, idx)), t)
                 else:
