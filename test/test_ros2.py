@@ -243,6 +243,7 @@ def test_launch_replayed_bag_in_path_out_heard_by_rclpy_ros2_cli_and_dds(ws: Ws,
     assert rc == 0, text[-3000:]
     assert "Traceback" not in text, text[-4000:]
     assert "process has finished cleanly" in text
+    assert "not activated" not in text  # nothing published before the lifecycle publishers were enabled
 
 
 def test_lifecycle_walk_parameters_namespace_and_one_policy_process(ws: Ws, tmp_path: Path) -> None:
@@ -276,6 +277,20 @@ def test_lifecycle_walk_parameters_namespace_and_one_policy_process(ws: Ws, tmp_
         assert "Transitioning successful" in res.stdout
         topics = ws.run("ros2", "topic", "list", "--no-daemon", domain=domain).stdout.split()
         assert "/car1/vla/trajectory" in topics and "/car1/ego/odom" in topics and "/diagnostics" in topics, topics
+        # a best-effort odometry publisher (as many drivers offer) is heard
+        pub = ws.start("ros2", "topic", "pub", "-r", "20", "--qos-reliability", "best_effort", "/car1/ego/odom", "nav_msgs/msg/Odometry",
+                       "{header: {stamp: now, frame_id: odom}, child_frame_id: base_link, pose: {pose: {orientation: {w: 1.0}}}}",
+                       domain=domain, log=tmp_path / "pub.log")
+        try:
+            def odometry_heard() -> bool:
+                res = ws.run("ros2", "topic", "echo", "--no-daemon", "--once", "/diagnostics", "diagnostic_msgs/msg/DiagnosticArray",
+                             domain=domain, timeout=30)
+                lines = res.stdout.splitlines()
+                return any("input_age_s/odometry" in ln and "never" not in lines[i + 1] for i, ln in enumerate(lines[:-1]))
+
+            wait_for(odometry_heard, 60, "odometry from a best-effort publisher in the diagnostics", log)
+        finally:
+            stop(pub)
     finally:
         rc = stop(node, signal.SIGTERM)
     text = log.read_text()
@@ -325,3 +340,21 @@ def test_signals_end_an_active_node_cleanly(ws: Ws, tmp_path: Path, sig: int) ->
     assert rc == 0, text[-3000:]
     assert "Traceback" not in text and "Exception" not in text, text[-3000:]
     assert not any(c.is_running() and c.status() != psutil.STATUS_ZOMBIE for c in children)
+    # the core's own log lines reach the ROS logger (console and /rosout), tagged with the node
+    assert any("[WARN]" in ln and "[drive_node]" in ln and "safe fallback engaged" in ln for ln in text.splitlines()), text[-2000:]
+    assert "not activated" not in text  # publishers were enabled before the core's first message
+
+
+def test_duration_ends_the_ros_node_by_itself(ws: Ws, tmp_path: Path) -> None:
+    domain = _domain()
+    log = tmp_path / "node.log"
+    node = ws.start("vla-ros", "node", "--transport", "ros", "--model", "random:tiny", "--device", "cpu", "--duration", "3",
+                    domain=domain, log=log, cwd=tmp_path)
+    try:
+        rc = node.wait(START_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        stop(node)
+        pytest.fail("--duration did not end the node:\n" + log.read_text()[-2000:])
+    text = log.read_text()
+    assert rc == 0 and "Traceback" not in text, text[-2000:]
+    assert "(torch, cpu)" in text  # --device reached the node as its `device` parameter
