@@ -36,10 +36,6 @@ class Discovery:
     range: str
     static_peers: tuple[str, ...] = ()
 
-    @property
-    def loopback_only(self) -> bool:
-        return self.range in ("OFF", "LOCALHOST", "LEGACY_LOCALHOST")
-
 
 def discovery_from_env(env: Mapping[str, str] | None = None) -> Discovery:
     env = os.environ if env is None else env
