@@ -3,12 +3,13 @@ of road around the ego, and boxes (vehicles, signs) with their materials."""
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from vla_ros.sim.road import DASH_PERIOD, SIGN_D, STEP, Road
-from vla_ros.sim.world import Timeline
+from vla_ros.sim.world import Timeline, VehicleSnap
 
 WINDOW_BEHIND = 80.0  # m of road kept behind the ego
 WINDOW_AHEAD = 800.0
@@ -100,11 +101,14 @@ def _to_ego(x: float, y: float, yaw: float, ex: float, ey: float, eyaw: float) -
 
 
 def build_scene(timeline: Timeline, t_ns: int) -> Scene:
-    road = timeline.plan.road
-    ego = timeline.ego_at(t_ns)
+    return scene_at(timeline.plan.road, t_ns, timeline.ego_at(t_ns), timeline.traffic_at(t_ns))
+
+
+def scene_at(road: Road, t_ns: int, ego: dict[str, float], traffic: Sequence[VehicleSnap]) -> Scene:
+    """The scene for an ego state ({"x", "y", "yaw", "s", ...}) and the vehicles around it."""
     ex, ey, eyaw, es = ego["x"], ego["y"], ego["yaw"], ego["s"]
     boxes: list[Box] = []
-    for veh in timeline.traffic_at(t_ns):
+    for veh in traffic:
         x, y, yaw = _to_ego(veh.x, veh.y, veh.yaw, ex, ey, eyaw)
         color = CAR_COLORS[veh.color % len(CAR_COLORS)]
         body_h = 0.55 * veh.height if veh.length < 6 else 0.9 * veh.height

@@ -1,6 +1,7 @@
 """Simulating a planned world at a fixed step: the ego and its expert, traffic, spawning.
 
-`simulate` runs the whole recording up front (it is cheap next to rendering) and returns a
+`WorldStepper` advances the world one step at a time (the closed-loop rollout drives its ego);
+`simulate` runs the whole recording up front with the expert (it is cheap next to rendering) and returns a
 `Timeline`: the ego's state at every step and the traffic at every step. Rendering, odometry,
 ground truth and labels read from it; labels may look into the future (the action a sentence
 names is the one the ego actually takes next). States between steps are interpolated, so the
@@ -9,6 +10,7 @@ trajectory does not depend on the camera rate.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -122,39 +124,57 @@ def leader_of(s_front: float, d: float, half_width: float, vehicles: list[Vehicl
     return best
 
 
-def simulate(plan: WorldPlan, duration_s: float, seed: int, start_ns: int) -> Timeline:
-    """Run the world for `duration_s` seconds (plus nothing else: callers add any margin)."""
-    road = plan.road
-    rng = np.random.default_rng([seed, 2])
-    driver = ExpertDriver(road, rng)
-    x, y, h = road.pose(EGO_START_S, lane_d(0))
-    ego = EgoState(x, y, h, 0.0, s=EGO_START_S, d=lane_d(0))
-    ego.v = 0.9 * driver.plan_speed(ego)
-    n = int(round(duration_s * 1e9 / STEP_NS)) + 1
-    dt = STEP_NS / 1e9
-    rows = np.empty((n, len(EGO_FIELDS)))
-    reasons = np.empty(n, dtype=np.int8)
-    traffic: list[tuple[VehicleSnap, ...]] = []
-    vehicles: list[Vehicle] = []
-    pending = list(plan.spawns)
-    next_id = 1
-    for k in range(n):
-        t = k * dt
-        # Record the state at t first: row k is the world at start + k * STEP.
-        rows[k] = (ego.x, ego.y, ego.yaw, ego.v, ego.a, ego.yaw_rate, ego.s, ego.d, ego.steer)
+EgoControl = Callable[[EgoState, float, "tuple[float, float, Vehicle] | None"], tuple[float, float]]
+
+
+class WorldStepper:
+    """The world advanced one STEP_NS at a time: spawning, traffic (which reacts to the ego), then
+    the ego. The ego is driven by the world's expert, or by `step(control=...)`: a function of
+    (ego state, t, leader) -> (acceleration command, steering command) applied through the same
+    vehicle model. `simulate` runs it with the expert for a whole recording; the closed-loop
+    rollout steps it with the node's published trajectory."""
+
+    def __init__(self, plan: WorldPlan, seed: int) -> None:
+        self.plan = plan
+        self.road = road = plan.road
+        self.driver = ExpertDriver(road, np.random.default_rng([seed, 2]))
+        x, y, h = road.pose(EGO_START_S, lane_d(0))
+        self.ego = EgoState(x, y, h, 0.0, s=EGO_START_S, d=lane_d(0))
+        self.ego.v = 0.9 * self.driver.plan_speed(self.ego)
+        self.vehicles: list[Vehicle] = []
+        self.pending = list(plan.spawns)
+        self.next_id = 1
+        self.k = 0  # steps taken; the state is the world at k * STEP_NS
+        self.reason = "free"  # what set the expert's speed at the last step it drove
+
+    def ego_row(self) -> tuple[float, ...]:
+        ego = self.ego
+        return (ego.x, ego.y, ego.yaw, ego.v, ego.a, ego.yaw_rate, ego.s, ego.d, ego.steer)
+
+    def snapshot(self) -> tuple[VehicleSnap, ...]:
+        road = self.road
         snaps = []
-        for veh in vehicles:
+        for veh in self.vehicles:
             vx, vy, vyaw = veh.pose(road)
             snaps.append(
                 VehicleSnap(veh.vid, veh.spawn.role, vx, vy, vyaw, veh.v, veh.a, veh.s, veh.d, veh.spawn.length, veh.spawn.width,
                             veh.spawn.height, veh.spawn.color, veh.changing_lane, veh.lane)
             )
-        traffic.append(tuple(snaps))
+        return tuple(snaps)
 
+    def leader(self) -> tuple[float, float, Vehicle] | None:
+        """(gap, speed, vehicle) of what drives ahead of the ego in its path, or None."""
+        return leader_of(ego_front_s(self.ego.s), self.ego.d, EGO_WIDTH / 2, self.vehicles)
+
+    def step(self, control: EgoControl | None = None) -> None:
+        """Advance the world by one step; the ego by the expert (None) or by `control`."""
+        road, ego, vehicles = self.road, self.ego, self.vehicles
+        dt = STEP_NS / 1e9
+        t = self.k * dt
         front = ego_front_s(ego.s)
         # Spawning: when the ego reaches the trigger and the spot is free.
-        while pending and ego.s >= pending[0].trigger_s:
-            sp = pending[0]
+        while self.pending and ego.s >= self.pending[0].trigger_s:
+            sp = self.pending[0]
             if sp.gap >= 0:
                 s_new = front + sp.gap + sp.length / 2
             else:
@@ -163,11 +183,11 @@ def simulate(plan: WorldPlan, duration_s: float, seed: int, start_ns: int) -> Ti
             free = all(abs(v.s - s_new) > 30.0 or not v.occupies(d_new, sp.width / 2) for v in vehicles)
             if not free and ego.s < sp.trigger_s + 300.0:
                 break  # try again next step
-            pending.pop(0)
+            self.pending.pop(0)
             if free:
                 v_new = max(sp.speed_of_ego * ego.v + sp.speed_add, 0.0)
-                vehicles.append(Vehicle(next_id, sp, s_new, v_new, d_new, sp.lane, target_v=v_new, step_started=t))
-                next_id += 1
+                vehicles.append(Vehicle(self.next_id, sp, s_new, v_new, d_new, sp.lane, target_v=v_new, step_started=t))
+                self.next_id += 1
 
         # Traffic first (it sees the ego as a possible leader), then the ego.
         updates = []
@@ -180,17 +200,37 @@ def simulate(plan: WorldPlan, duration_s: float, seed: int, start_ns: int) -> Ti
             updates.append((veh, lg, lv, veh.s - veh.length / 2 - front))
         for veh, lg, lv, ego_gap in updates:
             veh.update(t, dt, road, ego_gap, lg, lv)
-        vehicles = [
+        self.vehicles = vehicles = [
             v for v in vehicles
             if -90.0 < v.s - ego.s < 260.0 and not (v.leaving and v.s - ego.s > 180.0)
         ]
 
-        if k % PLAN_EVERY == 0:
-            driver.plan_speed(ego)
-        driver.step_noise(dt)
         lead = leader_of(front, ego.d, EGO_WIDTH / 2, vehicles)
-        a_cmd, steer_cmd = driver.control(ego, dt, lead[0] if lead else None, lead[1] if lead else 0.0)
-        reasons[k] = REASONS.index(driver.reason)
+        if control is None:
+            driver = self.driver
+            if self.k % PLAN_EVERY == 0:
+                driver.plan_speed(ego)
+            driver.step_noise(dt)
+            a_cmd, steer_cmd = driver.control(ego, dt, lead[0] if lead else None, lead[1] if lead else 0.0)
+            self.reason = driver.reason
+        else:
+            a_cmd, steer_cmd = control(ego, t, lead)
         step_bicycle(ego, a_cmd, steer_cmd, dt)
         ego.s, ego.d = road.project(ego.x, ego.y, ego.s + ego.v * dt)
+        self.k += 1
+
+
+def simulate(plan: WorldPlan, duration_s: float, seed: int, start_ns: int) -> Timeline:
+    """Run the world for `duration_s` seconds (plus nothing else: callers add any margin)."""
+    world = WorldStepper(plan, seed)
+    n = int(round(duration_s * 1e9 / STEP_NS)) + 1
+    rows = np.empty((n, len(EGO_FIELDS)))
+    reasons = np.empty(n, dtype=np.int8)
+    traffic: list[tuple[VehicleSnap, ...]] = []
+    for k in range(n):
+        # Record the state at t first: row k is the world at start + k * STEP.
+        rows[k] = world.ego_row()
+        traffic.append(world.snapshot())
+        world.step()
+        reasons[k] = REASONS.index(world.reason)
     return Timeline(plan, start_ns, rows, reasons, traffic)
