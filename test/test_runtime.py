@@ -30,7 +30,7 @@ def tick():
 @pytest.fixture(scope="module")
 def reference(policy, tick):
     """Transformers-only prefill of the same tick (every image encoded, DynamicCache)."""
-    inputs = baseline_inputs(policy.model, policy.prompts, tick.images, tick.history_xyz, policy.device, policy.dtype)
+    inputs = baseline_inputs(policy.model, policy.model.prompt_builder(policy.tokenizer), tick.images, tick.history_xyz, policy.device, policy.dtype)
     return baseline_prefill(policy.model, inputs)
 
 
@@ -235,7 +235,7 @@ def test_bfloat16_denoise_equals_bfloat16_baseline(policy):
     tick = synthetic_inputs(0, **HW)
     noise = _noise(1).to(torch.bfloat16)
     ours = bf.denoise(bf.prefill(tick, reasoning_budget=0), noise=noise, steps=10).float()
-    base = baseline_prefill(bf.model, baseline_inputs(bf.model, bf.prompts, tick.images, tick.history_xyz, bf.device, bf.dtype))
+    base = baseline_prefill(bf.model, baseline_inputs(bf.model, bf.model.prompt_builder(bf.tokenizer), tick.images, tick.history_xyz, bf.device, bf.dtype))
     ref = baseline_denoise(bf.model, base, noise, bf.model.schedule(10)).float()
     assert float((ours - ref).abs().max()) <= 2e-2
     out = bf.act(tick, noise=noise, steps=2)

@@ -13,13 +13,13 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import torch
 
-    from vla_ros.model.kv_expert import KVExpertVLA
+    from vla_ros.model.families.kv_expert import KVExpertVLA
     from vla_ros.model.text_tokenizer import TextTokenizer
 
 _LAZY = {
     "ActionStats": "action_space", "UnicycleAccelCurvature": "action_space",
     "CheckpointError": "checkpoint", "load_checkpoint": "checkpoint", "save_checkpoint": "checkpoint",
-    "VLAConfig": "config", "KVExpertVLA": "kv_expert", "TextTokenizer": "text_tokenizer",
+    "VLAConfig": "config", "KVExpertVLA": "families.kv_expert", "TextTokenizer": "text_tokenizer",
     "UnknownPresetError": "presets", "build_preset": "presets", "is_preset": "presets", "preset_names": "presets",
 }
 

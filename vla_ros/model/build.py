@@ -9,7 +9,7 @@ from transformers.initialization import no_init_weights
 
 from vla_ros.model.action_space import ActionStats
 from vla_ros.model.config import VLAConfig
-from vla_ros.model.kv_expert import KVExpertVLA
+from vla_ros.model.families import family_class
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16,
           "fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
@@ -46,16 +46,18 @@ def cast_parameters(model: torch.nn.Module, device: str | torch.device, dtype: t
 
 
 def build_model(config: VLAConfig, stats: ActionStats | None = None, *, device: str | torch.device = "cpu",
-                dtype: torch.dtype = torch.float32, seed: int | None = 0) -> KVExpertVLA:
-    """seed=None: no initialization (weights are loaded afterwards). Otherwise the same seed,
-    device and dtype always give the same weights."""
+                dtype: torch.dtype = torch.float32, seed: int | None = 0) -> torch.nn.Module:
+    """The network of the family `config.architecture` names. seed=None: no initialization
+    (weights are loaded afterwards). Otherwise the same seed, device and dtype always give the
+    same weights."""
+    family = family_class(config.architecture)
     dev = torch.device(device)
     if seed is None:
         with torch.device(dev), default_dtype(dtype), no_init_weights():
-            return KVExpertVLA(config, stats).eval()
+            return family(config, stats).eval()
     fork = [dev.index or 0] if dev.type == "cuda" else []
     with torch.random.fork_rng(devices=fork, device_type=dev.type if dev.type != "cpu" else "cuda"):
         torch.manual_seed(seed)
         with torch.device(dev), default_dtype(dtype):
-            model = KVExpertVLA(config, stats)
+            model = family(config, stats)
     return model.eval()

@@ -22,7 +22,7 @@ from safetensors.torch import save_file
 from vla_ros.model.action_space import ActionStats
 from vla_ros.model.build import build_model
 from vla_ros.model.config import ModelConfigError, VLAConfig
-from vla_ros.model.kv_expert import KVExpertVLA
+from vla_ros.model.families import UnknownFamilyError
 from vla_ros.model.text_tokenizer import TextTokenizer, TokenizerError
 
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
@@ -38,7 +38,7 @@ def _names(keys: list[str]) -> str:
     return shown + (f" (+{len(keys) - _LIST_LIMIT} more)" if len(keys) > _LIST_LIMIT else "")
 
 
-def save_checkpoint(model: KVExpertVLA, tokenizer: TextTokenizer, path: str | Path, card: str | None = None) -> Path:
+def save_checkpoint(model: torch.nn.Module, tokenizer: TextTokenizer, path: str | Path, card: str | None = None) -> Path:
     """Write the checkpoint directory (created if needed). Returns its path."""
     out = Path(path)
     out.mkdir(parents=True, exist_ok=True)
@@ -108,7 +108,7 @@ def check_state_keys(expected: dict[str, tuple[int, ...]], found: dict[str, tupl
         raise CheckpointError(f"'{where}' does not match its config.json: " + "; ".join(problems))
 
 
-def load_checkpoint(path: str | Path, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32) -> tuple[KVExpertVLA, TextTokenizer]:
+def load_checkpoint(path: str | Path, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32) -> tuple[torch.nn.Module, TextTokenizer]:
     root = Path(path)
     if root.is_file():
         if root.suffix in PICKLE_SUFFIXES:
@@ -130,7 +130,10 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu", dtype:
         raise CheckpointError(str(exc)) from exc
     files = _weight_files(root)
     found = read_shapes(files)
-    model = build_model(config, stats, device=device, dtype=dtype, seed=None)  # weights come from the file
+    try:
+        model = build_model(config, stats, device=device, dtype=dtype, seed=None)  # weights come from the file
+    except (ModelConfigError, UnknownFamilyError) as exc:
+        raise CheckpointError(f"'{root / 'config.json'}': {exc}") from exc
     expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     check_state_keys(expected, found, str(root))
     vocab = config.vlm["text_config"].get("vocab_size", 0)

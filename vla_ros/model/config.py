@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-ARCHITECTURES = ("kv_expert",)  # `joint_mot`, `cross_attn` come later and share the runtime kernel
+from vla_ros.model.families import family_names, is_known
+
 FLOW_DIRECTIONS = ("noise_to_data", "data_to_noise")
 FLOW_GRIDS = ("uniform", "cosine")
 
@@ -173,7 +174,8 @@ class VLAConfig:
     name: str = ""
 
     def __post_init__(self) -> None:
-        _check(self.architecture in ARCHITECTURES, "architecture", f"got {self.architecture!r}, supported: {ARCHITECTURES}")
+        # The family registry (vla_ros/model/families/): one module per architecture.
+        _check(is_known(self.architecture), "architecture", f"got {self.architecture!r}, known: {family_names()}")
         _check(isinstance(self.vlm, dict) and "text_config" in self.vlm, "vlm", "must be a Qwen3-VL config with text_config")
         for f in ("action_space", "flow", "action_proj", "history", "image", "prompt"):
             getattr(self, f).validate()

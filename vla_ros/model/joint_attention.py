@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 from transformers.models.qwen3_vl.modeling_qwen3_vl import apply_rotary_pos_emb, eager_attention_forward
 
-from vla_ros.model.kv_expert import KVExpertVLA
+from vla_ros.model.families.kv_expert import KVExpertVLA
 from vla_ros.model.vision_batched import image_features
 
 

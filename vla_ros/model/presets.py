@@ -19,7 +19,7 @@ from vla_ros.model.text_tokenizer import TextTokenizer, build_byte_tokenizer, sp
 if TYPE_CHECKING:  # torch and the network code load in build_preset: preset_config stays cheap
     import torch
 
-    from vla_ros.model.kv_expert import KVExpertVLA
+    from vla_ros.model.families.kv_expert import KVExpertVLA
 
 PRESET_PREFIX = "random:"
 

@@ -11,10 +11,11 @@ from typing import Any
 _EXPORTS = {
     "Context": "vla_ros.runtime.context",
     "StaleContextError": "vla_ros.runtime.context",
-    "NonFiniteOutputError": "vla_ros.runtime.inputs",
+    "NonFiniteOutputError": "vla_ros.runtime.output",
     "PolicyInputError": "vla_ros.runtime.inputs",
     "PolicyInputs": "vla_ros.runtime.inputs",
-    "PolicyOutput": "vla_ros.runtime.inputs",
+    "PolicyOutput": "vla_ros.runtime.output",
+    "Timings": "vla_ros.runtime.output",
     "KVCapacityError": "vla_ros.runtime.kv_buffers",
     "Policy": "vla_ros.runtime.policy",
 }

@@ -3,7 +3,7 @@ benchmark baseline:
 
 - prefill: one transformers forward over the processed prompt with every image encoded, K/V in
   a transformers DynamicCache;
-- denoise: per step, the transformers expert is called with `past_key_values=cache`, 3D
+- denoise: per step, the transformers expert is called with the cache, 3D
   position ids continuing after the prompt and a 4D mask (action tokens see everything), then
   the cache is cropped back to the prompt (`cache.crop`); samples repeat the cache per sample.
 """
@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from transformers import DynamicCache
 
-from vla_ros.model import KVExpertVLA
+from vla_ros.model.families.kv_expert import CACHE_ARG, KVExpertVLA
 from vla_ros.model.flow_matching import FlowSchedule
 from vla_ros.model.prompt import PromptBuilder
 
@@ -44,10 +44,10 @@ def baseline_inputs(model: KVExpertVLA, prompts: PromptBuilder, images: np.ndarr
 def baseline_prefill(model: KVExpertVLA, inputs: dict) -> BaselinePrefix:
     model.vlm.model.rope_deltas = None  # transformers keeps this between calls
     cache = DynamicCache(config=model.vlm_config)
-    out = model.vlm(**inputs, past_key_values=cache, use_cache=True)
+    out = model.vlm(**inputs, **{CACHE_ARG: cache}, use_cache=True)
     length = int(inputs["input_ids"].shape[1])
     delta = int(model.vlm.model.rope_deltas.reshape(-1)[0])
-    return BaselinePrefix(cache=out.past_key_values, length=length, next_position=length + delta,
+    return BaselinePrefix(cache=cache, length=length, next_position=length + delta,
                           logits=out.logits[:, -1].float(), inputs=inputs)
 
 
@@ -67,7 +67,7 @@ def baseline_denoise(model: KVExpertVLA, prefix: BaselinePrefix, noise: torch.Te
     for i, dt in enumerate(schedule.dts):
         tt = torch.full((s,), schedule.times[i], device=dev)
         emb = model.action_in_proj(x, tt)
-        out = model.expert(inputs_embeds=emb, position_ids=position_ids, past_key_values=cache,
+        out = model.expert(inputs_embeds=emb, position_ids=position_ids, **{CACHE_ARG: cache},
                            attention_mask=mask, use_cache=True, is_causal=False)
         cache.crop(-t)
         x = x + dt * model.action_out_proj(out.last_hidden_state[:, -t:])

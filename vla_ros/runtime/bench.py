@@ -9,7 +9,7 @@ machine load affects both alike):
   baseline_prefill_ms: one transformers forward over the processed prompt with every image
   encoded, K/V in a DynamicCache (the released code's path);
 - denoise_ms / baseline_denoise_ms: `steps` Euler steps for `samples` samples (baseline: the
-  transformers expert with past_key_values + crop per step, cache repeated per sample);
+  transformers expert on a DynamicCache + crop per step, cache repeated per sample);
 - reasoning_ms_per_token / baseline_reasoning_ms_per_token: greedy decoding on our buffers vs a
   transformers forward per token on a DynamicCache;
 - step FLOPs, achieved GFLOP/s of the denoise loop and the prefill, beside a large matmul's.
@@ -23,6 +23,7 @@ from typing import Any
 
 import torch
 
+from vla_ros.model.families.kv_expert import CACHE_ARG
 from vla_ros.runtime.baseline import baseline_denoise, baseline_inputs, baseline_prefill
 from vla_ros.runtime.policy import Policy
 from vla_ros.runtime.synthetic import synthetic_inputs
@@ -92,7 +93,7 @@ def run_bench(model: str, device: str = "cpu", dtype: str | None = None, steps: 
     ctx = policy.prefill(ticks[0], reasoning_budget=0)
     policy.denoise(ctx, noise=noise, steps=steps)
     policy.denoise(ctx, noise=noise1, steps=steps)
-    b_inputs = baseline_inputs(policy.model, policy.prompts, ticks[0].images, ticks[0].history_xyz, dev, policy.dtype)
+    b_inputs = baseline_inputs(policy.model, policy.model.prompt_builder(policy.tokenizer), ticks[0].images, ticks[0].history_xyz, dev, policy.dtype)
     base = baseline_prefill(policy.model, b_inputs)
     baseline_denoise(policy.model, base, noise, sched)
 
@@ -103,11 +104,11 @@ def run_bench(model: str, device: str = "cpu", dtype: str | None = None, steps: 
         t0 = time.perf_counter()
         ctx = policy.prefill(tick, reasoning_budget=0)
         ours_prefill.append((time.perf_counter() - t0) * 1e3)
-        vision.append(ctx.timings_ms["vision_ms"])
+        vision.append(ctx.timings.vision_ms)
         ours_dn.append(_time(lambda: policy.denoise(ctx, noise=noise, steps=steps), dev))
         if samples > 1:
             ours_dn1.append(_time(lambda: policy.denoise(ctx, noise=noise1, steps=steps), dev))
-        b_in = baseline_inputs(policy.model, policy.prompts, tick.images, tick.history_xyz, dev, policy.dtype)
+        b_in = baseline_inputs(policy.model, policy.model.prompt_builder(policy.tokenizer), tick.images, tick.history_xyz, dev, policy.dtype)
         t0 = time.perf_counter()
         base = baseline_prefill(policy.model, b_in)
         _sync(dev)
@@ -122,7 +123,7 @@ def run_bench(model: str, device: str = "cpu", dtype: str | None = None, steps: 
     # equivalence on the last tick ---------------------------------------------------------
     ctx = policy.prefill(ticks[repeats], reasoning_budget=reasoning_tokens)
     ours = policy.denoise(ctx, noise=noise, steps=steps)
-    b_in = baseline_inputs(policy.model, policy.prompts, ticks[repeats].images, ticks[repeats].history_xyz, dev, policy.dtype)
+    b_in = baseline_inputs(policy.model, policy.model.prompt_builder(policy.tokenizer), ticks[repeats].images, ticks[repeats].history_xyz, dev, policy.dtype)
     base = baseline_prefill(policy.model, b_in)
     ref = baseline_denoise(policy.model, base, noise, sched)
     max_abs_diff = float((ours.float() - ref.float()).abs().max())
@@ -184,7 +185,7 @@ def _baseline_decode(policy: Policy, base: Any, n: int) -> None:
     tok = torch.tensor([[policy.tokenizer.ids.reasoning_start]], device=policy.device)
     for i in range(n):
         pos = torch.full((3, 1, 1), base.next_position + i, device=policy.device)
-        out = policy.model.vlm(input_ids=tok, position_ids=pos, past_key_values=base.cache, use_cache=True)
+        out = policy.model.vlm(input_ids=tok, position_ids=pos, **{CACHE_ARG: base.cache}, use_cache=True)
         tok = out.logits[:, -1:].argmax(-1)
     base.cache.crop(-n)
 

@@ -5,6 +5,8 @@ from dataclasses import dataclass, field
 
 import torch
 
+from vla_ros.runtime.output import Timings
+
 
 class StaleContextError(RuntimeError):
     """A Context from an older prefill: its K/V have been overwritten by a newer tick."""
@@ -30,6 +32,6 @@ class Context:
     history_rot: torch.Tensor
     t0_ns: int | None = None
     reasoning_ids: list[int] = field(default_factory=list)
-    timings_ms: dict[str, float] = field(default_factory=dict)
+    timings: Timings = field(default_factory=Timings)
     vision_encoded: int = 0
     vision_reused: int = 0

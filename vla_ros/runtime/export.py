@@ -32,7 +32,7 @@ import torch
 
 import vla_ros
 from vla_ros.model.build import cast_parameters, parse_dtype
-from vla_ros.model.kv_expert import KVExpertVLA
+from vla_ros.model.families.kv_expert import KVExpertVLA
 from vla_ros.runtime import onnx_graphs
 from vla_ros.runtime.onnx_graphs import DenoiseStepGraph, EmbedGraph, PrefillGraph, VisionGraph
 

@@ -1,7 +1,7 @@
-"""What a policy takes and gives: validated inputs and the PolicyOutput of `act`."""
+"""What a policy takes: the inputs of one tick and their validation (outputs: `output.py`)."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -9,10 +9,6 @@ import numpy as np
 
 class PolicyInputError(ValueError):
     """An input to the policy has the wrong count, shape, dtype or non-finite values."""
-
-
-class NonFiniteOutputError(RuntimeError):
-    """The policy produced NaN or inf; the output is never returned."""
 
 
 @dataclass(frozen=True)
@@ -63,26 +59,3 @@ def validate_inputs(inp: PolicyInputs, num_cameras: int, num_frames: int, histor
     if inp.camera_names is not None and len(inp.camera_names) != images.shape[0]:
         raise PolicyInputError(f"{len(inp.camera_names)} camera names for {images.shape[0]} views")
     return images, xyz, rot
-
-
-@dataclass
-class PolicyOutput:
-    """One tick's result, in the t0 ego frame (x forward, y left, z up), stamped t0.
-
-    xyz (S, T, 3) and rot (S, T, 3, 3) float64 for S samples of T waypoints (dt apart, first at
-    t0 + dt); actions (S, T, 2) physical (acceleration m/s^2, curvature 1/m); timings_ms per stage.
-    """
-
-    xyz: np.ndarray
-    rot: np.ndarray
-    actions: np.ndarray
-    t0_ns: int | None
-    dt: float
-    reasoning: str | None = None
-    timings_ms: dict[str, float] = field(default_factory=dict)
-    vision_encoded: int = 0
-    vision_reused: int = 0
-
-    @property
-    def num_samples(self) -> int:
-        return int(self.xyz.shape[0])

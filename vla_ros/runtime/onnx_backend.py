@@ -25,11 +25,12 @@ import torch
 
 from vla_ros.model import KVExpertVLA, TextTokenizer, load_model
 from vla_ros.model.build import parse_dtype
+from vla_ros.model.family import ImageEmbedding
 from vla_ros.runtime.context import Context, StaleContextError
+from vla_ros.runtime.output import Timings
 from vla_ros.runtime.export import (DEFAULT_OPSET, CorruptExportError, ExportError, dtype_name, ensure_export,
                                     model_hash, remove_export)
 from vla_ros.runtime.policy import Policy
-from vla_ros.runtime.vision_cache import ImageEmbedding
 
 TRT_EP, CUDA_EP, CPU_EP = "TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"
 
@@ -214,19 +215,17 @@ class OnnxRuntimePolicy(Policy):
         return Context(epoch=self._epoch, length=length, prompt_length=length, next_position=next_position,
                        logits=torch.from_numpy(logits).float(), history_xyz=torch.from_numpy(xyz),
                        history_rot=torch.from_numpy(rot), t0_ns=inp.t0_ns,
-                       timings_ms={"vision_ms": (t1 - t0) * 1e3, "prefill_ms": (t2 - t1) * 1e3},
+                       timings=Timings(vision_ms=(t1 - t0) * 1e3, prefill_ms=(t2 - t1) * 1e3),
                        vision_encoded=encoded, vision_reused=v * f - encoded)
 
     def prefill_inputs(self, embeds: list[ImageEmbedding], xyz: np.ndarray) -> tuple[dict[str, np.ndarray], int]:
         """The prompt for these image embeddings and history -> prefill.onnx feeds (image tokens
         scattered into the text embeddings, DeepStack features dense with zeros elsewhere) and
         the rotary position of the first action token."""
-        bins = self.model.history_tokenizer.encode(xyz)
-        prompt = self.prompts.build(len(embeds), embeds[0].tokens.shape[0], bins)
+        prompt = self.model.prefix_plan(embeds, xyz, self.tokenizer)
         ids = prompt.input_ids
-        grid = torch.tensor([e.grid_thw for e in embeds], dtype=torch.long)
         with torch.inference_mode():
-            positions, _ = self.model.vlm.model.get_rope_index(ids, prompt.mm_token_type_ids, image_grid_thw=grid)
+            positions = self.model.prompt_positions(prompt, embeds, torch.device("cpu"))
         emb = self.embed_tokens(ids.numpy().astype(np.int64))
         image = (ids[0] == self.model.vlm_config.image_token_id).numpy()
         emb[0, image] = torch.cat([e.tokens for e in embeds]).numpy().astype(emb.dtype)
@@ -310,7 +309,7 @@ class OnnxRuntimePolicy(Policy):
             io.bind_ortvalue_input("dt", dts[i])
             sess.run_with_iobinding(io)
         out = bufs[n % 2].numpy().copy()
-        context.timings_ms["denoise_ms"] = (time.perf_counter() - t0) * 1e3
+        context.timings.denoise_ms = (time.perf_counter() - t0) * 1e3
         return torch.from_numpy(out)
 
     def velocity(self, context: Context, x: torch.Tensor, t: float) -> torch.Tensor:

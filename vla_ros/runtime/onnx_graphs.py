@@ -29,7 +29,7 @@ import math
 import torch
 from torch import nn
 
-from vla_ros.model.kv_expert import KVExpertVLA
+from vla_ros.model.families.kv_expert import KVExpertVLA
 
 # Additive bias of masked keys: large and finite (a row with every key masked stays finite).
 _MASKED = -1e30

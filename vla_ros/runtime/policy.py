@@ -1,13 +1,14 @@
 """`Policy`: prefill -> Context (K/V in preallocated buffers), reason(context) -> text,
 denoise(context) -> actions, act(stack) -> PolicyOutput. Torch backend; no ROS.
 
-Per tick:
-1. vision: only images not in the (camera, stamp) cache are preprocessed and encoded;
-2. prefill: the VLM runs once over the prompt, writing its K/V straight into the buffers;
-3. reasoning (optional): greedy/sampled decoding on the cache, trajectory tokens masked;
+The network is any model family (`vla_ros.model.family.Family`); this file holds what they all
+share. Per tick:
+1. vision: only images not in the (camera, stamp) cache are encoded by the family;
+2. prefill: the family runs its prefix once, writing its K/V straight into the buffers;
+3. reasoning (optional, families with text): decoding on the cache, masked tokens never decoded;
 4. denoise: masks and rotary tables for the action tokens are built once, then N Euler steps of
-   the lean expert kernel (eager, or one CUDA graph on CUDA); samples share the prefix cache;
-5. the actions are integrated into a trajectory; NaN/inf anywhere raises.
+   the family's suffix layers (eager, or one CUDA graph on CUDA); samples share the prefix cache;
+5. the family decodes the actions (a trajectory or an action chunk); NaN/inf anywhere raises.
 """
 from __future__ import annotations
 
@@ -18,27 +19,25 @@ from typing import Any
 
 import numpy as np
 import torch
-from transformers.models.qwen3_vl.modeling_qwen3_vl import BaseModelOutputWithDeepstackFeatures
 
-from vla_ros.model import KVExpertVLA, TextTokenizer, load_model
+from vla_ros.model import TextTokenizer, load_model
 from vla_ros.model.build import parse_dtype
-from vla_ros.model.flow_matching import FlowSchedule
-from vla_ros.model.prompt import PromptBuilder
-from vla_ros.model.vision_batched import image_features
+from vla_ros.model.family import DecodedActions, Family, ImageEmbedding
+from vla_ros.model.flow_matching import FlowSchedule, flow_schedule
 from vla_ros.runtime.context import Context, StaleContextError
 from vla_ros.runtime.cuda_graph import DenoiseGraph
 from vla_ros.runtime.expert_kernel import ExpertKernel
-from vla_ros.runtime.inputs import (NonFiniteOutputError, PolicyInputError, PolicyInputs, PolicyOutput,
-                                    validate_inputs)
+from vla_ros.runtime.inputs import PolicyInputError, PolicyInputs, validate_inputs
 from vla_ros.runtime.kv_buffers import KVBuffers, KVCapacityError
+from vla_ros.runtime.output import NonFiniteOutputError, PolicyOutput, Timings
 from vla_ros.runtime.start_noise import start_noise
-from vla_ros.runtime.vision_cache import ImageEmbedding, VisionEmbeddingCache
+from vla_ros.runtime.vision_cache import VisionEmbeddingCache
 
 BACKENDS = ("torch", "onnxruntime", "tensorrt")  # the latter two: onnx_backend.py, tensorrt_backend.py
 
 
 class Policy:
-    def __init__(self, model: KVExpertVLA, tokenizer: TextTokenizer, *, cuda_graph: bool | None = None,
+    def __init__(self, model: Family, tokenizer: TextTokenizer, *, cuda_graph: bool | None = None,
                  max_samples: int = 8, max_reasoning_tokens: int = 64, vision_cache_size: int = 64,
                  compile: bool = False) -> None:
         self.model = model.eval()
@@ -46,8 +45,7 @@ class Policy:
         self.config = model.config
         p = next(model.parameters())
         self.device, self.dtype = p.device, p.dtype
-        self.prompts = PromptBuilder(tokenizer)
-        self.kernel = ExpertKernel(model.expert)
+        self.kernel = ExpertKernel(model.suffix_layers(), model.suffix_norm)
         if compile:  # optional; unverified on GPU in this repository
             self.kernel.forward = torch.compile(self.kernel.forward, dynamic=False)  # type: ignore[method-assign]
         self.use_cuda_graph = (self.device.type == "cuda") if cuda_graph is None else bool(cuda_graph)
@@ -59,9 +57,7 @@ class Policy:
         self.kv: KVBuffers | None = None
         self._schedules: dict[int, tuple[FlowSchedule, torch.Tensor]] = {}
         self._graphs: dict[tuple[int, int, int], DenoiseGraph] = {}
-        ids = tokenizer.ids
-        self._suppress = torch.zeros(model.text_config.vocab_size, dtype=torch.bool, device=self.device)
-        self._suppress[ids.traj_first:ids.traj_first + ids.traj_count] = True  # no trajectory tokens in text
+        self._suppress = model.text_logit_mask(tokenizer)  # None: the family has no text decoder
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -87,15 +83,16 @@ class Policy:
     @property
     def image_size_hw(self) -> tuple[int, int]:
         """The model's input image size; frames decoded to this size are not resized again."""
-        return self.model.image_preprocessor.model_input_hw
+        return self.model.image_size_hw
 
     @property
     def num_waypoints(self) -> int:
-        return self.config.action_space.num_waypoints
+        """Action tokens per sample (T)."""
+        return self.model.action_shape[0]
 
     @property
     def action_dim(self) -> int:
-        return self.config.action_space.action_dim
+        return self.model.action_shape[1]
 
     def _sync(self) -> None:
         if self.device.type == "cuda":
@@ -130,15 +127,11 @@ class Policy:
 
     def encode_uncached(self, images: np.ndarray) -> list[ImageEmbedding]:
         """The vision tower on images uint8 (N, H, W, 3), one embedding each (backends override this)."""
-        pixels, grid = self.model.image_preprocessor(images, device=self.device)
-        out = image_features(self.model.vlm.model, pixels.to(self.dtype), grid.to(self.device))
-        return [ImageEmbedding(tokens=out.pooler_output[j], deepstack=tuple(d[j] for d in out.deepstack_features),
-                               grid_thw=tuple(int(g) for g in grid[j])) for j in range(len(images))]
+        return self.model.encode_images(images, self.device, self.dtype)
 
     def _buffers(self, capacity: int) -> KVBuffers:
-        tc = self.model.text_config
         suffix = self.max_samples * self.num_waypoints
-        args = (tc.num_hidden_layers, tc.num_key_value_heads, tc.head_dim, capacity, suffix, self.device, self.dtype)
+        args = (*self.model.cache_shape(), capacity, suffix, self.device, self.dtype)
         if self.kv is None or not self.kv.fits(*args):
             # Round up so a slightly longer prompt next tick does not reallocate (and re-capture).
             rounded = (capacity + 63) // 64 * 64
@@ -169,30 +162,19 @@ class Policy:
             t0 = self._now()
             embeds, encoded = self.encode_images(images.reshape(v * f, h, w, 3), keys)
             t1 = self._now()
-            bins = self.model.history_tokenizer.encode(xyz)
-            n_tok = embeds[0].tokens.shape[0]
-            prompt = self.prompts.build(v * f, n_tok, bins)
-            length = prompt.length
+            plan = self.model.prefix_plan(embeds, xyz, self.tokenizer)
+            length = plan.length
             kv = self._buffers(length + budget)
             kv.reset()
-            ids = prompt.input_ids.to(self.device)
-            types = prompt.mm_token_type_ids.to(self.device)
-            grid = torch.tensor([e.grid_thw for e in embeds], dtype=torch.long, device=self.device)
-            positions, _ = self.model.vlm.model.get_rope_index(ids, types, image_grid_thw=grid)
-            text_pos = torch.arange(length, device=self.device).view(1, 1, -1)
-            mm = BaseModelOutputWithDeepstackFeatures(
-                pooler_output=tuple(e.tokens for e in embeds),
-                deepstack_features=[tuple(e.deepstack[k] for e in embeds) for k in range(len(embeds[0].deepstack))])
             cache = kv.cache()
-            out = self.model.vlm(input_ids=ids, position_ids=torch.cat([text_pos, positions], dim=0),
-                                 past_key_values=cache, use_cache=True, image_grid_thw=grid,
-                                 mm_token_type_ids=types, mm_encoder_outputs={"image": mm}, logits_to_keep=1)
-            cache.commit()
+            result = self.model.prefill(plan, embeds, cache)
+            if cache.commit() != length:
+                raise RuntimeError(f"the family's prefill cached {kv.length} tokens, its plan said {length}")
             t2 = self._now()
-        return Context(epoch=kv.epoch, length=length, prompt_length=length, next_position=int(positions.max()) + 1,
-                       logits=out.logits[:, -1].float(), history_xyz=torch.from_numpy(xyz),
+        return Context(epoch=kv.epoch, length=length, prompt_length=length, next_position=result.next_position,
+                       logits=result.logits, history_xyz=torch.from_numpy(xyz),
                        history_rot=torch.from_numpy(rot), t0_ns=inp.t0_ns,
-                       timings_ms={"vision_ms": (t1 - t0) * 1e3, "prefill_ms": (t2 - t1) * 1e3},
+                       timings=Timings(vision_ms=(t1 - t0) * 1e3, prefill_ms=(t2 - t1) * 1e3),
                        vision_encoded=encoded, vision_reused=v * f - encoded)
 
     def _check(self, context: Context) -> KVBuffers:
@@ -207,6 +189,8 @@ class Policy:
         masked). Every decoded token is appended to the cache, so the expert then attends to the
         reasoning. Advances `context` in place; returns the text."""
         kv = self._check(context)
+        if self._suppress is None or context.logits is None:
+            raise PolicyInputError(f"model family {self.config.architecture!r} has no text decoder to reason with")
         end = self.tokenizer.ids.reasoning_end
         new: list[int] = []
         with torch.inference_mode():
@@ -223,21 +207,17 @@ class Policy:
                 else:
                     tok = int(_sample(scores / max(temperature, 1e-5), top_p, generator))
                 new.append(tok)
-                pos = torch.full((4, 1, 1), context.next_position, dtype=torch.long, device=self.device)
-                pos[0] = context.length
-                out = self.model.vlm(input_ids=torch.tensor([[tok]], device=self.device), position_ids=pos,
-                                     past_key_values=cache, use_cache=True, logits_to_keep=1)
+                logits = self.model.decode_token(tok, context.length, context.next_position, cache)
                 kv.length = cache.commit()
                 context.length += 1
                 context.next_position += 1
-                logits = out.logits[:, -1].float()
                 if tok == end:
                     break
             context.logits = logits
             context.reasoning_ids.extend(new)
             dt = (self._now() - t0) * 1e3
-        context.timings_ms["reasoning_ms"] = context.timings_ms.get("reasoning_ms", 0.0) + dt
-        context.timings_ms["reasoning_tokens"] = float(len(context.reasoning_ids))
+        context.timings.reasoning_ms = (context.timings.reasoning_ms or 0.0) + dt
+        context.timings.reasoning_tokens = len(context.reasoning_ids)
         return self.tokenizer.decode(new, skip_special_tokens=True)
 
     # ------------------------------------------------------------------ denoising
@@ -245,51 +225,51 @@ class Policy:
         """The flow schedule and its precomputed time terms (steps, mid), cached per step count."""
         n = int(steps if steps is not None else self.config.flow.steps)
         if n not in self._schedules:
-            sched = self.model.schedule(n)
+            sched = flow_schedule(self.config.flow, n)
             with torch.inference_mode():
                 t = torch.tensor(sched.times, device=self.device, dtype=torch.float32)
-                self._schedules[n] = (sched, self.model.action_in_proj.time_term(t))
+                self._schedules[n] = (sched, self.model.time_terms(t))
         return self._schedules[n]
 
     def _suffix_tables(self, context: Context, samples: int, graph: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, int, int]:
-        """Rotary cos/sin (1, 1, S*T, hd) and mask (1, 1, S*T, kv_len), built once per tick.
+        """Rotary cos/sin (1, S*T, 1, hd) and mask (1, 1, S*T, kv_len), built once per tick.
         Eager: suffix slots right after the prefix, kv_len = length + S*T. Graph: slots at
-        `capacity` (fixed), kv_len = capacity + S*T, unused prefix slots masked."""
+        `capacity` (fixed), kv_len = capacity + S*T, unused prefix slots masked. Every action
+        token sees the whole prefix; among its own sample's tokens, the family's suffix_mask."""
         kv = self.kv
         assert kv is not None
         t = self.num_waypoints
         n = samples * t
-        pos = (context.next_position + torch.arange(t, device=self.device)).view(1, 1, t).expand(3, 1, t)
-        probe = torch.empty(1, device=self.device, dtype=self.dtype)
-        cos, sin = self.model.expert.rotary_emb(probe, pos)  # (1, T, hd), M-RoPE with equal axes
-        cos = cos.repeat(1, samples, 1).unsqueeze(1)
-        sin = sin.repeat(1, samples, 1).unsqueeze(1)
+        cos, sin = self.model.suffix_rope(context.next_position + torch.arange(t, device=self.device), self.dtype)
+        cos = cos.repeat(samples, 1)[None, :, None]  # (1, S*T, 1, hd): broadcast over heads
+        sin = sin.repeat(samples, 1)[None, :, None]
         offset = kv.capacity if graph else context.length
         kv_len = offset + n
-        if not graph and (samples == 1 or self.device.type == "cpu"):
+        own = self.model.suffix_mask(t, self.device)  # (T, T) or None: all visible
+        if own is None and not graph and (samples == 1 or self.device.type == "cpu"):
             # One sample: everything in [0, kv_len) is visible, no mask. Several on the CPU: the
             # kernel's split attention (no mask, no wasted sample-to-sample block).
             return cos, sin, None, offset, kv_len
         mask = torch.zeros(n, kv_len, dtype=torch.bool, device=self.device)
         mask[:, :context.length] = True
         for s in range(samples):  # each sample sees the prefix and its own T action tokens
-            mask[s * t:(s + 1) * t, offset + s * t:offset + (s + 1) * t] = True
+            mask[s * t:(s + 1) * t, offset + s * t:offset + (s + 1) * t] = True if own is None else own
         return cos, sin, mask[None, None], offset, kv_len
 
     def _velocity(self, x: torch.Tensor, time_term: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
                   mask: torch.Tensor | None, offset: int, kv_len: int) -> torch.Tensor:
         """x (S, T, A) -> v (S, T, A)."""
         s, t, a = x.shape
-        h = self.model.action_in_proj.forward_with_time_term(x, time_term).reshape(1, s * t, -1)
+        h = self.model.embed_suffix(x, time_term).reshape(1, s * t, -1)
         split = (kv_len - s * t, s) if (mask is None and s > 1) else None
         h = self.kernel.forward(h, cos, sin, self.kv, offset, kv_len, mask, split)  # type: ignore[arg-type]
-        return self.model.action_out_proj(h).view(s, t, a)
+        return self.model.decode_suffix(h).view(s, t, a)
 
     def velocity(self, context: Context, x: torch.Tensor, t: float) -> torch.Tensor:
         """The network's velocity at flow time t for actions x (S, T, A), using the cached prefix."""
         self._check(context)
         with torch.inference_mode():
-            tt = self.model.action_in_proj.time_term(torch.tensor([t], device=self.device))[0]
+            tt = self.model.time_terms(torch.tensor([t], device=self.device))[0]
             cos, sin, mask, off, kv_len = self._suffix_tables(context, x.shape[0], graph=False)
             return self._velocity(x.to(self.device, self.dtype), tt, cos, sin, mask, off, kv_len)
 
@@ -327,7 +307,7 @@ class Policy:
             else:
                 for i, dt in enumerate(sched.dts):
                     x = x + dt * self._velocity(x, time_terms[i], cos, sin, mask, off, kv_len)
-            context.timings_ms["denoise_ms"] = (self._now() - t0) * 1e3
+            context.timings.denoise_ms = (self._now() - t0) * 1e3
         return x
 
     def _graph(self, samples: int, sched: FlowSchedule, time_terms: torch.Tensor, x: torch.Tensor,
@@ -347,19 +327,15 @@ class Policy:
         return self._graphs[key]
 
     # ------------------------------------------------------------------ whole tick
-    def trajectory(self, actions: torch.Tensor, context: Context) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Normalized actions (S, T, 2) -> xyz (S, T, 3), rot (S, T, 3, 3), physical actions (S, T, 2), float64."""
-        s = actions.shape[0]
-        hx = context.history_xyz[None].expand(s, -1, -1)
-        hr = context.history_rot[None].expand(s, -1, -1, -1)
-        space = self.model.action_space
-        xyz, rot = space.action_to_traj(actions.detach().cpu(), hx, hr)
-        return xyz, rot, space.denormalize(actions.detach().cpu().double())
+    def decode(self, actions: torch.Tensor, context: Context) -> DecodedActions:
+        """The family's decoding of normalized actions (S, T, A): physical units, and a trajectory
+        in the t0 frame for families that drive a path."""
+        return self.model.decode_actions(actions.detach().float().cpu(), context.history_xyz, context.history_rot)
 
     def act(self, stack: Any, *, reasoning: bool = False, max_reasoning_tokens: int | None = None,
             samples: int = 1, steps: int | None = None, noise: torch.Tensor | None = None,
             generator: torch.Generator | None = None, noise_scale: float = 1.0) -> PolicyOutput:
-        """One tick: prefill, optional reasoning, denoise, integrate. Raises on NaN/inf output.
+        """One tick: prefill, optional reasoning, denoise, decode. Raises on NaN/inf output.
         Without `noise`, the start noise is drawn here from `generator`, scaled by `noise_scale`
         (inference.noise_scale: 0 = deterministic), so a caller in another process (the node)
         sends a number, not a tensor."""
@@ -371,15 +347,18 @@ class Policy:
         text = self.reason(ctx, budget) if reasoning else None
         actions = self.denoise(ctx, noise=noise, steps=steps, samples=samples, generator=generator)
         t0 = time.perf_counter()
-        xyz, rot, phys = self.trajectory(actions, ctx)
-        for name, value in (("actions", actions), ("xyz", xyz), ("rot", rot)):
-            if not torch.isfinite(value).all():
+        out = self.decode(actions, ctx)
+        for name, value in (("actions", actions), ("xyz", out.xyz), ("rot", out.rot), ("physical actions", out.actions)):
+            if value is not None and not torch.isfinite(value).all():
                 raise NonFiniteOutputError(f"policy output {name} contains NaN or inf; not returned")
-        timings = dict(ctx.timings_ms)
-        timings["decode_ms"] = (time.perf_counter() - t0) * 1e3
-        timings["total_ms"] = (time.perf_counter() - start) * 1e3
-        return PolicyOutput(xyz=xyz.numpy(), rot=rot.numpy(), actions=phys.numpy(), t0_ns=ctx.t0_ns,
-                            dt=self.config.action_space.dt, reasoning=text, timings_ms=timings,
+        timings = ctx.timings
+        timings.decode_ms = (time.perf_counter() - t0) * 1e3
+        timings.total_ms = (time.perf_counter() - start) * 1e3
+        return PolicyOutput(actions=out.actions.numpy(), raw_actions=actions.detach().float().cpu().numpy(),
+                            action_names=out.names, action_units=out.units, t0_ns=ctx.t0_ns,
+                            dt=self.config.action_space.dt,
+                            xyz=None if out.xyz is None else out.xyz.numpy(),
+                            rot=None if out.rot is None else out.rot.numpy(), reasoning=text, timings=timings,
                             vision_encoded=ctx.vision_encoded, vision_reused=ctx.vision_reused)
 
 

@@ -149,7 +149,8 @@ class TensorRTPolicy(OnnxRuntimePolicy):
         n = (h // vc.patch_size) * (w // vc.patch_size)
         cp = 3 * vc.temporal_patch_size * vc.patch_size ** 2
         images = self.config.image.num_cameras * self.config.image.num_frames
-        prompt = self.prompts.build(images, n // d["merge_unit"], np.zeros(self.config.history.steps * 3, np.int64)).length
+        prompt = self.model.prompt_builder(self.tokenizer).build(
+            images, n // d["merge_unit"], np.zeros(self.config.history.steps * 3, np.int64)).length
         pmax = prompt + _PREFIX_MARGIN
         t, a, hd, nl, kvh, hid, k = (d["num_waypoints"], d["action_dim"], d["head_dim"], d["layers"], d["kv_heads"],
                                      d["hidden"], d["deepstack"])
@@ -311,7 +312,7 @@ class TensorRTPolicy(OnnxRuntimePolicy):
             self._graphs[key] = graph
         self._graphs[key].replay()
         out = (st["a"] if n % 2 == 0 else st["b"]).float().cpu()
-        context.timings_ms["denoise_ms"] = (time.perf_counter() - t0) * 1e3
+        context.timings.denoise_ms = (time.perf_counter() - t0) * 1e3
         return out
 
     def velocity(self, context: Context, x: torch.Tensor, t: float) -> torch.Tensor:

@@ -9,16 +9,8 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Hashable
-from dataclasses import dataclass
 
-import torch
-
-
-@dataclass(frozen=True)
-class ImageEmbedding:
-    tokens: torch.Tensor  # (n, D) merged vision tokens
-    deepstack: tuple[torch.Tensor, ...]  # per deepstack layer (n, D)
-    grid_thw: tuple[int, int, int]
+from vla_ros.model.family import ImageEmbedding
 
 
 class VisionEmbeddingCache:

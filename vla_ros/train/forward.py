@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from vla_ros.model.joint_attention import layer_qkv
-from vla_ros.model.kv_expert import KVExpertVLA
+from vla_ros.model.families.kv_expert import KVExpertVLA
 from vla_ros.model.prompt import PromptBuilder
 from vla_ros.model.vision_batched import image_features
 from vla_ros.model.text_tokenizer import TextTokenizer

@@ -19,7 +19,7 @@ import torch
 from vla_ros.config import Config
 from vla_ros.model.build import build_model
 from vla_ros.model.checkpoint import save_checkpoint
-from vla_ros.model.kv_expert import KVExpertVLA
+from vla_ros.model.families.kv_expert import KVExpertVLA
 from vla_ros.model.prompt import PromptBuilder
 from vla_ros.model.text_tokenizer import TextTokenizer
 from vla_ros.train.architecture import drive_tiny_config

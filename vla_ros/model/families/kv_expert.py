@@ -7,24 +7,39 @@
     action_out_proj  expert hidden -> velocity in the normalized action space
 
 Module names match Alpamayo-R1's (`vlm`, `expert`, `action_in_proj`, `action_out_proj`) so a
-state dict converted from it lines up. The hot paths (cached prefill, denoising, decoding) live
-in `vla_ros.runtime`; this module holds the weights and the pieces around them.
+state dict converted from it lines up. The methods below are this family's side of the seam
+(`vla_ros.model.family.Family`): the Qwen3-VL prompt and prefill into the runtime's cache, the
+reasoning decode, the expert's action tokens (all visible to each other, every one seeing the
+whole prefix) and the unicycle integration of the actions into a trajectory.
 """
 from __future__ import annotations
 
 import copy
+import inspect
+from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 from transformers import Qwen3VLConfig, Qwen3VLForConditionalGeneration
-from transformers.models.qwen3_vl.modeling_qwen3_vl import Qwen3VLTextModel
+from transformers.models.qwen3_vl.modeling_qwen3_vl import BaseModelOutputWithDeepstackFeatures, Qwen3VLTextModel
 
 from vla_ros.model.action_proj import ActionOut, FourierActionIn
 from vla_ros.model.action_space import ActionStats, UnicycleAccelCurvature
 from vla_ros.model.config import ModelConfigError, VLAConfig
+from vla_ros.model.families import register_family
+from vla_ros.model.family import DecodedActions, ImageEmbedding, PrefillResult
 from vla_ros.model.flow_matching import FlowSchedule, flow_schedule
 from vla_ros.model.history_tokenizer import HistoryTokenizer
 from vla_ros.model.image_preprocess import ImagePreprocessor
+from vla_ros.model.prompt import Prompt, PromptBuilder
+from vla_ros.model.qwen3_layer import Qwen3Layer, rms_norm
+from vla_ros.model.vision_batched import image_features
+
+
+# transformers renamed `past_key_values` to `cache` (the old name warns, and goes in 5.40).
+CACHE_ARG = "cache" if "cache" in inspect.signature(Qwen3VLForConditionalGeneration.forward).parameters \
+    else "past_key_values"
 
 
 def vlm_config_from_dict(data: dict) -> Qwen3VLConfig:
@@ -49,6 +64,7 @@ def expert_config(vlm_cfg: Qwen3VLConfig, overrides: dict) -> object:
     return cfg
 
 
+@register_family("kv_expert")
 class KVExpertVLA(nn.Module):
     def __init__(self, config: VLAConfig, stats: ActionStats | None = None) -> None:
         super().__init__()
@@ -80,9 +96,105 @@ class KVExpertVLA(nn.Module):
     def schedule(self, steps: int | None = None) -> FlowSchedule:
         return flow_schedule(self.config.flow, steps)
 
-    def velocity(self, expert_hidden: torch.Tensor) -> torch.Tensor:
-        """Expert last hidden (B, T, D) -> predicted velocity (B, T, A)."""
-        return self.action_out_proj(expert_hidden)
-
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
+
+    # ---------------------------------------------------------------- prefix
+    def cache_shape(self) -> tuple[int, int, int]:
+        tc = self.text_config
+        return tc.num_hidden_layers, tc.num_key_value_heads, tc.head_dim
+
+    @property
+    def image_size_hw(self) -> tuple[int, int]:
+        return self.image_preprocessor.model_input_hw
+
+    def encode_images(self, images: np.ndarray, device: torch.device, dtype: torch.dtype) -> list[ImageEmbedding]:
+        pixels, grid = self.image_preprocessor(images, device=device)
+        out = image_features(self.vlm.model, pixels.to(dtype), grid.to(device))
+        return [ImageEmbedding(tokens=out.pooler_output[j], deepstack=tuple(d[j] for d in out.deepstack_features),
+                               grid_thw=tuple(int(g) for g in grid[j])) for j in range(len(images))]
+
+    def prompt_builder(self, tokenizer: Any) -> PromptBuilder:
+        cached = self.__dict__.get("_prompt_builder")
+        if cached is None or cached.tok is not tokenizer:  # text pieces are encoded once per tokenizer
+            cached = self.__dict__["_prompt_builder"] = PromptBuilder(tokenizer)
+        return cached
+
+    def prefix_plan(self, embeds: list[ImageEmbedding], history_xyz: np.ndarray, tokenizer: Any) -> Prompt:
+        bins = self.history_tokenizer.encode(history_xyz)
+        return self.prompt_builder(tokenizer).build(len(embeds), embeds[0].tokens.shape[0], bins)
+
+    def prompt_positions(self, prompt: Prompt, embeds: list[ImageEmbedding], device: torch.device) -> torch.Tensor:
+        """M-RoPE positions (3, 1, L) of the prompt."""
+        grid = torch.tensor([e.grid_thw for e in embeds], dtype=torch.long, device=device)
+        positions, _ = self.vlm.model.get_rope_index(prompt.input_ids.to(device), prompt.mm_token_type_ids.to(device),
+                                                    image_grid_thw=grid)
+        return positions
+
+    def prefill(self, plan: Prompt, embeds: list[ImageEmbedding], cache: Any) -> PrefillResult:
+        device = next(self.parameters()).device
+        ids = plan.input_ids.to(device)
+        types = plan.mm_token_type_ids.to(device)
+        grid = torch.tensor([e.grid_thw for e in embeds], dtype=torch.long, device=device)
+        positions, _ = self.vlm.model.get_rope_index(ids, types, image_grid_thw=grid)
+        text_pos = torch.arange(plan.length, device=device).view(1, 1, -1)
+        mm = BaseModelOutputWithDeepstackFeatures(
+            pooler_output=tuple(e.tokens for e in embeds),
+            deepstack_features=[tuple(e.deepstack[k] for e in embeds) for k in range(len(embeds[0].deepstack))])
+        out = self.vlm(input_ids=ids, position_ids=torch.cat([text_pos, positions], dim=0), **{CACHE_ARG: cache},
+                       use_cache=True, image_grid_thw=grid, mm_token_type_ids=types, mm_encoder_outputs={"image": mm},
+                       logits_to_keep=1)
+        return PrefillResult(logits=out.logits[:, -1].float(), next_position=int(positions.max()) + 1)
+
+    def decode_token(self, token: int, length: int, position: int, cache: Any) -> torch.Tensor:
+        device = next(self.parameters()).device
+        pos = torch.full((4, 1, 1), position, dtype=torch.long, device=device)
+        pos[0] = length  # the text position row: the cache slot
+        out = self.vlm(input_ids=torch.tensor([[token]], device=device), position_ids=pos, **{CACHE_ARG: cache},
+                       use_cache=True, logits_to_keep=1)
+        return out.logits[:, -1].float()
+
+    def text_logit_mask(self, tokenizer: Any) -> torch.Tensor:
+        ids = tokenizer.ids
+        mask = torch.zeros(self.text_config.vocab_size, dtype=torch.bool, device=next(self.parameters()).device)
+        mask[ids.traj_first:ids.traj_first + ids.traj_count] = True  # no trajectory tokens in text
+        return mask
+
+    # ---------------------------------------------------------------- suffix
+    @property
+    def action_shape(self) -> tuple[int, int]:
+        return self.config.action_space.num_waypoints, self.config.action_space.action_dim
+
+    def time_terms(self, times: torch.Tensor) -> torch.Tensor:
+        return self.action_in_proj.time_term(times)
+
+    def embed_suffix(self, x: torch.Tensor, time_term: torch.Tensor) -> torch.Tensor:
+        return self.action_in_proj.forward_with_time_term(x, time_term)
+
+    def suffix_layers(self) -> list[Qwen3Layer]:
+        return Qwen3Layer.stack(self.expert.layers, self.expert.config, fused=True)
+
+    def suffix_norm(self, h: torch.Tensor) -> torch.Tensor:
+        return rms_norm(h, self.expert.norm.weight, self.expert.config.rms_norm_eps)
+
+    def suffix_rope(self, positions: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        pos = positions.view(1, 1, -1).expand(3, 1, -1)  # M-RoPE with equal axes: plain RoPE
+        probe = torch.empty(1, device=positions.device, dtype=dtype)
+        cos, sin = self.expert.rotary_emb(probe, pos)
+        return cos[0], sin[0]
+
+    def suffix_mask(self, t: int, device: torch.device) -> None:
+        return None  # bidirectional among the action tokens
+
+    def decode_suffix(self, h: torch.Tensor) -> torch.Tensor:
+        return self.action_out_proj(h)
+
+    # ---------------------------------------------------------------- output
+    def decode_actions(self, actions: torch.Tensor, history_xyz: torch.Tensor,
+                       history_rot: torch.Tensor) -> DecodedActions:
+        s = actions.shape[0]
+        hx = history_xyz[None].expand(s, -1, -1)
+        hr = history_rot[None].expand(s, -1, -1, -1)
+        xyz, rot = self.action_space.action_to_traj(actions, hx, hr)
+        return DecodedActions(actions=self.action_space.denormalize(actions.double()),
+                              names=("acceleration", "curvature"), units=("m/s^2", "1/m"), xyz=xyz, rot=rot)
