@@ -142,3 +142,24 @@ def test_waiting_on_the_system_clock_sleeps_only_the_time_left():
     for _ in range(5):
         clock.wait_until(clock.now_ns() + 50_000, stop)  # 50 us left each time
     assert len(stop.timeouts) == 5 and all(0 < t <= 50e-6 for t in stop.timeouts)  # no 1 ms floor: the clock moves
+
+
+def test_a_failing_callback_is_counted_and_the_timer_keeps_ticking(caplog):
+    """The control tick runs the watchdog: one exception must not end its thread."""
+    calls: list[int] = []
+
+    def cb(now):
+        calls.append(now)
+        if len(calls) <= 3:
+            raise RuntimeError(f"publish failed {len(calls)}")
+
+    timer = Timer("control", WallClock(), 0.02, cb)
+    with caplog.at_level("WARNING", logger="vla_ros.node"):
+        timer.start()
+        deadline = time.monotonic() + 10
+        while len(calls) < 8 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        timer.stop()
+    assert len(calls) >= 8 and timer.errors == 3
+    messages = [r.getMessage() for r in caplog.records]
+    assert sum("callback failed" in m for m in messages) == 2  # the first with its traceback, then at 2 (powers of two)

@@ -90,6 +90,8 @@ class Timer:
 
     Deadlines advance by whole periods from the start, so a slow callback does not shift later
     ticks (the missed ones are counted in `missed`); a clock jump backwards re-arms the timer.
+    A callback that raises is counted in `errors` and logged, and the timer keeps ticking: the
+    control tick also runs the watchdog, so its thread must never die of one bad tick.
     """
 
     def __init__(self, name: str, clock: Clock, period_s: float, callback: Callable[[int], None],
@@ -104,6 +106,7 @@ class Timer:
         self.scheduling = "normal"
         self.missed = 0
         self.fired = 0
+        self.errors = 0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._pending_target: tuple[int, int, float] | None = None
@@ -165,7 +168,14 @@ class Timer:
                 self.clock.wait_until(deadline, self._stop)
                 continue
             self.fired += 1
-            self.callback(now)
+            try:
+                self.callback(now)
+            except Exception as exc:  # noqa: BLE001 - see the class docstring
+                self.errors += 1
+                if self.errors == 1:
+                    _LOG.exception("%s timer: the callback failed (later failures are counted and logged briefly)", self.name)
+                elif self.errors & (self.errors - 1) == 0:  # 2, 4, 8, ...: visible, never a flood
+                    _LOG.warning("%s timer: the callback failed %d times, last: %s: %s", self.name, self.errors, type(exc).__name__, exc)
             deadline += self.period_ns
             after = self.clock.now_ns()
             if after >= deadline:  # the callback overran: skip the ticks it covered

@@ -18,12 +18,14 @@ import logging
 import os
 import signal
 import sys
+import threading
 import time
 from typing import Any
 
 import rclpy
 from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.signals import SignalHandlerOptions
 from rclpy.lifecycle import Node as LifecycleNode
 from rclpy.lifecycle import State, TransitionCallbackReturn
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
@@ -213,8 +215,14 @@ class DriveNode(LifecycleNode):
 
     def _publish(self, topic: str, msg: Any) -> None:
         pub = self._pubs.get(topic)
-        if pub is not None:
+        if pub is None:
+            return
+        try:
             pub.publish(to_rclpy(msg))
+        except Exception:
+            if not self.context.ok():
+                return  # shutting down: the context went away under a timer thread
+            raise
 
     def _stop_io(self) -> None:
         if self.core is not None:
@@ -249,8 +257,14 @@ class DriveNode(LifecycleNode):
 def main(argv: list[str] | None = None, autostart: bool = False, duration_s: float | None = None, status_every_s: float = 0.0) -> int:
     """Console script `drive_node`. Launch files configure and activate it through lifecycle
     events; `vla-ros node --transport ros` passes autostart=True to do it here. SIGINT and
-    SIGTERM end it cleanly (exit 0): the core stops and the policy process is closed."""
-    rclpy.init(args=argv if argv is not None else sys.argv)
+    SIGTERM end it cleanly (exit 0): the core's timers stop and the policy process is closed
+    before rclpy shuts down, so no publish races a dead context."""
+    stop = threading.Event()
+    # Our handlers, not rclpy's: rclpy's would shut the context down at once, under the core's
+    # control thread, which may be publishing at that moment.
+    rclpy.init(args=argv if argv is not None else sys.argv, signal_handler_options=SignalHandlerOptions.NO)
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
     node = DriveNode()
     executor = SingleThreadedExecutor()
     executor.add_node(node)
@@ -264,7 +278,7 @@ def main(argv: list[str] | None = None, autostart: bool = False, duration_s: flo
                 node.trigger_activate()
         start = time.monotonic()
         next_status = start + status_every_s
-        while status == 0 and rclpy.ok():
+        while status == 0 and not stop.is_set() and rclpy.ok():
             executor.spin_once(timeout_sec=0.1)
             now = time.monotonic()
             if duration_s is not None and now - start >= duration_s:
@@ -273,7 +287,7 @@ def main(argv: list[str] | None = None, autostart: bool = False, duration_s: flo
                 next_status = now + status_every_s
                 node.get_logger().info(node.core.status_line())
     except (KeyboardInterrupt, ExternalShutdownException):
-        pass  # SIGINT / SIGTERM: rclpy has shut the context down; release below
+        pass  # the context was shut down from elsewhere; release below
     finally:
         # A Ctrl-C reaches the node twice (the terminal's process group, then ros2 launch
         # forwarding it): further SIGINT/SIGTERM must not interrupt the release.
