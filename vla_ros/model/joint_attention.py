@@ -7,8 +7,10 @@ Q/K/V; one attention over the joint K/V with the block mask
     action rows:  the whole prefix and every action token (bidirectional)
 
 then each stream applies its own o_proj, residual, post-attention norm and MLP (pi0 /
-InternVLA-A1 style). This is the training-time formulation and the reference that the cached
-runtime must reproduce; it uses transformers' eager attention, not the runtime's kernel.
+InternVLA-A1 style). This is the slow reference that the cached runtime and the training forward
+must reproduce. It is kept independent of them on purpose: built from the transformers modules
+and functions (their norms and MLPs, `apply_rotary_pos_emb`, `eager_attention_forward`), not from
+`vla_ros.model.qwen3_layer`, so a wrong mask, position or norm there shows up here.
 """
 from __future__ import annotations
 
@@ -31,8 +33,8 @@ def joint_block_mask(prefix_len: int, action_len: int, dtype: torch.dtype, devic
 
 
 def layer_qkv(layer: torch.nn.Module, h: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> tuple[torch.Tensor, ...]:
-    """A Qwen3 layer's pre-norm, q/k/v with per-head norms and rotary: h (B, S, D) -> q, k, v
-    (B, heads, S, hd). Shared with the training forward."""
+    """A Qwen3 layer's pre-norm, q/k/v with per-head norms and rotary, through the transformers
+    modules: h (B, S, D) -> q, k, v (B, heads, S, hd)."""
     attn = layer.self_attn
     x = layer.input_layernorm(h)
     shape = (*x.shape[:-1], -1, attn.head_dim)

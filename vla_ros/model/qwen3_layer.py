@@ -73,33 +73,37 @@ def fuse_qkv(layer: nn.Module) -> None:
 
 
 class Qwen3Layer:
-    def __init__(self, module: nn.Module, num_heads: int, kv_heads: int, head_dim: int, eps: float) -> None:
+    def __init__(self, module: nn.Module, num_heads: int, kv_heads: int, head_dim: int, eps: float,
+                 fused: bool = False) -> None:
+        """fused=True (inference): one matmul for q/k/v and one for gate/up, frozen weights.
+        fused=False (training, export): the module's own parameters, gradients flow."""
         self.module = module
         self.attn = module.self_attn
         self.mlp = module.mlp
         self.num_heads, self.kv_heads, self.head_dim, self.eps = num_heads, kv_heads, head_dim, eps
         self.scaling = float(self.attn.scaling)
-        fused = getattr(module, "_vla_ros_fused", None)
-        self._qkv, self._gate_up = (fused[0], fused[1]) if fused is not None else (None, None)
+        if fused:
+            fuse_qkv(module)
+        parts = getattr(module, "_vla_ros_fused", None) if fused else None
+        self._qkv, self._gate_up = (parts[0], parts[1]) if parts is not None else (None, None)
         # q_norm and k_norm (per-head RMSNorms over hd) applied to q and k together: one norm over
         # (H + KVH) heads, then one multiply by the stacked per-head weights. Built once when
         # the weights are frozen (inference); per call otherwise (training: gradients flow).
-        self._qk_norm = self._qk_norm_weight().detach() if fused is not None else None
+        self._qk_norm = self._qk_norm_weight().detach() if parts is not None else None
 
     @classmethod
     def stack(cls, modules: nn.ModuleList, config: object, fused: bool = False) -> list["Qwen3Layer"]:
         """The layers of a transformers Qwen3(-VL) text model; fused=True for inference."""
-        if fused:
-            for m in modules:
-                fuse_qkv(m)
-        return [cls(m, config.num_attention_heads, config.num_key_value_heads, config.head_dim, config.rms_norm_eps)
-                for m in modules]
+        return [cls(m, config.num_attention_heads, config.num_key_value_heads, config.head_dim, config.rms_norm_eps,
+                    fused) for m in modules]
 
     def _qk_norm_weight(self) -> torch.Tensor:
         return torch.cat([self.attn.q_norm.weight.expand(self.num_heads, -1),
                           self.attn.k_norm.weight.expand(self.kv_heads, -1)])
 
     def qkv_weights(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The q/k/v projection as one (out, in) weight (concatenated per call when not fused:
+        differentiable, and constant-folded into one initializer by the ONNX export)."""
         if self._qkv is not None:
             return self._qkv
         a = self.attn

@@ -33,6 +33,7 @@ import torch
 import vla_ros
 from vla_ros.model.build import cast_parameters, parse_dtype
 from vla_ros.model.families.kv_expert import KVExpertVLA
+from vla_ros.model import qwen3_layer
 from vla_ros.runtime import onnx_graphs
 from vla_ros.runtime.onnx_graphs import DenoiseStepGraph, EmbedGraph, PrefillGraph, VisionGraph
 
@@ -91,9 +92,10 @@ def model_hash(model: KVExpertVLA) -> str:
 
 
 def graph_code_hash() -> str:
-    """The graphs' layout is defined by onnx_graphs.py and this file: a change invalidates caches."""
+    """The graphs' layout is defined by onnx_graphs.py, the layer they run and this file: a
+    change invalidates caches."""
     h = hashlib.sha256()
-    for path in (Path(onnx_graphs.__file__), Path(__file__)):
+    for path in (Path(onnx_graphs.__file__), Path(qwen3_layer.__file__), Path(__file__)):
         h.update(path.read_bytes())
     return h.hexdigest()[:16]
 

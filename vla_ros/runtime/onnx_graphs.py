@@ -1,11 +1,13 @@
 """Export-friendly torch modules for the graphs of `vla-ros export`.
 
-Each module reuses the model's own sub-modules (norms, linears, MLPs) and rewrites only what
-does not export cleanly or is shaped for the runtime rather than for a graph: attention (plain
-matmul + softmax, batched over images or samples), rotary tables (computed in the graph from
-integer positions; only inverse frequencies, which derive from the config, are constants), the
-DeepStack injection (a dense add) and the cached denoise step (one softmax over [prefix | own
-suffix] without copying the prefix per sample). All graphs are batch-1 in the prefix.
+The decoder layers are the runtime's own (`vla_ros.model.qwen3_layer.Qwen3Layer`, unfused: the
+export folds the q/k/v concatenation into one initializer); this file supplies what does not
+export cleanly or is shaped for the runtime rather than for a graph: attention (plain matmul +
+softmax, batched over images or samples), rotary tables (computed in the graph from integer
+positions; only inverse frequencies, which derive from the config, are constants), the DeepStack
+injection (a dense add) and the cached denoise step (one softmax over [prefix | own suffix]
+without copying the prefix per sample). The vision tower's blocks are the model's modules. All
+graphs are batch-1 in the prefix.
 
     embed.onnx         input_ids (1, P) int64                        -> inputs_embeds (1, P, D)
     vision.onnx        pixel_patches (B, L, Cp), pos_index (L, 4), pos_weight (L, 4),
@@ -30,24 +32,10 @@ import torch
 from torch import nn
 
 from vla_ros.model.families.kv_expert import KVExpertVLA
+from vla_ros.model.qwen3_layer import Qwen3Layer, attention_matmul as _attend, rms_norm, rotate_half as _rotate_half
 
 # Additive bias of masked keys: large and finite (a row with every key masked stays finite).
 _MASKED = -1e30
-
-
-def _rotate_half(x: torch.Tensor) -> torch.Tensor:
-    half = x.shape[-1] // 2
-    return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
-
-
-def _attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float,
-            bias: torch.Tensor | None) -> torch.Tensor:
-    """q (..., H, N, hd), k/v (..., H, M, hd), bias broadcastable to (..., H, N, M) float32 ->
-    (..., H, N, hd). Scores and softmax in float32 (fp16 scores overflow), as SDPA does."""
-    s = torch.matmul(q, k.transpose(-1, -2)).float() * scale
-    if bias is not None:
-        s = s + bias
-    return torch.matmul(torch.softmax(s, dim=-1).to(v.dtype), v)
 
 
 def text_rope_axes(rotary: nn.Module, head_dim: int) -> torch.Tensor:
@@ -122,6 +110,7 @@ class PrefillGraph(nn.Module):
         super().__init__()
         lm = model.vlm.model.language_model
         self.layers = lm.layers
+        self.qwen3 = Qwen3Layer.stack(lm.layers, lm.config)
         self.norm = lm.norm
         self.lm_head = model.vlm.lm_head
         cfg = lm.config
@@ -140,23 +129,16 @@ class PrefillGraph(nn.Module):
         sel = torch.index_select(pos, 1, self.rope_axes).float()  # (P, hd/2)
         freqs = sel * self.inv_freq
         emb = torch.cat((freqs, freqs), dim=-1)
-        cos = (emb.cos() * self.rope_scale).to(dtype)[None, None]  # (1, 1, P, hd)
-        sin = (emb.sin() * self.rope_scale).to(dtype)[None, None]
+        cos = (emb.cos() * self.rope_scale).to(dtype)[None, :, None]  # (1, P, 1, hd)
+        sin = (emb.sin() * self.rope_scale).to(dtype)[None, :, None]
         # causal + key padding, as an additive float32 bias (1, 1, P, P)
         idx = torch.arange(p, device=h.device)
         allowed = (idx[None, :] <= idx[:, None]) & (attention_mask[0] > 0)[None, :]
         bias = torch.where(allowed, 0.0, _MASKED)[None, None]
         g = self.num_heads // self.kv_heads
         keys, values = [], []
-        for i, layer in enumerate(self.layers):
-            attn = layer.self_attn
-            residual = h
-            x = layer.input_layernorm(h)
-            q = attn.q_norm(attn.q_proj(x).view(1, p, self.num_heads, self.head_dim)).transpose(1, 2)
-            k = attn.k_norm(attn.k_proj(x).view(1, p, self.kv_heads, self.head_dim)).transpose(1, 2)
-            v = attn.v_proj(x).view(1, p, self.kv_heads, self.head_dim).transpose(1, 2)
-            q = q * cos + _rotate_half(q) * sin
-            k = k * cos + _rotate_half(k) * sin
+
+        def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
             keys.append(k[0])
             values.append(v[0])
             # GQA without repeating K/V: group the query heads under their KV head
@@ -164,10 +146,11 @@ class PrefillGraph(nn.Module):
                 q.view(1, self.kv_heads, g, p, self.head_dim)
             kg = k if g == 1 else k[:, :, None]
             vg = v if g == 1 else v[:, :, None]
-            o = _attend(qg, kg, vg, attn.scaling, bias if g == 1 else bias[:, :, None])
-            o = o.reshape(1, self.num_heads, p, self.head_dim).transpose(1, 2).reshape(1, p, -1)
-            h = residual + attn.o_proj(o)
-            h = h + layer.mlp(layer.post_attention_layernorm(h))
+            o = _attend(qg, kg, vg, self.qwen3[0].scaling, bias if g == 1 else bias[:, :, None])
+            return o.reshape(1, self.num_heads, p, self.head_dim).transpose(1, 2).reshape(1, p, -1)
+
+        for i, layer in enumerate(self.qwen3):
+            h = layer(h, cos, sin, attend)
             if i < deepstack_embeds.shape[0]:  # DeepStack: zeros outside the image tokens
                 h = h + deepstack_embeds[i]
         last = (attention_mask[0].sum() - 1).reshape(1)
@@ -186,7 +169,9 @@ class DenoiseStepGraph(nn.Module):
         super().__init__()
         ex = model.expert
         self.layers = ex.layers
+        self.qwen3 = Qwen3Layer.stack(ex.layers, ex.config)
         self.norm = ex.norm
+        self.eps = ex.config.rms_norm_eps
         self.action_in = model.action_in_proj
         self.action_out = model.action_out_proj
         cfg = ex.config
@@ -211,27 +196,20 @@ class DenoiseStepGraph(nn.Module):
         h = self.action_in.forward_with_time_term(x.to(dtype), self._time_term(t))  # (S, T, D)
         freqs = suffix_positions.float()[:, None] * self.inv_freq  # equal M-RoPE axes: plain RoPE
         emb = torch.cat((freqs, freqs), dim=-1)
-        cos = (emb.cos() * self.rope_scale).to(dtype)[None, None]  # (1, 1, T, hd)
-        sin = (emb.sin() * self.rope_scale).to(dtype)[None, None]
+        cos = (emb.cos() * self.rope_scale).to(dtype)[None, :, None]  # (1, T, 1, hd)
+        sin = (emb.sin() * self.rope_scale).to(dtype)[None, :, None]
         nkv, g, hd = self.kv_heads, self.num_heads // self.kv_heads, self.head_dim
         bias_p = torch.where(prefix_mask[0] > 0, 0.0, _MASKED)  # (P,) float32
         p = prefix_keys.shape[2]
-        for i, layer in enumerate(self.layers):
-            attn = layer.self_attn
-            residual = h
-            xn = layer.input_layernorm(h)
-            q = attn.q_norm(attn.q_proj(xn).view(s, n, self.num_heads, hd)).transpose(1, 2)  # (S, H, T, hd)
-            k = attn.k_norm(attn.k_proj(xn).view(s, n, nkv, hd)).transpose(1, 2)  # (S, KVH, T, hd)
-            v = attn.v_proj(xn).view(s, n, nkv, hd).transpose(1, 2)
-            q = q * cos + _rotate_half(q) * sin
-            k = k * cos + _rotate_half(k) * sin
-            qg = q.reshape(s, nkv, g * n, hd)  # query heads grouped under their KV head
-            sp = torch.matmul(qg, prefix_keys[i].transpose(-1, -2)).float() * attn.scaling + bias_p  # (S, KVH, gT, P)
-            ss = torch.matmul(qg, k.transpose(-1, -2)).float() * attn.scaling  # (S, KVH, gT, T)
-            prob = torch.softmax(torch.cat((sp, ss), dim=-1), dim=-1).to(dtype)
-            o = torch.matmul(prob[..., :p], prefix_values[i]) + torch.matmul(prob[..., p:], v)  # (S, KVH, gT, hd)
-            o = o.reshape(s, self.num_heads, n, hd).transpose(1, 2).reshape(s, n, -1)
-            h = residual + attn.o_proj(o)
-            h = h + layer.mlp(layer.post_attention_layernorm(h))
-        vel = self.action_out(self.norm(h)).float()
+        for i, layer in enumerate(self.qwen3):
+            def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, i: int = i) -> torch.Tensor:
+                qg = q.reshape(s, nkv, g * n, hd)  # query heads grouped under their KV head
+                sp = torch.matmul(qg, prefix_keys[i].transpose(-1, -2)).float() * layer.scaling + bias_p  # (S, KVH, gT, P)
+                ss = torch.matmul(qg, k.transpose(-1, -2)).float() * layer.scaling  # (S, KVH, gT, T)
+                prob = torch.softmax(torch.cat((sp, ss), dim=-1), dim=-1).to(dtype)
+                o = torch.matmul(prob[..., :p], prefix_values[i]) + torch.matmul(prob[..., p:], v)  # (S, KVH, gT, hd)
+                return o.reshape(s, self.num_heads, n, hd).transpose(1, 2).reshape(s, n, -1)
+
+            h = layer(h, cos, sin, attend)
+        vel = self.action_out(rms_norm(h, self.norm.weight, self.eps)).float()
         return vel, x + dt * vel

@@ -26,11 +26,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from vla_ros.model.joint_attention import layer_qkv
 from vla_ros.model.families.kv_expert import KVExpertVLA
 from vla_ros.model.prompt import PromptBuilder
-from vla_ros.model.vision_batched import image_features
+from vla_ros.model.qwen3_layer import Qwen3Layer
 from vla_ros.model.text_tokenizer import TextTokenizer
+from vla_ros.model.vision_batched import image_features
 
 
 @dataclass
@@ -88,12 +88,6 @@ def noisy_actions(model: KVExpertVLA, x: torch.Tensor, noise: torch.Tensor, t: t
     return tt * noise + (1 - tt) * x, noise - x  # data_to_noise: t=1 noise, t=0 data
 
 
-def _residual(layer: torch.nn.Module, h: torch.Tensor, o: torch.Tensor) -> torch.Tensor:
-    """o (B, heads, S, hd) -> h after the attention output and the MLP block."""
-    h = h + layer.self_attn.o_proj(o.transpose(1, 2).reshape(h.shape[0], h.shape[1], -1))
-    return h + layer.mlp(layer.post_attention_layernorm(h))
-
-
 @dataclass
 class Losses:
     flow: torch.Tensor
@@ -129,17 +123,20 @@ def joint_forward(model: KVExpertVLA, batch: Batch, x_t: torch.Tensor, t: torch.
     keys = torch.arange(s + T, device=dev)
     allowed = (keys[None, :] < seen[:, None]) | (keys[None, :] >= s)  # (B, S+T)
     mask_a = allowed[:, None, None, :].expand(b, 1, T, s + T)
+    cos_p, sin_p, cos_a, sin_a = cos_p[:, :, None], sin_p[:, :, None], cos_a[:, :, None], sin_a[:, :, None]
     hp = embeds
-    for i, (vl, el) in enumerate(zip(lm.layers, expert.layers)):
-        qp, kp, vp = layer_qkv(vl, hp, cos_p, sin_p)
-        qa, ka, va = layer_qkv(el, ha, cos_a, sin_a)
-        op = F.scaled_dot_product_attention(qp, kp, vp, is_causal=True, scale=vl.self_attn.scaling, enable_gqa=True)
+    # The runtime's layer (unfused: gradients flow); one joint attention per layer over both streams.
+    layers = zip(Qwen3Layer.stack(lm.layers, lm.config), Qwen3Layer.stack(expert.layers, expert.config))
+    for i, (vl, el) in enumerate(layers):
+        qp, kp, vp = vl.qkv(hp, cos_p, sin_p)
+        qa, ka, va = el.qkv(ha, cos_a, sin_a)
+        op = F.scaled_dot_product_attention(qp, kp, vp, is_causal=True, scale=vl.scaling, enable_gqa=True)
         oa = F.scaled_dot_product_attention(qa, torch.cat([kp, ka], 2), torch.cat([vp, va], 2), attn_mask=mask_a,
-                                            scale=el.self_attn.scaling, enable_gqa=True)
-        hp, ha = _residual(vl, hp, op), _residual(el, ha, oa)
+                                            scale=el.scaling, enable_gqa=True)
+        hp, ha = vl.finish(hp, op.transpose(1, 2).flatten(2)), el.finish(ha, oa.transpose(1, 2).flatten(2))
         if i < len(deepstack):
             hp = lm._deepstack_process(hp, vis_mask, deepstack[i])
-    velocity = model.action_out_proj(expert.norm(ha))
+    velocity = model.action_out_proj(model.suffix_norm(ha))
     # The logit at position j predicts token j+1; reasoning tokens sit at [L, S).
     return velocity, model.vlm.lm_head(lm.norm(hp[:, L - 1:s - 1])).float()
 
