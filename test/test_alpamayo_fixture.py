@@ -25,9 +25,17 @@ def meta() -> dict:
     return json.loads((FIXTURE / "meta.json").read_text(encoding="utf-8"))
 
 
+CASES = ("reference.safetensors", "reference_no_stop.safetensors")
+
+
+@pytest.fixture(scope="module", params=CASES)
+def case(request) -> str:
+    return request.param
+
+
 @pytest.fixture(scope="module")
-def ref() -> dict[str, torch.Tensor]:
-    return load_file(str(FIXTURE / "reference.safetensors"))
+def ref(case) -> dict[str, torch.Tensor]:
+    return load_file(str(FIXTURE / case))
 
 
 @pytest.fixture(scope="module")
@@ -43,8 +51,7 @@ def config() -> dict:
 def test_every_listed_file_is_there_unchanged_and_nothing_else(meta):
     listed = meta["files"]
     for name in ("model/config.json", "model/model.safetensors", "model/tokenizer.json", "base_vlm/config.json",
-                 "base_vlm/tokenizer.json", "base_vlm/preprocessor_config.json", "inputs.safetensors",
-                 "reference.safetensors"):
+                 "base_vlm/tokenizer.json", "base_vlm/preprocessor_config.json", "inputs.safetensors", *CASES):
         assert name in listed, f"{name} missing from the manifest"
     for name, digest in listed.items():
         assert hashlib.sha256((FIXTURE / name).read_bytes()).hexdigest() == digest, f"{name} changed since it was made"
@@ -122,7 +129,7 @@ def test_euler_steps_follow_the_references_noise_to_data_direction(ref, meta):
     assert v.abs().mean() > 1e-2  # the velocities move x: a fixture of zeros would prove nothing
 
 
-def test_greedy_rollout_is_the_argmax_and_the_expert_prefix_ends_at_traj_future_start(ref, inputs, config, meta):
+def test_greedy_rollout_is_the_argmax_and_sets_the_experts_prefix(ref, case, inputs, config, meta):
     seq, logits = ref["sequences_raw"], ref["generate_logits"].clone()
     prompt_len = meta["shapes"]["prompt_len"]
     samples = meta["shapes"]["samples"]
@@ -131,10 +138,20 @@ def test_greedy_rollout_is_the_argmax_and_the_expert_prefix_ends_at_traj_future_
     logits[..., start:start + n] = float("-inf")  # the reference masks trajectory tokens while reasoning
     assert torch.equal(seq[:, prompt_len:], logits.argmax(-1))
     eos = config["traj_token_ids"]["future_start"]
-    prefix = ref["prefix_len"]
+    prefix, cache_len = ref["prefix_len"], int(ref["cache_len"])
+    assert cache_len == seq.shape[1] - 1 == meta["cases"][case]["cache_len"]  # the last token is never fed
     for s in range(samples):
-        assert int(seq[s, prefix[s] - 1]) == eos and not (seq[s, prompt_len:prefix[s] - 1] == eos).any()
-        assert (ref["sequences"][s, prefix[s]:] == meta["tokens"]["pad_token_id"]).all()
+        if meta["cases"][case]["stops_at_traj_future_start"]:  # prefix: through <|traj_future_start|>
+            assert int(seq[s, prefix[s] - 1]) == eos and not (seq[s, prompt_len:prefix[s] - 1] == eos).any()
+            assert (ref["sequences"][s, prefix[s]:] == meta["tokens"]["pad_token_id"]).all()
+        else:  # no <|traj_future_start|>: positions continue after the last token
+            assert not (seq[s] == eos).any() and int(prefix[s]) == seq.shape[1]
+            assert torch.equal(ref["sequences"][s], seq[s])
+        visible = ref["expert_visible_keys"][s].bool()
+        n_wp = meta["shapes"]["n_waypoints"]
+        assert visible.shape[0] == cache_len + n_wp
+        assert visible[:min(int(prefix[s]), cache_len)].all() and visible[cache_len:].all()
+        assert not visible[int(prefix[s]):cache_len].any()
     n_wp = meta["shapes"]["n_waypoints"]
     expected = torch.arange(n_wp)[None, :] + ref["rope_deltas"] + prefix[:, None]  # (S, 64), same for t/h/w
     assert torch.equal(ref["expert_position_ids"], expected[None].expand(3, -1, -1))

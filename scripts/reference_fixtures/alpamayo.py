@@ -325,6 +325,40 @@ def run_reference(model, processor, inputs: dict, samples: int, max_len: int, se
     return pred_xyz, pred_rot, extra, rec, tokenized_copy, prompt_text
 
 
+def outputs_of(model, result, eos: int, xyz, rot, samples: int) -> dict:
+    """One recorded reference run -> the tensors a replay compares against."""
+    from alpamayo_r1.models.token_utils import replace_padding_after_eos
+
+    pred_xyz, pred_rot, _extra, rec, _tokenized, _text = result
+    d = rec.data
+    raw = d["sequences_raw"]
+    stops = (raw == eos).any(dim=1)
+    # what the reference does: through the first <|traj_future_start|>, else through the last token
+    prefix = torch.where(stops, (raw == eos).int().argmax(dim=1) + 1, torch.full_like(stops, raw.shape[1], dtype=torch.long))
+    v0 = model.action_space.estimate_t0_states(xyz[:, -1].repeat_interleave(samples, dim=0),
+                                               rot[:, -1].repeat_interleave(samples, dim=0))["v"]
+    return {
+        "sequences_raw": raw.contiguous(),  # prompt + greedy reasoning per sample
+        "sequences": replace_padding_after_eos(raw.clone(), eos, model.tokenizer.pad_token_id).contiguous(),
+        "generate_logits": d["logits"].contiguous(),  # raw logits per generated step (B*, steps, V)
+        "rope_deltas": d["rope_deltas"].contiguous(),
+        "cache_len": torch.tensor(d["cache_len"]),  # tokens in the KV cache the expert reads
+        "prefix_len": prefix.contiguous(),  # where the expert's positions continue from
+        "expert_position_ids": d["expert_position_ids"].contiguous(),  # (3, B*, 64)
+        "expert_visible_keys": d["expert_visible_keys"].contiguous(),  # (B*, cache + 64) 1 = attended
+        "noise": rec.steps[0][0].contiguous(),  # (B*, 64, 2) the sampler's start x
+        "flow_x": torch.stack([s[0] for s in rec.steps]).contiguous(),  # (steps, B*, 64, 2) x where v is taken
+        "flow_t": torch.stack([s[1].reshape(-1)[0] for s in rec.steps]).contiguous(),  # (steps,)
+        "flow_t_full": torch.stack([s[1] for s in rec.steps]).contiguous(),  # (steps, B*, 1, 1) as step_fn got it
+        "flow_v": torch.stack([s[2] for s in rec.steps]).contiguous(),  # (steps, B*, 64, 2)
+        "action": d["action"].contiguous(),  # (B*, 64, 2) normalized (accel, curvature)
+        "action_in_proj_step0": d["action_in_proj_step0"].contiguous(),  # (B*, 64, hidden)
+        "v0": v0.contiguous(),  # speed at t0 from the history
+        "within_bounds": model.action_space.is_within_bounds(d["action"]).to(torch.uint8).contiguous(),
+        "pred_xyz": pred_xyz.contiguous(), "pred_rot": pred_rot.contiguous(),  # (1, 1, S, 64, 3[, 3])
+    }
+
+
 def package_versions() -> dict:
     names = ["torch", "transformers", "tokenizers", "hydra-core", "omegaconf", "einops", "safetensors", "scipy",
              "numpy", "torchvision", "colorlog"]
@@ -349,6 +383,8 @@ def main() -> int:
                     help="weight seeds tried until every greedy rollout ends with <|traj_future_start|> (default 64)")
     ap.add_argument("--samples", type=int, default=2, help="trajectory samples (default 2)")
     ap.add_argument("--max-generation-length", type=int, default=24, help="reasoning token budget (default 24)")
+    ap.add_argument("--short-generation-length", type=int, default=8,
+                    help="budget of the second case, which must stop before <|traj_future_start|> (default 8)")
     args = ap.parse_args()
     if sys.version_info[:2] != (3, 12):
         log(f"warning: the reference requires Python 3.12, this is {platform.python_version()}")
@@ -427,21 +463,15 @@ def main() -> int:
             raise SystemExit(f"reloaded reference model differs: xyz {reload_xyz_diff}, same tokens {reload_same_tokens}")
         log(f"reload check: max |xyz diff| {reload_xyz_diff:.2e}, same reasoning tokens")
 
-        # Everything else about the run.
-        d = rec.data
-        xs = torch.stack([s[0] for s in rec.steps])  # (steps, B*, 64, 2)
-        ts = torch.stack([s[1].reshape(-1)[0] for s in rec.steps])  # (steps,)
-        t_full = torch.stack([s[1] for s in rec.steps])  # (steps, B*, 1, 1) as passed to step_fn
-        vs = torch.stack([s[2] for s in rec.steps])
-        hist_last = xyz[:, -1].repeat_interleave(args.samples, dim=0)
-        hist_rot_last = rot[:, -1].repeat_interleave(args.samples, dim=0)
-        v0 = model.action_space.estimate_t0_states(hist_last, hist_rot_last)["v"]
-        within = model.action_space.is_within_bounds(d["action"])
-        seq_final = d["sequences_raw"].clone()
-        from alpamayo_r1.models.token_utils import replace_padding_after_eos
-        seq_final = replace_padding_after_eos(seq_final, eos, model.tokenizer.pad_token_id)
-        offsets = (d["sequences_raw"] == eos).int().argmax(dim=1) + 1
+        # A second case on the same model and inputs: a reasoning budget too short to reach
+        # <|traj_future_start|>, where the reference falls back to the last generated token.
+        short = run_reference(model, processor, inputs, args.samples, args.short_generation_length, run_seed)
+        short_gen = short[3].data["sequences_raw"][:, tokenized["input_ids"].shape[1]:]
+        if (short_gen == eos).any():
+            raise SystemExit(f"--short-generation-length {args.short_generation_length} still reaches "
+                             "<|traj_future_start|>; pass a smaller one")
 
+        d = rec.data
         inputs_out = {
             "images": images.contiguous(),  # (N, 3, H, W) uint8, camera-major as create_message takes them
             "ego_history_xyz": xyz.contiguous(), "ego_history_rot": rot.contiguous(),
@@ -451,22 +481,9 @@ def main() -> int:
             "image_grid_thw": tokenized["image_grid_thw"].contiguous(),
             "input_ids": d["input_ids"].contiguous(),  # history tokens fused in by the reference
         }
-        ref_out = {
-            "sequences_raw": d["sequences_raw"].contiguous(),  # prompt + greedy reasoning per sample
-            "sequences": seq_final.contiguous(),  # after the reference pads past <|traj_future_start|>
-            "generate_logits": d["logits"].contiguous(),  # raw logits per generated step (B*, steps, V)
-            "rope_deltas": d["rope_deltas"].contiguous(),
-            "prefix_len": offsets.contiguous(),  # tokens the expert sees: through <|traj_future_start|>
-            "expert_position_ids": d["expert_position_ids"].contiguous(),  # (3, B*, 64)
-            "expert_visible_keys": d["expert_visible_keys"].contiguous(),  # (B*, cache + 64) 1 = attended
-            "noise": noise.contiguous(),  # (B*, 64, 2) the sampler's start x
-            "flow_x": xs.contiguous(), "flow_t": ts.contiguous(), "flow_t_full": t_full.contiguous(),
-            "flow_v": vs.contiguous(),
-            "action": d["action"].contiguous(),  # (B*, 64, 2) normalized (accel, curvature)
-            "action_in_proj_step0": d["action_in_proj_step0"].contiguous(),
-            "v0": v0.contiguous(), "within_bounds": within.to(torch.uint8).contiguous(),
-            "pred_xyz": pred_xyz.contiguous(), "pred_rot": pred_rot.contiguous(),  # (1, 1, S, 64, 3[, 3])
-        }
+        ref_out = outputs_of(model, result, eos, xyz, rot, args.samples)
+        short_out = outputs_of(model, short, eos, xyz, rot, args.samples)
+        save_file(short_out, str(stage / "reference_no_stop.safetensors"))
         save_file(inputs_out, str(stage / "inputs.safetensors"))
         save_file(ref_out, str(stage / "reference.safetensors"))
 
@@ -496,11 +513,22 @@ def main() -> int:
                        "vocab_size": int(model.config.vocab_size), "pad_token_id": int(tok.pad_token_id),
                        "traj_token_ids": {k: int(v) for k, v in model.config.traj_token_ids.items()},
                        "special": {n: int(tok.convert_tokens_to_ids(to_special_token(n))) for n in special_names}},
-            "shapes": {"prompt_len": int(prompt_len), "cache_len": int(d["cache_len"]),
-                       "n_waypoints": N_WAYPOINTS, "flow_steps": FLOW_STEPS, "samples": args.samples},
+            "shapes": {"prompt_len": int(prompt_len), "n_waypoints": N_WAYPOINTS, "flow_steps": FLOW_STEPS,
+                       "samples": args.samples},
+            "cases": {
+                "reference.safetensors": {"max_generation_length": args.max_generation_length,
+                                          "stops_at_traj_future_start": True, "cache_len": int(d["cache_len"])},
+                "reference_no_stop.safetensors": {
+                    "max_generation_length": args.short_generation_length, "stops_at_traj_future_start": False,
+                    "cache_len": int(short[3].data["cache_len"]),
+                    "note": "no <|traj_future_start|>: the reference continues positions after the last generated "
+                            "token, which is not in the cache (generation stopped before feeding it)"},
+            },
             "prompt_text": prompt_text,
             "reasoning": {"generated_text": tok.batch_decode(d["sequences_raw"][:, prompt_len:], skip_special_tokens=False),
-                          "cot": [str(c) for c in extra["cot"].reshape(-1)]},
+                          "cot": [str(c) for c in extra["cot"].reshape(-1)],
+                          "no_stop_generated_text": tok.batch_decode(short[3].data["sequences_raw"][:, prompt_len:],
+                                                                     skip_special_tokens=False)},
             "flow": {"direction": "noise_to_data: x starts as N(0, 1) noise at t=0; x += (t[i+1] - t[i]) * v",
                      "t_grid": torch.linspace(0.0, 1.0, FLOW_STEPS + 1).tolist()},
             "reload_check": {"max_abs_xyz_diff": reload_xyz_diff, "same_reasoning_tokens": reload_same_tokens},
@@ -519,7 +547,7 @@ def main() -> int:
         log(f"wrote {args.out} ({total / 1e6:.2f} MB, {len(meta['files']) + 1} files)")
         for name, text in zip(range(args.samples), meta["reasoning"]["generated_text"]):
             log(f"sample {name}: {text!r}")
-        log(f"pred_xyz[0, 0, 0, -1] = {pred_xyz[0, 0, 0, -1].tolist()}  v0 = {float(v0[0]):.3f} m/s")
+        log(f"pred_xyz[0, 0, 0, -1] = {pred_xyz[0, 0, 0, -1].tolist()}  v0 = {float(ref_out['v0'][0]):.3f} m/s")
     return 0
 
 
