@@ -20,6 +20,7 @@ COMMANDS: dict[str, str] = {
     "bench": "vla_ros.runtime.bench_command",
     "pattern-bag": "vla_ros.replay.pattern_bag_command",
     "sim": "vla_ros.sim.command",
+    "rollout": "vla_ros.sim.rollout.command",
     "node": "vla_ros.ros.node_command",
     "play": "vla_ros.replay.play_command",
     "eval": "vla_ros.replay.eval_command",
