@@ -477,6 +477,7 @@ def time_fixture(path: Path, repeats: int, threads: int | None) -> dict:
         "ms_median": 1000 * float(np.median(times)), "ms_min": 1000 * float(np.min(times)),
         "ms_all": [round(1000 * t, 3) for t in times],
         "max_abs_diff_vs_fixture": float((actions - ref["output.actions"]).abs().max()),
+        "loadavg_1min": os.getloadavg()[0], "cpus": os.cpu_count(),  # the machine may be shared
     }
 
 
@@ -488,10 +489,10 @@ def main() -> int:
     ap.add_argument("--repeats", type=int, default=10)
     ap.add_argument("--threads", type=int, default=None, help="torch threads in bench mode (default: torch's)")
     args = ap.parse_args()
-    torch.use_deterministic_algorithms(True)
     if args.time:
         print(json.dumps(time_fixture(args.time, args.repeats, args.threads)))
         return 0
+    torch.use_deterministic_algorithms(True)
     variants = ["pi0", "pi05"] if args.variant == "all" else [args.variant]
     for v in variants:
         meta = build_variant(v, args.out)
