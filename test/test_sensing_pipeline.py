@@ -152,7 +152,7 @@ def _camera_events(cfg, t_start, t_end, hz=10.0, start_ns=10**12, corrupt=(), ba
             frame = base_frame + k
             data = messages.encode_jpeg(pattern_image(v, frame, 64, 96))
             if (v, frame) in corrupt:
-                data = data[: len(data) // 3]
+                data = data[: len(data) * 2 // 3]  # header intact: fails when decoded, not on receipt
             out.append((stamp, cam.topic, messages.compressed_image(stamp, cam.name, data)))
     return out
 

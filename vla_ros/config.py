@@ -127,9 +127,18 @@ class EgoConfig:
 @dataclass(frozen=True)
 class SensingConfig:
     # A stamp older than the newest one on the same stream by more than this is a time jump
-    # (bag loop, simulator reset): all buffers are cleared. Smaller regressions are dropped as
+    # (bag loop, simulator reset) once most streams (or /clock) agree: all buffers are cleared.
+    # A lone message that far back is dropped (stale_stamp); smaller regressions are dropped as
     # out-of-order messages.
     time_jump_s: float = 1.0
+    # An input stamped further ahead of the node's clock than this is dropped (future_stamp).
+    future_tolerance_s: float = 1.0
+    # The largest image an input may declare (header size, checked before decoding; refused as
+    # too_large): 0 = 4x the model input size on that side; never above 8192.
+    max_image_width: int = 0
+    max_image_height: int = 0
+    # Undecoded messages kept per camera (a burst evicts the oldest beyond this).
+    max_buffered_per_camera: int = 64
     # Threads that decode a tick's new frames side by side (they are on the input-to-output
     # path): 0 = one per camera, at most the cores available; 1 = one after the other in the
     # assembling thread. `vla-ros eval` uses each worker's share of the cores, `train` 1 (its
@@ -138,6 +147,11 @@ class SensingConfig:
 
     def validate(self, key: str) -> None:
         _require(self.time_jump_s > 0, f"{key}.time_jump_s", self.time_jump_s, "must be > 0")
+        _require(self.future_tolerance_s > 0, f"{key}.future_tolerance_s", self.future_tolerance_s, "must be > 0")
+        for side in ("max_image_width", "max_image_height"):
+            value = getattr(self, side)
+            _require(value == 0 or 16 <= value <= 8192, f"{key}.{side}", value, "must be 0 (4x the model input) or in [16, 8192]")
+        _require(self.max_buffered_per_camera >= 2, f"{key}.max_buffered_per_camera", self.max_buffered_per_camera, "must be >= 2")
         _require(self.decode_threads >= 0, f"{key}.decode_threads", self.decode_threads, "must be >= 0 (0: one per camera)")
 
 
@@ -320,11 +334,11 @@ class Config:
 # --------------------------------------------------------------------------------------------
 
 
-def load_config(path: str | Path | None, namespace: str = "/") -> Config:
+def load_config(path: str | Path | None, namespace: str = "/", node_name: str = DEFAULT_NODE_NAME) -> Config:
     """Load and validate a YAML config file; `None` gives the defaults (config/drive.yaml).
-    Topic names come back resolved for a node in `namespace` (the root by default)."""
+    Topic names come back resolved for node `node_name` in `namespace` (the root by default)."""
     if path is None:
-        return config_from_dict({}, namespace)
+        return config_from_dict({}, namespace, node_name)
     p = Path(path)
     if not p.is_file():
         raise ConfigError("<file>", f"config file '{p}' does not exist")
@@ -339,16 +353,16 @@ def load_config(path: str | Path | None, namespace: str = "/") -> Config:
         (only,) = data.values()
         if isinstance(only, dict) and "ros__parameters" in only:
             data = only["ros__parameters"]
-    return config_from_dict(data, namespace)
+    return config_from_dict(data, namespace, node_name)
 
 
-def config_from_dict(data: Any, namespace: str = "/") -> Config:
+def config_from_dict(data: Any, namespace: str = "/", node_name: str = DEFAULT_NODE_NAME) -> Config:
     """Build and validate; topic names resolved for a node in `namespace` (see load_config)."""
     if not isinstance(data, dict):
         raise ConfigError("<root>", f"must be a mapping, got {type(data).__name__}")
     cfg = _build(Config, data, "")
     cfg.validate()
-    return cfg.resolve_topics(namespace)
+    return cfg.resolve_topics(namespace, node_name)
 
 
 def _build(cls: type, data: Any, key: str) -> Any:

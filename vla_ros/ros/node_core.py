@@ -47,6 +47,9 @@ _LATENCY_WINDOW = 200
 _PUBLISH_MARGIN_NS = 3_000_000
 _ALIGN_MAX_STEP_NS = 2_000_000
 _READY_PERCENTILE = 97
+# Inputs dropped for their stamps keep the inputs diagnostic at WARN this long.
+_STAMP_WARN_NS = 10_000_000_000
+_STAMP_DROPS = {"future_stamp": "inputs stamped ahead of the node's clock", "stale_stamp": "inputs stamped far behind their stream"}
 
 
 class PolicyLike(Protocol):
@@ -77,7 +80,7 @@ class DriveNodeCore:
         """`autoware`: also publish autoware_planning_msgs/Trajectory (when its topic is set).
         `path_encoder(trajectory, frame_id)`: what `publish` gets for the trajectory topic (a
         nav_msgs/Path message by default; a transport that writes bytes can take CDR)."""
-        self.config = config
+        self.config = config = config.resolve_topics()  # one set of absolute names for every topic comparison
         self.policy = policy
         self.publish = publish
         self.clock = clock
@@ -101,6 +104,7 @@ class DriveNodeCore:
                                    realtime_priority=config.control.realtime_priority)
         self.diagnostics_timer = Timer("diagnostics", clock, DIAGNOSTICS_PERIOD_S, self.diagnostics_tick)
         self._locked = False
+        self._stamp_drops_seen: dict[str, tuple[int, int | None]] = {}  # reason -> (count, when it last grew)
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -125,7 +129,10 @@ class DriveNodeCore:
     def on_message(self, topic: str, msg: Any) -> None:
         """A camera or odometry message (any transport). Never raises on bad input."""
         try:
-            stored = self.pipeline.on_message(topic, msg)
+            # Stamps further ahead of this clock than sensing.future_tolerance_s are refused
+            # (not before a /clock message has set sim time).
+            now_ns = self.clock.now_ns() if self.clock.started() else None
+            stored = self.pipeline.on_message(topic, msg, now_ns)
             if stored and topic == self.config.ego.odometry_topic:
                 self.controller.note_ego(ego_state_from_odometry(msg))
             elif stored:
@@ -138,7 +145,10 @@ class DriveNodeCore:
     def on_clock(self, stamp_ns: int) -> None:
         """A /clock message (use_sim_time); ignored with the system clock."""
         if isinstance(self.clock, SimClock):
+            previous = self.clock.now_ns() if self.clock.started() else None
             self.clock.set(stamp_ns)
+            if previous is not None:
+                self.pipeline.clock_moved(stamp_ns, previous)
 
     # -- timers ---------------------------------------------------------------------------
 
@@ -259,6 +269,20 @@ class DriveNodeCore:
             return None, None
         return float(np.percentile(values, 50)), float(np.percentile(values, 95))
 
+    def _stamp_problems(self, now_ns: int, drops: dict[str, int]) -> list[str]:
+        """Inputs dropped for their stamps (future_stamp, stale_stamp) within the last
+        _STAMP_WARN_S: the inputs status stays WARN that long after the last one."""
+        problems = []
+        for reason, what in _STAMP_DROPS.items():
+            count = drops.get(reason, 0)
+            seen_count, seen_ns = self._stamp_drops_seen.get(reason, (0, None))
+            if count != seen_count:
+                seen_ns = now_ns if count > seen_count else None  # fewer: counters were cleared
+                self._stamp_drops_seen[reason] = (count, seen_ns)
+            if seen_ns is not None and 0 <= now_ns - seen_ns < _STAMP_WARN_NS:
+                problems.append(f"{what} ({reason} x{count})")
+        return problems
+
     def diagnostic_statuses(self, now_ns: int) -> list[Any]:
         stats = self.pipeline.stats()
         name = "vla_ros"
@@ -271,11 +295,13 @@ class DriveNodeCore:
             worst = max(worst, float("inf") if age is None else age)
         ego_age = None if self.pipeline.ego.newest_ns is None else (now_ns - self.pipeline.ego.newest_ns) / 1e9
         ages["input_age_s/odometry"] = "never" if ego_age is None else f"{ego_age:.3f}"
-        input_level = messages.DIAG_OK if worst <= self.config.safety.max_input_age_s else messages.DIAG_WARN
+        problems = [] if worst <= self.config.safety.max_input_age_s else ["camera input stale or missing"]
+        problems += self._stamp_problems(now_ns, stats["drops"])
+        input_level = messages.DIAG_WARN if problems else messages.DIAG_OK
         inputs = messages.diagnostic_status(
             f"{name}: inputs",
             input_level,
-            "ok" if input_level == messages.DIAG_OK else "camera input stale or missing",
+            "; ".join(problems) or "ok",
             {**ages, **{f"dropped/{k}": str(v) for k, v in stats["drops"].items()}, "time_jumps": str(stats["time_jumps"])},
         )
         p50, p95 = self.latency_percentiles()

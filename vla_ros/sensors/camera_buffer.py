@@ -3,6 +3,9 @@
 Messages are stored as received (payload bytes + stamp) and decoded only when a stack needs
 them, straight to the model input size; decoded frames are cached by stamp (LRU), so the next
 tick, which reuses count-1 of this tick's frames per camera, decodes only the new one.
+At receive time only the header is read: an image declaring more pixels than the bound is
+dropped before it takes any room, and the buffer holds at most `capacity` messages (a burst
+evicts the oldest), so memory stays bounded whatever arrives.
 """
 from __future__ import annotations
 
@@ -14,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from vla_ros.sensors.drops import DropCounter
-from vla_ros.sensors.image_decode import DecodeError, as_uint8_buffer, check_raw, decode_compressed, decode_raw
+from vla_ros.sensors.image_decode import DecodeError, as_uint8_buffer, check_raw, compressed_header, decode_compressed, decode_raw, format_mismatch
 
 
 @dataclass
@@ -39,6 +42,8 @@ class CameraStats:
     decode_cache_hits: int = 0
     decode_errors: int = 0
     evicted: int = 0
+    evicted_over_capacity: int = 0  # of `evicted`: pushed out by a burst, not by age
+    format_mismatch: int = 0  # `format` names JPEG and the data is PNG or the other way round (decoded)
     drops: dict[str, int] = field(default_factory=dict)
 
     def count_drop(self, reason: str) -> None:
@@ -55,12 +60,17 @@ class CameraBuffer:
         keep_ns: int,
         decoded_cache: int,
         drops: DropCounter,
+        max_hw: tuple[int, int] | None = None,
+        capacity: int = 64,
     ) -> None:
+        """`max_hw`: the largest (height, width) an image may declare; `capacity`: messages kept."""
         self.name = name
         self.topic = topic
         self.compressed = compressed
         self.size_hw = size_hw
         self.keep_ns = keep_ns
+        self.max_hw = max_hw
+        self.capacity = capacity
         self.stats = CameraStats()
         self._drops = drops
         self._stamps: list[int] = []
@@ -89,6 +99,10 @@ class CameraBuffer:
         self._entries.append(entry)
         self.stats.accepted += 1
         self._evict_older_than(stamp - self.keep_ns)
+        if len(self._entries) > self.capacity:
+            over = len(self._entries) - self.capacity
+            self._evict_first(over)
+            self.stats.evicted_over_capacity += over
         return True
 
     def drop(self, reason: str, detail: str = "") -> None:
@@ -99,23 +113,29 @@ class CameraBuffer:
         if self.compressed:
             if not hasattr(msg, "format") or not hasattr(msg, "data"):
                 raise DecodeError("wrong_type", "expected sensor_msgs/CompressedImage (format, data)")
-            return BufferedImage(stamp, True, as_uint8_buffer(msg.data), fmt=str(msg.format))
+            data = as_uint8_buffer(msg.data)
+            kind, _, _ = compressed_header(str(msg.format), data, self.max_hw)  # header only: refuses size bombs
+            if format_mismatch(str(msg.format), kind):
+                self.stats.format_mismatch += 1
+            return BufferedImage(stamp, True, data, fmt=str(msg.format))
         if not all(hasattr(msg, f) for f in ("encoding", "height", "width", "step", "data")):
             raise DecodeError("wrong_type", "expected sensor_msgs/Image (encoding, height, width, step, data)")
         data = as_uint8_buffer(msg.data)
-        check_raw(str(msg.encoding), int(msg.height), int(msg.width), int(msg.step), data.size)
+        check_raw(str(msg.encoding), int(msg.height), int(msg.width), int(msg.step), data.size, self.max_hw)
         return BufferedImage(
             stamp, False, data, encoding=str(msg.encoding), height=int(msg.height), width=int(msg.width), step=int(msg.step)
         )
 
     def _evict_older_than(self, limit_ns: int) -> None:
-        cut = bisect.bisect_left(self._stamps, limit_ns)
-        if cut:
-            for stamp in self._stamps[:cut]:
+        self._evict_first(bisect.bisect_left(self._stamps, limit_ns))
+
+    def _evict_first(self, n: int) -> None:
+        if n:
+            for stamp in self._stamps[:n]:
                 self._decoded.pop(stamp, None)
-            del self._stamps[:cut]
-            del self._entries[:cut]
-            self.stats.evicted += cut
+            del self._stamps[:n]
+            del self._entries[:n]
+            self.stats.evicted += n
 
     def reset(self) -> None:
         self._stamps.clear()
@@ -167,8 +187,16 @@ class CameraBuffer:
         """The message's pixels at the buffer's size; touches no state of the buffer, so several
         threads may decode at once (PIL releases the interpreter lock while it decodes)."""
         if entry.compressed:
-            return decode_compressed(entry.fmt, entry.data, self.size_hw)
-        return decode_raw(entry.encoding, entry.height, entry.width, entry.step, entry.data, self.size_hw)
+            return decode_compressed(entry.fmt, entry.data, self.size_hw, self.max_hw)
+        return decode_raw(entry.encoding, entry.height, entry.width, entry.step, entry.data, self.size_hw, self.max_hw)
+
+    def decode_or_none(self, entry: BufferedImage) -> np.ndarray | None:
+        """`decode` for another thread: None instead of an error, so no exception (and no
+        traceback holding the decoder's frames) is stored in a Future and re-raised later."""
+        try:
+            return self.decode(entry)
+        except DecodeError:
+            return None
 
     def _remove(self, entry: BufferedImage) -> None:
         i = bisect.bisect_left(self._stamps, entry.stamp_ns)

@@ -53,6 +53,10 @@ def pose_from_odometry(msg: Any) -> tuple[np.ndarray, np.ndarray]:
     return xyz, quat / norm
 
 
+# Poses kept at most (a burst of odometry evicts the oldest): 4096 covers 1 kHz over the window.
+MAX_POSES = 4096
+
+
 class EgoBuffer:
     def __init__(self, topic: str, keep_ns: int, max_gap_ns: int, max_extrapolation_ns: int, drops: DropCounter) -> None:
         self.topic = topic
@@ -89,7 +93,7 @@ class EgoBuffer:
         self._xyz.append(xyz)
         self._quat.append(quat)
         self.accepted += 1
-        cut = bisect.bisect_left(self._stamps, stamp - self.keep_ns)
+        cut = max(bisect.bisect_left(self._stamps, stamp - self.keep_ns), len(self._stamps) - MAX_POSES)
         if cut:
             del self._stamps[:cut], self._xyz[:cut], self._quat[:cut]
         return True

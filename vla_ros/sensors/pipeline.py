@@ -19,10 +19,13 @@ from vla_ros.sensors.camera_buffer import BufferedImage, CameraBuffer, CameraSta
 from vla_ros.sensors.drops import DropCounter
 from vla_ros.sensors.ego_buffer import EgoBuffer, EgoHistoryError, history_span_ns
 from vla_ros.sensors.frame_stack import FrameStack, StackSkip
-from vla_ros.sensors.image_decode import DecodeError
+from vla_ros.sensors.image_decode import DecodeError, image_size_bound
 from vla_ros.sensors.stamps import StampError, stamp_ns, to_ns
 
 _LOG = logging.getLogger("vla_ros.sensors")
+
+# Messages held per stream while waiting for the other streams to agree on a time jump.
+_MAX_HELD_PER_STREAM = 16
 
 
 class SensingPipeline:
@@ -36,6 +39,8 @@ class SensingPipeline:
         self.tolerance_ns = to_ns(config.frames.tolerance_s)
         self.max_t0_age_ns = to_ns(config.frames.max_t0_age_s)
         self.time_jump_ns = to_ns(config.sensing.time_jump_s)
+        self.future_tolerance_ns = to_ns(config.sensing.future_tolerance_s)
+        self.max_image_hw = image_size_bound(self.size_hw, config.sensing.max_image_width, config.sensing.max_image_height)
         self.history_interval_ns = to_ns(config.ego.history_interval_s)
         self.skip_repeated_t0 = skip_repeated_t0
         self.drops = DropCounter()
@@ -49,6 +54,8 @@ class SensingPipeline:
                 keep_ns=span,
                 decoded_cache=max(config.image.decoded_cache_per_camera, config.frames.count),
                 drops=self.drops,
+                max_hw=self.max_image_hw,
+                capacity=config.sensing.max_buffered_per_camera,
             )
             for cam in config.cameras
         ]
@@ -62,6 +69,10 @@ class SensingPipeline:
             drops=self.drops,
         )
         self.time_jumps = 0
+        # Messages stamped more than time_jump_s behind their stream's newest, per topic: a time
+        # jump once most streams hold some, dropped as stale_stamp when their stream goes on.
+        self._behind: dict[str, list[tuple[int, Any]]] = {}
+        self._after_jump = False  # until every stream has delivered again since the last jump
         self.ticks_attempted = 0
         self.ticks_assembled = 0
         self.skips: dict[str, int] = {}
@@ -94,53 +105,113 @@ class SensingPipeline:
 
     # -- ingest ---------------------------------------------------------------------------
 
-    def on_message(self, topic: str, msg: Any) -> bool:
-        """Route a message by topic. Returns True if it was stored."""
+    def on_message(self, topic: str, msg: Any, now_ns: int | None = None) -> bool:
+        """Route a message by topic. Returns True if it was stored. `now_ns`: the receiver's
+        clock, against which future stamps are refused (None: no such check, as in replay)."""
         if topic == self.ego.topic:
-            return self.on_odometry(msg)
+            return self.on_odometry(msg, now_ns)
         cam = self._by_topic.get(topic)
         if cam is None:
             self.drops.drop("unknown_topic", topic)
             return False
-        return self.on_image(cam, msg)
+        return self.on_image(cam, msg, now_ns)
 
-    def on_image(self, cam: CameraBuffer, msg: Any) -> bool:
+    def on_image(self, cam: CameraBuffer, msg: Any, now_ns: int | None = None) -> bool:
         with self._lock:
             cam.stats.received += 1
-            stamp = self._checked_stamp(msg, cam.newest_ns, cam.drop, cam.topic)
-            return stamp is not None and cam.add(msg, stamp)
+            return self._ingest(cam, msg, now_ns)
 
-    def on_odometry(self, msg: Any) -> bool:
+    def on_odometry(self, msg: Any, now_ns: int | None = None) -> bool:
         with self._lock:
             self.ego.received += 1
-            stamp = self._checked_stamp(msg, self.ego.newest_ns, self.ego.drop, self.ego.topic)
-            return stamp is not None and self.ego.add(msg, stamp)
+            return self._ingest(self.ego, msg, now_ns)
 
-    def _checked_stamp(self, msg: Any, newest: int | None, drop: Any, topic: str) -> int | None:
+    def _streams(self) -> list[CameraBuffer | EgoBuffer]:
+        return [*self.cameras, self.ego]
+
+    def _ingest(self, stream: CameraBuffer | EgoBuffer, msg: Any, now_ns: int | None) -> bool:
+        """Check a message's stamp against the clock and its stream, then store it."""
         try:
             stamp = stamp_ns(msg)
         except StampError as exc:
-            drop("bad_stamp", str(exc))
-            return None
+            stream.drop("bad_stamp", str(exc))
+            return False
+        if now_ns is not None and stamp - now_ns > self.future_tolerance_ns:
+            stream.drop("future_stamp", f"stamped {(stamp - now_ns) / 1e9:.3f} s ahead of the node's clock")
+            return False
+        newest = stream.newest_ns
+        if newest is not None and newest - stamp > self.time_jump_ns:
+            return self._fell_behind(stream, msg, stamp)
+        self._settle(stream)
+        if newest is None and self._after_jump:
+            group = self.newest_stamp_ns
+            if group is not None and stamp - group > self.time_jump_ns:
+                stream.drop("stale_stamp", f"stamped {(stamp - group) / 1e9:.3f} s after the other streams: from before their time jump")
+                return False
         if newest is not None and stamp <= newest:
-            if newest - stamp > self.time_jump_ns:
-                self._time_jump(topic, newest, stamp)
-            elif stamp == newest:
-                drop("duplicate_stamp", f"stamp {stamp / 1e9:.9f} seen twice")
-                return None
+            if stamp == newest:
+                stream.drop("duplicate_stamp", f"stamp {stamp / 1e9:.9f} seen twice")
             else:
-                drop("out_of_order", f"stamp {(newest - stamp) / 1e6:.1f} ms older than the newest")
-                return None
-        return stamp
+                stream.drop("out_of_order", f"stamp {(newest - stamp) / 1e6:.1f} ms older than the newest")
+            return False
+        stored = stream.add(msg, stamp)
+        if self._after_jump and all(s.newest_ns is not None for s in self._streams()):
+            self._after_jump = False
+        return stored
 
-    def _time_jump(self, topic: str, newest: int, stamp: int) -> None:
+    def _fell_behind(self, stream: CameraBuffer | EgoBuffer, msg: Any, stamp: int) -> bool:
+        """A message far behind its stream: held until most streams agree time went back (then
+        a time jump: buffers reset, held messages stored) or its stream goes on (stale_stamp)."""
+        held = self._behind.setdefault(stream.topic, [])
+        held.append((stamp, msg))
+        if len(held) > _MAX_HELD_PER_STREAM:
+            held.pop(0)
+            stream.drop("stale_stamp", "more messages stamped behind the stream than a time jump takes to agree on")
+        with_data = sum(s.newest_ns is not None for s in self._streams())
+        agreeing = sum(bool(self._behind.get(s.topic)) for s in self._streams() if s.newest_ns is not None)
+        if agreeing < (1 if with_data == 1 else max(2, with_data // 2 + 1)):
+            return False
+        newest = stream.newest_ns or stamp
+        stored = self._time_jump(f"{agreeing} of {with_data} streams", newest - stamp)
+        return id(msg) in stored
+
+    def _settle(self, stream: CameraBuffer | EgoBuffer) -> None:
+        """Its stream went on in line: the messages held behind it were lone old ones."""
+        held = self._behind.pop(stream.topic, None)
+        for stamp, _ in held or ():
+            stream.drop("stale_stamp", f"stamped {((stream.newest_ns or stamp) - stamp) / 1e9:.3f} s behind the newest"
+                                       " while the other streams went on (not a time jump)")
+
+    def clock_moved(self, now_ns: int, previous_ns: int) -> None:
+        """The node's clock (/clock with sim time) went from `previous_ns` to `now_ns`: a jump
+        back beyond time_jump_s resets the buffers if they still hold input from before it."""
+        with self._lock:
+            newest = self.newest_stamp_ns
+            if previous_ns - now_ns > self.time_jump_ns and newest is not None and newest - now_ns > self.time_jump_ns:
+                self._time_jump("/clock", previous_ns - now_ns)
+
+    def _time_jump(self, source: str, back_ns: int) -> set[int]:
+        """Reset every buffer, then store the messages held behind their streams (in the new
+        time base); returns the ids of those stored."""
         self.time_jumps += 1
         _LOG.warning(
             "time went backwards by %.3f s on %s (bag loop or simulator reset): all sensor buffers reset",
-            (newest - stamp) / 1e9,
-            topic,
+            back_ns / 1e9,
+            source,
         )
+        held, self._behind = self._behind, {}
         self.reset()
+        self._after_jump = True
+        stored: set[int] = set()
+        for stream in self._streams():
+            for stamp, msg in held.get(stream.topic, ()):
+                newest = stream.newest_ns
+                if newest is None or stamp > newest:
+                    if stream.add(msg, stamp):
+                        stored.add(id(msg))
+                else:
+                    stream.drop("out_of_order", "held across a time jump behind a newer message")
+        return stored
 
     def clear_counters(self) -> None:
         """Zero every statistic, keeping the buffered input: a replay that starts part-way
@@ -159,6 +230,7 @@ class SensingPipeline:
         for cam in self.cameras:
             cam.reset()
         self.ego.reset()
+        self._behind = {}
         self._last_t0_ns = None
 
     # -- assembly -------------------------------------------------------------------------
@@ -245,17 +317,16 @@ class SensingPipeline:
         try:
             if self._decoder is None:
                 self._decoder = ThreadPoolExecutor(self.decode_threads, thread_name_prefix="vla_ros-decode")
-            jobs = [(v, entry, self._decoder.submit(cam.decode, entry)) for v, cam, entry in todo]
+            jobs = [(v, entry, self._decoder.submit(cam.decode_or_none, entry)) for v, cam, entry in todo]
         except RuntimeError as exc:  # no thread could be started (process limit, shutting down)
             _LOG.warning("cannot start decoding threads (%s): decoding one frame after the other from now on", exc)
             self.decode_threads = 1
             return {}
         ready: dict[tuple[int, int], np.ndarray] = {}
         for v, entry, job in jobs:
-            try:
-                ready[(v, entry.stamp_ns)] = job.result()
-            except DecodeError:
-                continue
+            pixels = job.result()  # None for a frame that failed (no exception crosses threads)
+            if pixels is not None:
+                ready[(v, entry.stamp_ns)] = pixels
         return ready
 
     def close(self) -> None:

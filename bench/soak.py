@@ -1,0 +1,325 @@
+#!/usr/bin/env python3
+"""Soak: the drive node over DDS for a long time (default 60 min) on a looping bag with faults.
+
+`vla-ros node --transport dds --use-sim-time` (random:tiny by default) runs in its own process
+with its policy in a child process, fed by `vla-ros play --loop --clock` of a pattern bag
+(4 cameras of JPEG at 10 Hz, 50 Hz odometry). Every --fault-every seconds this process
+publishes one fault on a camera or the odometry topic, in turn: corrupt and non-image JPEG
+payloads, a format/content mismatch, an unsupported format, an empty image, 8000x8000 PNG and
+JPEG size bombs (69 bytes and ~600 bytes), stamps an hour ahead and 5 s behind, a burst of 500
+images on one camera, NaN and zero-quaternion odometry (test/hostile.py). The bag's loop makes
+/clock and every stream jump back once per pass.
+
+Every minute it reports, for the node and for its policy process: RSS and open file descriptors;
+and the node's output rate, fallback activations, time jumps and drops by reason (from
+/diagnostics). It fails (exit 1) if the RSS of either process grows more than --max-growth
+(default 1%) from the end of warm-up to the end, the baseline being the same process measured
+in the same run (median of the first minute after warm-up against the median of the last).
+
+Usage: nice -n 10 .venv/bin/python bench/soak.py [--minutes 60] [--out bench/results/soak-DATE]
+CI never runs it (an hour). Output: OUT/soak.json (every sample), OUT/soak.log (these lines),
+OUT/node.log, OUT/soak.png (RSS and output rate over time).
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import signal
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import psutil
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "test"))
+
+import hostile  # noqa: E402
+from vla_ros.config import load_config  # noqa: E402
+from vla_ros.replay.pattern_bag import PatternBagSpec, pattern_image, write_pattern_bag  # noqa: E402
+from vla_ros.ros import messages  # noqa: E402
+from vla_ros.ros.dds_discovery import keep_dds_on_loopback  # noqa: E402
+from vla_ros.ros.dds_transport import DdsTransport  # noqa: E402
+
+keep_dds_on_loopback()
+
+# random:tiny on a shared CPU takes a few hundred ms per tick: the watchdog ages of the DDS
+# node tests (the defaults, 0.5 s, are for a GPU).
+NODE_CONFIG = "safety: {max_input_age_s: 1.0, max_output_age_s: 2.0}\n"
+FAULTS = [("camera", k) for k in hostile.CAMERA_FAULTS] + [("odometry", k) for k in hostile.ODOMETRY_FAULTS]
+
+
+def _stamp(msg) -> int:
+    return msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+
+
+class Watch:
+    """What this process hears from the node and the player: outputs, diagnostics, /clock,
+    and the newest stamp per input topic (faults are stamped relative to it)."""
+
+    def __init__(self, dds: DdsTransport, config) -> None:
+        self.lock = threading.Lock()
+        self.paths = 0
+        self.diag: dict[str, str] = {}
+        self.clock_ns = 0
+        self.newest: dict[str, int] = {}
+        dds.subscribe(config.outputs.trajectory_topic, "nav_msgs/msg/Path", self._path)
+        dds.subscribe("/diagnostics", "diagnostic_msgs/msg/DiagnosticArray", self._diag)
+        dds.subscribe("/clock", "rosgraph_msgs/msg/Clock", self._clock, qos="sensor")
+        for cam in config.cameras:
+            dds.subscribe(cam.topic, "sensor_msgs/msg/CompressedImage", lambda m, t=cam.topic: self._input(t, m), qos="sensor")
+        dds.subscribe(config.ego.odometry_topic, "nav_msgs/msg/Odometry", lambda m: self._input(config.ego.odometry_topic, m))
+
+    def _path(self, _msg) -> None:
+        with self.lock:
+            self.paths += 1
+
+    def _diag(self, msg) -> None:
+        values = {kv.key: kv.value for status in msg.status for kv in status.values}
+        values.update({f"level/{s.name}": str(int(s.level)) for s in msg.status})
+        with self.lock:
+            self.diag = values
+
+    def _clock(self, msg) -> None:
+        with self.lock:
+            self.clock_ns = msg.clock.sec * 1_000_000_000 + msg.clock.nanosec
+
+    def _input(self, topic: str, msg) -> None:
+        with self.lock:
+            self.newest[topic] = _stamp(msg)
+
+
+def _proc_stats(proc: psutil.Process | None) -> dict:
+    if proc is None:
+        return {"rss_mb": None, "fds": None}
+    try:
+        return {"rss_mb": proc.memory_info().rss / 2**20, "fds": proc.num_fds(), "cpu_s": sum(proc.cpu_times()[:2])}
+    except psutil.Error:
+        return {"rss_mb": None, "fds": None}
+
+
+def _policy_child(node: psutil.Process) -> psutil.Process | None:
+    try:
+        kids = [c for c in node.children(recursive=True) if "python" in (c.name() or "")]
+        return max(kids, key=lambda c: c.memory_info().rss) if kids else None
+    except psutil.Error:
+        return None
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--minutes", type=float, default=60.0, help="soak length after warm-up (default 60)")
+    ap.add_argument("--warmup-minutes", type=float, default=5.0, help="warm-up before the memory baseline (default 5)")
+    ap.add_argument("--fault-every", type=float, default=10.0, help="seconds between faults (default 10)")
+    ap.add_argument("--report-every", type=float, default=60.0, help="seconds between reports (default 60)")
+    ap.add_argument("--max-growth", type=float, default=0.01, help="fail above this RSS growth after warm-up (default 0.01)")
+    ap.add_argument("--bag-seconds", type=float, default=60.0, help="length of the looping pattern bag (default 60)")
+    ap.add_argument("--model", default="random:tiny")
+    ap.add_argument("--domain", type=int, default=None, help="DDS domain (default: 90 + pid %% 10)")
+    ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / f"soak-{dt.date.today().isoformat()}")
+    args = ap.parse_args()
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    domain = args.domain if args.domain is not None else 90 + os.getpid() % 10
+    env = {**os.environ, "ROS_DOMAIN_ID": str(domain), "PYTHONUNBUFFERED": "1"}
+    config = load_config(None).resolve_topics()
+    cfg_path = args.out / "node.yaml"
+    cfg_path.write_text(NODE_CONFIG)
+    bag = Path(tempfile.mkdtemp(prefix="vla_ros-soak-")) / "bag"  # not kept with the results
+    spec = PatternBagSpec(duration_s=args.bag_seconds)
+    write_pattern_bag(bag, config, spec)
+    logf = open(args.out / "soak.log", "w")
+
+    def say(line: str) -> None:
+        print(line, flush=True)
+        logf.write(line + "\n")
+        logf.flush()
+
+    say(f"soak: {args.minutes:g} min after {args.warmup_minutes:g} min warm-up, model {args.model}, DDS domain {domain}, "
+        f"fault every {args.fault_every:g} s, host {platform.node()} ({psutil.cpu_count()} CPUs, load {os.getloadavg()[0]:.2f})")
+    node = subprocess.Popen(
+        [sys.executable, "-m", "vla_ros.cli", "node", "--transport", "dds", "--model", args.model, "--config", str(cfg_path),
+         "--use-sim-time", "--status-every", "60"],
+        env=env, stdout=open(args.out / "node.log", "w"), stderr=subprocess.STDOUT, cwd=ROOT)
+    player = None
+    samples: list[dict] = []
+    faults_sent: dict[str, int] = {}
+    status = 1
+    try:
+        with DdsTransport(domain_id=domain) as dds:
+            watch = Watch(dds, config)
+            cam_pubs = {c.topic: dds.publisher(c.topic, "sensor_msgs/msg/CompressedImage", qos="sensor") for c in config.cameras}
+            odom_pub = dds.publisher(config.ego.odometry_topic, "nav_msgs/msg/Odometry")
+            jpeg = messages.encode_jpeg(pattern_image(0, 0, spec.height, spec.width))
+            deadline = time.monotonic() + 300
+            while "drive node running" not in (args.out / "node.log").read_text():
+                if node.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("node did not start:\n" + (args.out / "node.log").read_text()[-3000:])
+                time.sleep(0.5)
+            player = subprocess.Popen(
+                [sys.executable, "-m", "vla_ros.cli", "play", "--bag", str(bag), "--loop", "--clock", "--quiet", "--wait-subscribers", "60"],
+                env=env, stdout=open(args.out / "play.log", "w"), stderr=subprocess.STDOUT, cwd=ROOT)
+            node_ps = psutil.Process(node.pid)
+            t_start = time.monotonic()
+            t_end = t_start + (args.warmup_minutes + args.minutes) * 60
+            next_fault = t_start + args.fault_every
+            next_report = t_start + args.report_every
+            last_paths = 0
+            k = 0
+            while time.monotonic() < t_end:
+                if node.poll() is not None:
+                    raise RuntimeError(f"node exited with {node.returncode}")
+                if player.poll() is not None:
+                    raise RuntimeError(f"player exited with {player.returncode}")
+                now = time.monotonic()
+                if now >= next_fault:
+                    stream, kind = FAULTS[k % len(FAULTS)]
+                    k += 1
+                    with watch.lock:
+                        clock_ns, newest = watch.clock_ns, dict(watch.newest)
+                    if clock_ns:
+                        if stream == "camera":
+                            cam = config.cameras[k % len(config.cameras)]
+                            stamp = max(clock_ns, newest.get(cam.topic, 0)) + 1_000_000  # just after the newest
+                            for msg in hostile.camera_fault(kind, stamp, cam.name, jpeg):
+                                cam_pubs[cam.topic].publish(msg)
+                        else:
+                            topic = config.ego.odometry_topic
+                            odom_pub.publish(hostile.odometry_fault(kind, max(clock_ns, newest.get(topic, 0)) + 1_000_000))
+                        faults_sent[f"{stream}/{kind}"] = faults_sent.get(f"{stream}/{kind}", 0) + 1
+                    next_fault += args.fault_every
+                if now >= next_report:
+                    with watch.lock:
+                        paths, diag = watch.paths, dict(watch.diag)
+                    sample = {
+                        "minute": round((now - t_start) / 60, 2),
+                        "warmup": now - t_start < args.warmup_minutes * 60,
+                        "node": _proc_stats(node_ps),
+                        "policy": _proc_stats(_policy_child(node_ps)),
+                        "outputs_per_s": (paths - last_paths) / args.report_every,
+                        "outputs": paths,
+                        "fallback_activations": int(diag.get("fallback_activations", "0")),
+                        "time_jumps": int(diag.get("time_jumps", "0")),
+                        "ticks_run": int(diag.get("ticks_run", "0")),
+                        "drops": {k2.split("/", 1)[1]: int(v) for k2, v in diag.items() if k2.startswith("dropped/")},
+                        "load": os.getloadavg()[0],
+                    }
+                    last_paths = paths
+                    samples.append(sample)
+                    n, p = sample["node"], sample["policy"]
+                    say(f"[{sample['minute']:6.1f} min]{' warm-up' if sample['warmup'] else ''} node RSS {n['rss_mb']:.1f} MB fds {n['fds']}"
+                        f" | policy RSS {p['rss_mb'] or 0:.1f} MB fds {p['fds']} | outputs {sample['outputs_per_s']:.1f}/s"
+                        f" | ticks {sample['ticks_run']} | fallbacks {sample['fallback_activations']} | time jumps {sample['time_jumps']}"
+                        f" | faults sent {sum(faults_sent.values())} | load {sample['load']:.2f}")
+                    next_report += args.report_every
+                time.sleep(0.05)
+            status = 0
+    except RuntimeError as exc:
+        say(f"soak: FAILED: {exc}")
+    finally:
+        for proc in (player, node):
+            if proc is not None and proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    proc.wait(60)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+    shutil.rmtree(bag.parent, ignore_errors=True)
+    result = summarize(samples, faults_sent, args, status, node.returncode)
+    (args.out / "soak.json").write_text(json.dumps(result, indent=1))
+    plot(samples, args.out / "soak.png")
+    for name in ("node", "policy"):
+        g = result["growth"].get(name)
+        if g:
+            say(f"{name} RSS after warm-up: {g['baseline_mb']:.1f} MB -> {g['final_mb']:.1f} MB, ratio {g['ratio']:.4f}"
+                f" (limit {1 + args.max_growth:.2f}); fds {g['fds_first']} -> {g['fds_last']}")
+    say(f"outputs {result['outputs']} ({result['outputs_per_s_mean']:.2f}/s mean after warm-up), fallback activations "
+        f"{result['fallback_activations']}, time jumps {result['time_jumps']}, node exit {node.returncode}")
+    say(f"faults sent: {json.dumps(faults_sent, sort_keys=True)}")
+    say(f"node drops: {json.dumps(result['drops'], sort_keys=True)}")
+    say(f"soak: {'PASSED' if result['passed'] else 'FAILED'}")
+    logf.close()
+    return 0 if result["passed"] else 1
+
+
+def summarize(samples: list[dict], faults_sent: dict, args, status: int, node_rc) -> dict:
+    after = [s for s in samples if not s["warmup"]]
+    growth = {}
+    per_minute = max(1, round(60 / args.report_every))
+    for name in ("node", "policy"):
+        rss = [s[name]["rss_mb"] for s in after if s[name]["rss_mb"] is not None]
+        fds = [s[name]["fds"] for s in after if s[name]["fds"] is not None]
+        if len(rss) >= 2:
+            base, final = float(np.median(rss[:per_minute])), float(np.median(rss[-per_minute:]))
+            growth[name] = {"baseline_mb": base, "final_mb": final, "ratio": final / base, "max_mb": max(rss),
+                            "fds_first": fds[0] if fds else None, "fds_last": fds[-1] if fds else None}
+    last = samples[-1] if samples else {}
+    passed = status == 0 and node_rc == 0 and bool(growth) and all(g["ratio"] <= 1 + args.max_growth for g in growth.values())
+    return {
+        "passed": passed,
+        "minutes": args.minutes,
+        "warmup_minutes": args.warmup_minutes,
+        "model": args.model,
+        "fault_every_s": args.fault_every,
+        "max_growth": args.max_growth,
+        "growth": growth,
+        "outputs": last.get("outputs", 0),
+        "outputs_per_s_mean": float(np.mean([s["outputs_per_s"] for s in after])) if after else 0.0,
+        "fallback_activations": last.get("fallback_activations", 0),
+        "time_jumps": last.get("time_jumps", 0),
+        "drops": last.get("drops", {}),
+        "faults_sent": faults_sent,
+        "node_exit_code": node_rc,
+        "commit": _commit(),
+        "host": {"cpus": psutil.cpu_count(), "python": platform.python_version(), "shared": "other jobs ran on this machine (load column)"},
+        "samples": samples,
+    }
+
+
+def _commit() -> str:
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "vla_ros/sensors", "vla_ros/ros/node_core.py"], cwd=ROOT,
+                               capture_output=True, text=True).stdout.strip()
+        return head + (" (sensing code modified)" if dirty else "")
+    except OSError:
+        return "unknown"
+
+
+def plot(samples: list[dict], path: Path) -> None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return
+    if not samples:
+        return
+    t = [s["minute"] for s in samples]
+    fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(9, 6), sharex=True)
+    for name in ("node", "policy"):
+        ax1.plot(t, [s[name]["rss_mb"] or np.nan for s in samples], label=f"{name} RSS")
+    ax1.set_ylabel("MB")
+    ax1.legend()
+    ax1.set_title("drive node soak: RSS per process")
+    ax2.plot(t, [s["outputs_per_s"] for s in samples], label="trajectories/s")
+    ax2.set_ylabel("outputs/s")
+    ax2.set_xlabel("minutes")
+    ax2.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
