@@ -43,7 +43,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import math
 import os
 import platform
 import shutil
@@ -146,7 +145,7 @@ def export_source(src: Path, commit: str | None, workdir: Path) -> tuple[Path, s
     return dest, full
 
 
-def make_base_vlm(out: Path, seed: int) -> dict:
+def make_base_vlm(out: Path) -> dict:
     """Tiny offline stand-in for the hub base VLM: config + tokenizer + processor files."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import (Qwen2TokenizerFast, Qwen2VLImageProcessorFast, Qwen3VLConfig,
@@ -402,11 +401,11 @@ def main() -> int:
         from alpamayo_r1.models.alpamayo_r1 import AlpamayoR1
         from alpamayo_r1.models.token_utils import to_special_token
 
-        torch.set_num_threads(1)  # the same summation order on every machine
+        torch.set_num_threads(1)  # one thread: a reproducible summation order
         torch.use_deterministic_algorithms(True)
         stage = tmpdir / "out"
         stage.mkdir()
-        base = make_base_vlm(stage / BASE_VLM_DIR, args.seed)
+        base = make_base_vlm(stage / BASE_VLM_DIR)
         cwd = tmpdir / "cwd"  # the hub id, as a relative path, points at the stand-in here
         (cwd / BASE_VLM_HUB_ID).parent.mkdir(parents=True)
         (cwd / BASE_VLM_HUB_ID).symlink_to(stage / BASE_VLM_DIR, target_is_directory=True)
@@ -455,13 +454,13 @@ def main() -> int:
         rproc.tokenizer = reloaded.tokenizer
         rxyz, rrot, rextra, rrec, _, _ = run_reference(reloaded, rproc, inputs, args.samples,
                                                       args.max_generation_length, run_seed)
-        reload_xyz_diff = float((rxyz - pred_xyz).abs().max())
+        reload_xyz_diff = float(max((rxyz - pred_xyz).abs().max(), (rrot - pred_rot).abs().max()))
         reload_same_tokens = bool(torch.equal(rrec.data["sequences_raw"], rec.data["sequences_raw"]))
         if not torch.equal(rrec.steps[0][0], noise):
             raise SystemExit("the reloaded run drew different start noise: the RNG use is not reproducible")
         if reload_xyz_diff > 1e-5 or not reload_same_tokens:
-            raise SystemExit(f"reloaded reference model differs: xyz {reload_xyz_diff}, same tokens {reload_same_tokens}")
-        log(f"reload check: max |xyz diff| {reload_xyz_diff:.2e}, same reasoning tokens")
+            raise SystemExit(f"reloaded reference model differs: xyz/rot {reload_xyz_diff}, same tokens {reload_same_tokens}")
+        log(f"reload check: max |xyz, rot diff| {reload_xyz_diff:.2e}, same reasoning tokens")
 
         # A second case on the same model and inputs: a reasoning budget too short to reach
         # <|traj_future_start|>, where the reference falls back to the last generated token.
@@ -531,7 +530,7 @@ def main() -> int:
                                                                      skip_special_tokens=False)},
             "flow": {"direction": "noise_to_data: x starts as N(0, 1) noise at t=0; x += (t[i+1] - t[i]) * v",
                      "t_grid": torch.linspace(0.0, 1.0, FLOW_STEPS + 1).tolist()},
-            "reload_check": {"max_abs_xyz_diff": reload_xyz_diff, "same_reasoning_tokens": reload_same_tokens},
+            "reload_check": {"max_abs_xyz_rot_diff": reload_xyz_diff, "same_reasoning_tokens": reload_same_tokens},
             "action_stats": {"accel_mean": 0.03, "accel_std": 0.7, "curvature_mean": 0.0003, "curvature_std": 0.026},
             "files": {},
         }
