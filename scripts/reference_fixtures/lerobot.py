@@ -7,6 +7,8 @@ Run through the dispatcher, which makes the side venv (python 3.12, lerobot[pi]=
     scripts/make_reference_fixtures lerobot --variant pi05   # one variant
     scripts/make_reference_fixtures lerobot --time test/fixtures/lerobot_pi0_tiny --repeats 10
                                                              # bench mode: time predict_action_chunk, print JSON
+    python3 scripts/reference_fixtures/lerobot.py --time-full-size pi0 --device cuda
+                                                             # real-size random pi0 on a GPU (bench/lerobot.py --full-size)
 
 Each fixture directory is what LeRobot's own `save_pretrained` writes (config.json, model.safetensors,
 policy_preprocessor.json / policy_postprocessor.json and their normalizer .safetensors), plus:
@@ -481,6 +483,58 @@ def time_fixture(path: Path, repeats: int, threads: int | None) -> dict:
     }
 
 
+def time_full_size(variant: str, device: str, repeats: int, batch: int, dtype: str) -> dict:
+    """LeRobot at its real sizes (PaliGemma 3B + 300M expert), random weights, 3 cameras of 224x224,
+    48 prompt tokens, 50 actions, 10 steps: the issue's GPU anchor, on LeRobot's own code. The batch is
+    built directly (random pixels and token ids): the processors and tokenizer play no part in the timing."""
+    from lerobot.configs import FeatureType, PolicyFeature
+    from lerobot.policies.pi0.configuration_pi0 import PI0Config
+    from lerobot.policies.pi0.modeling_pi0 import PI0Policy
+    from lerobot.policies.pi05.configuration_pi05 import PI05Config
+    from lerobot.policies.pi05.modeling_pi05 import PI05Policy
+
+    cams = [f"observation.images.cam{i}" for i in range(3)]
+    inputs = {c: PolicyFeature(type=FeatureType.VISUAL, shape=(3, 224, 224)) for c in cams}
+    inputs["observation.state"] = PolicyFeature(type=FeatureType.STATE, shape=(32,))
+    outputs = {"action": PolicyFeature(type=FeatureType.ACTION, shape=(32,))}
+    cfg_cls, policy_cls = (PI0Config, PI0Policy) if variant == "pi0" else (PI05Config, PI05Policy)
+    config = cfg_cls(input_features=inputs, output_features=outputs, device=device, dtype=dtype,
+                     tokenizer_max_length=48)
+    t0 = time.perf_counter()
+    with torch.device(device):  # random init where the weights will live
+        policy = policy_cls(config)
+    policy.eval()
+    build_s = time.perf_counter() - t0
+    gen = torch.Generator(device=device).manual_seed(0)
+    data = {c: torch.rand((batch, 3, 224, 224), generator=gen, device=device) for c in cams}
+    data["observation.state"] = torch.randn((batch, 32), generator=gen, device=device)
+    data["observation.language.tokens"] = torch.randint(0, 257152, (batch, 48), generator=gen, device=device)
+    data["observation.language.attention_mask"] = torch.ones((batch, 48), dtype=torch.bool, device=device)
+    noise = torch.randn((batch, 50, 32), generator=gen, device=device)
+    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
+    times = []
+    with torch.no_grad():
+        for i in range(repeats + 2):  # two warm-ups
+            sync()
+            t0 = time.perf_counter()
+            actions = policy.predict_action_chunk(data, noise=noise.clone())
+            sync()
+            if i >= 2:
+                times.append(time.perf_counter() - t0)
+    return {
+        "implementation": f"lerobot {LEROBOT_VERSION} {policy_cls.__name__}.predict_action_chunk (eager)",
+        "variant": variant, "sizes": "gemma_2b + gemma_300m + SigLIP So400m/14 (real sizes, random weights)",
+        "device": torch.cuda.get_device_name() if device.startswith("cuda") else "cpu",
+        "dtype": dtype, "batch": batch, "cameras": 3, "image": 224, "prompt_tokens": 48,
+        "chunk_size": config.chunk_size, "num_inference_steps": config.num_inference_steps,
+        "parameters": sum(p.numel() for p in policy.parameters()), "build_s": build_s,
+        "torch": torch.__version__, "transformers": __import__("transformers").__version__,
+        "repeats": repeats, "ms_median": 1000 * float(np.median(times)), "ms_min": 1000 * float(np.min(times)),
+        "ms_all": [round(1000 * t, 3) for t in times], "finite": bool(torch.isfinite(actions).all()),
+        "peak_gpu_mem_gb": torch.cuda.max_memory_allocated() / 1e9 if device.startswith("cuda") else None,
+    }
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--variant", choices=["pi0", "pi05", "all"], default="all")
@@ -488,7 +542,15 @@ def main() -> int:
     ap.add_argument("--time", type=Path, metavar="DIR", help="bench mode: time predict_action_chunk on DIR")
     ap.add_argument("--repeats", type=int, default=10)
     ap.add_argument("--threads", type=int, default=None, help="torch threads in bench mode (default: torch's)")
+    ap.add_argument("--time-full-size", choices=["pi0", "pi05"], metavar="VARIANT",
+                    help="bench mode: time LeRobot's real-size VARIANT with random weights (see time_full_size)")
+    ap.add_argument("--device", default="cuda", help="--time-full-size only (default cuda)")
+    ap.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float32"], help="--time-full-size only")
+    ap.add_argument("--batch", type=int, default=1, help="--time-full-size only")
     args = ap.parse_args()
+    if args.time_full_size:
+        print(json.dumps(time_full_size(args.time_full_size, args.device, args.repeats, args.batch, args.dtype)))
+        return 0
     if args.time:
         print(json.dumps(time_fixture(args.time, args.repeats, args.threads)))
         return 0
