@@ -202,8 +202,9 @@ def test_node_survives_every_fault_kind_counts_them_and_keeps_its_memory(tmp_pat
         proc.terminate()
         rc = proc.wait(30)
     assert rc == 0, log.read_text()[-3000:]
-    sent = 1 + rounds
     dropped = {k.split("/", 1)[1]: int(v) for k, v in diag.items() if k.startswith("dropped/")}
+    print(f"RSS MB before {before} after {after}; dropped {dropped}")
+    sent = 1 + rounds
     expected: dict[str, int] = {}
     for table in (hostile.CAMERA_FAULTS, hostile.RAW_CAMERA_FAULTS, hostile.ODOMETRY_FAULTS):
         for kind, reason in table.items():
