@@ -10,11 +10,14 @@ JPEG size bombs (69 bytes and ~600 bytes), stamps an hour ahead and 5 s behind, 
 images on one camera, NaN and zero-quaternion odometry (test/hostile.py). The bag's loop makes
 /clock and every stream jump back once per pass.
 
-Every minute it reports, for the node and for its policy process: RSS and open file descriptors;
-and the node's output rate, fallback activations, time jumps and drops by reason (from
-/diagnostics). It fails (exit 1) if the RSS of either process grows more than --max-growth
-(default 1%) from the end of warm-up to the end, the baseline being the same process measured
-in the same run (median of the first minute after warm-up against the median of the last).
+RSS is probed every 5 s. Every minute it reports, for the node and for its policy process: the
+median RSS of that minute and open file descriptors; and the node's output rate, fallback
+activations, time jumps and drops by reason (from /diagnostics). It fails (exit 1) if the RSS of
+either process grows more than --max-growth (default 1%) after warm-up, the baseline being the
+same process measured in the same run: the median of the probes in the first --window minutes
+(default 5) after warm-up against the median of those in the last --window minutes (a median,
+because the policy process's RSS swings by about 2% from one tick to the next). It also prints
+the slope of a line fitted to all probes after warm-up (MB per hour).
 
 Usage: nice -n 10 .venv/bin/python bench/soak.py [--minutes 60] [--out bench/results/soak-DATE]
 CI never runs it (an hour). Output: OUT/soak.json (every sample), OUT/soak.log (these lines),
@@ -121,6 +124,8 @@ def main() -> int:
     ap.add_argument("--warmup-minutes", type=float, default=5.0, help="warm-up before the memory baseline (default 5)")
     ap.add_argument("--fault-every", type=float, default=10.0, help="seconds between faults (default 10)")
     ap.add_argument("--report-every", type=float, default=60.0, help="seconds between reports (default 60)")
+    ap.add_argument("--probe-every", type=float, default=5.0, help="seconds between RSS probes (default 5)")
+    ap.add_argument("--window", type=float, default=5.0, help="minutes at each end compared for growth (default 5)")
     ap.add_argument("--max-growth", type=float, default=0.01, help="fail above this RSS growth after warm-up (default 0.01)")
     ap.add_argument("--bag-seconds", type=float, default=60.0, help="length of the looping pattern bag (default 60)")
     ap.add_argument("--model", default="random:tiny")
@@ -152,6 +157,8 @@ def main() -> int:
         env=env, stdout=open(args.out / "node.log", "w"), stderr=subprocess.STDOUT, cwd=ROOT)
     player = None
     samples: list[dict] = []
+    probes: list[dict] = []
+    final_drops: dict[str, int] = {}
     faults_sent: dict[str, int] = {}
     status = 1
     try:
@@ -173,6 +180,8 @@ def main() -> int:
             t_end = t_start + (args.warmup_minutes + args.minutes) * 60
             next_fault = t_start + args.fault_every
             next_report = t_start + args.report_every
+            next_probe = t_start
+            minute_probes: dict[str, list[float]] = {"node": [], "policy": []}
             last_paths = 0
             k = 0
             while time.monotonic() < t_end:
@@ -197,14 +206,26 @@ def main() -> int:
                             odom_pub.publish(hostile.odometry_fault(kind, max(clock_ns, newest.get(topic, 0)) + 1_000_000))
                         faults_sent[f"{stream}/{kind}"] = faults_sent.get(f"{stream}/{kind}", 0) + 1
                     next_fault += args.fault_every
+                if now >= next_probe:
+                    for name, ps in (("node", node_ps), ("policy", _policy_child(node_ps))):
+                        rss = _proc_stats(ps)["rss_mb"]
+                        if rss is not None:
+                            probes.append({"minute": round((now - t_start) / 60, 3), "process": name, "rss_mb": rss})
+                            minute_probes[name].append(rss)
+                    next_probe += args.probe_every
                 if now >= next_report:
                     with watch.lock:
                         paths, diag = watch.paths, dict(watch.diag)
+                    stats = {"node": _proc_stats(node_ps), "policy": _proc_stats(_policy_child(node_ps))}
+                    for name, values in minute_probes.items():
+                        if values:
+                            stats[name].update(rss_mb=float(np.median(values)), rss_max_mb=max(values))
+                            values.clear()
                     sample = {
                         "minute": round((now - t_start) / 60, 2),
                         "warmup": now - t_start < args.warmup_minutes * 60,
-                        "node": _proc_stats(node_ps),
-                        "policy": _proc_stats(_policy_child(node_ps)),
+                        "node": stats["node"],
+                        "policy": stats["policy"],
                         "outputs_per_s": (paths - last_paths) / args.report_every,
                         "outputs": paths,
                         "fallback_activations": int(diag.get("fallback_activations", "0")),
@@ -222,6 +243,9 @@ def main() -> int:
                         f" | faults sent {sum(faults_sent.values())} | load {sample['load']:.2f}")
                     next_report += args.report_every
                 time.sleep(0.05)
+            time.sleep(3.0)  # the node's diagnostics (1 Hz) catch up with the last fault
+            with watch.lock:
+                final_drops = {k2.split("/", 1)[1]: int(v) for k2, v in watch.diag.items() if k2.startswith("dropped/")}
             status = 0
     except RuntimeError as exc:
         say(f"soak: FAILED: {exc}")
@@ -234,14 +258,15 @@ def main() -> int:
                 except subprocess.TimeoutExpired:
                     proc.kill()
     shutil.rmtree(bag.parent, ignore_errors=True)
-    result = summarize(samples, faults_sent, args, status, node.returncode)
+    result = summarize(samples, probes, faults_sent, final_drops, args, status, node.returncode)
     (args.out / "soak.json").write_text(json.dumps(result, indent=1))
     plot(samples, args.out / "soak.png")
     for name in ("node", "policy"):
         g = result["growth"].get(name)
         if g:
-            say(f"{name} RSS after warm-up: {g['baseline_mb']:.1f} MB -> {g['final_mb']:.1f} MB, ratio {g['ratio']:.4f}"
-                f" (limit {1 + args.max_growth:.2f}); fds {g['fds_first']} -> {g['fds_last']}")
+            say(f"{name} RSS after warm-up (median of {args.window:g} min at each end): {g['baseline_mb']:.1f} MB -> {g['final_mb']:.1f} MB,"
+                f" ratio {g['ratio']:.4f} (limit {1 + args.max_growth:.2f}); fitted slope {g['slope_mb_per_h']:+.2f} MB/h;"
+                f" max {g['max_mb']:.1f} MB; fds {g['fds_first']} -> {g['fds_last']}")
     say(f"outputs {result['outputs']} ({result['outputs_per_s_mean']:.2f}/s mean after warm-up), fallback activations "
         f"{result['fallback_activations']}, time jumps {result['time_jumps']}, node exit {node.returncode}")
     say(f"faults sent: {json.dumps(faults_sent, sort_keys=True)}")
@@ -251,16 +276,21 @@ def main() -> int:
     return 0 if result["passed"] else 1
 
 
-def summarize(samples: list[dict], faults_sent: dict, args, status: int, node_rc) -> dict:
+def summarize(samples: list[dict], probes: list[dict], faults_sent: dict, final_drops: dict, args, status: int, node_rc) -> dict:
     after = [s for s in samples if not s["warmup"]]
     growth = {}
-    per_minute = max(1, round(60 / args.report_every))
     for name in ("node", "policy"):
-        rss = [s[name]["rss_mb"] for s in after if s[name]["rss_mb"] is not None]
+        points = [(p["minute"], p["rss_mb"]) for p in probes if p["process"] == name and p["minute"] >= args.warmup_minutes]
         fds = [s[name]["fds"] for s in after if s[name]["fds"] is not None]
-        if len(rss) >= 2:
-            base, final = float(np.median(rss[:per_minute])), float(np.median(rss[-per_minute:]))
-            growth[name] = {"baseline_mb": base, "final_mb": final, "ratio": final / base, "max_mb": max(rss),
+        if len(points) >= 4:
+            t = np.array([m for m, _ in points])
+            rss = np.array([r for _, r in points])
+            first = rss[t <= t[0] + args.window]
+            last = rss[t >= t[-1] - args.window]
+            base, final = float(np.median(first)), float(np.median(last))
+            slope = float(np.polyfit(t, rss, 1)[0]) * 60.0 if np.ptp(t) > 0 else 0.0
+            growth[name] = {"baseline_mb": base, "final_mb": final, "ratio": final / base, "max_mb": float(rss.max()),
+                            "min_mb": float(rss.min()), "slope_mb_per_h": slope, "probes": len(points),
                             "fds_first": fds[0] if fds else None, "fds_last": fds[-1] if fds else None}
     last = samples[-1] if samples else {}
     passed = status == 0 and node_rc == 0 and bool(growth) and all(g["ratio"] <= 1 + args.max_growth for g in growth.values())
@@ -276,12 +306,13 @@ def summarize(samples: list[dict], faults_sent: dict, args, status: int, node_rc
         "outputs_per_s_mean": float(np.mean([s["outputs_per_s"] for s in after])) if after else 0.0,
         "fallback_activations": last.get("fallback_activations", 0),
         "time_jumps": last.get("time_jumps", 0),
-        "drops": last.get("drops", {}),
+        "drops": final_drops or last.get("drops", {}),
         "faults_sent": faults_sent,
         "node_exit_code": node_rc,
         "commit": _commit(),
         "host": {"cpus": psutil.cpu_count(), "python": platform.python_version(), "shared": "other jobs ran on this machine (load column)"},
         "samples": samples,
+        "probes": probes,
     }
 
 
