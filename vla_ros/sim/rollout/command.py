@@ -39,8 +39,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="worker processes running episodes side by side, each loading its own model (default: the CPU cores, "
                         "at most the episodes; 1 runs in this process)")
     p.add_argument("--transport", choices=("lockstep", "dds"), default="lockstep",
-                   help="lockstep: the node's transport-independent core in this process (default); dds: the node process "
-                        "over DDS with /clock (not implemented yet)")
+                   help="lockstep: the node's transport-independent core in this process, sim time waits for the policy "
+                        "(default, reproducible); dds: the node as its own process (vla-ros node --transport dds --use-sim-time) "
+                        "fed over DDS with /clock, sim time at most real time, one episode at a time (needs the dds extra)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (it is off anyway when stderr is not a terminal)")
 
 
@@ -61,8 +62,6 @@ def run(args: argparse.Namespace) -> int:
     from vla_ros.sim.rollout.scoring import MIN_GT_DISTANCE_M, PROGRESS_SATURATION, overall
     from vla_ros.sim.scenarios import MIX, SCENARIOS
 
-    if args.transport == "dds":
-        raise CommandError("--transport dds is not implemented yet: the rollout runs the node core in lockstep (--transport lockstep)")
     if args.episodes < 1:
         raise CommandError(f"--episodes must be >= 1, got {args.episodes}")
     if args.seed < 0:
@@ -88,9 +87,15 @@ def run(args: argparse.Namespace) -> int:
     except ModelSpecError as exc:
         raise CommandError(str(exc)) from exc
     workers = min(args.workers or (1 if device.startswith("cuda") else available_cores()), args.episodes)
+    if args.transport == "dds":
+        try:
+            import cyclonedds  # noqa: F401
+        except ImportError as exc:
+            raise CommandError("--transport dds needs Cyclone DDS: pip install 'vla_ros[dds]'") from exc
+        workers = 1  # one node process at a time: two on one DDS domain would hear each other
     threads = max(1, available_cores() // workers)
     policy = None
-    if workers == 1:
+    if workers == 1 and args.transport == "lockstep":
         try:
             policy = load_policy(spec)
         except ModelSpecError as exc:
@@ -112,7 +117,7 @@ def run(args: argparse.Namespace) -> int:
     wall0 = time.perf_counter()
     try:
         results = run_all(specs, config, spec, out, workers, threads, policy=policy,
-                          show_progress=not args.no_progress and sys.stderr.isatty(), on_done=done)
+                          show_progress=not args.no_progress and sys.stderr.isatty(), on_done=done, transport=args.transport)
     except ModelSpecError as exc:
         raise CommandError(str(exc)) from exc
     wall_s = time.perf_counter() - wall0
@@ -124,7 +129,9 @@ def run(args: argparse.Namespace) -> int:
         "run": {
             "model": model_path, "config": str(Path(args.config).resolve()) if args.config else "<built-in defaults>",
             "config_values": config.to_dict(), "code_version": code_version(), "device": device_description(device, threads),
-            "command": command_line(args), "mode": "lockstep: the node core in this process, sim time waits for the policy",
+            "command": command_line(args),
+            "mode": ("lockstep: the node core in this process, sim time waits for the policy" if args.transport == "lockstep" else
+                     "dds: the node process over DDS with /clock, sim time at most real time"),
             "world": args.world, "scenario": args.scenario, "episodes": args.episodes, "seeds": [s.seed for s in specs],
             "duration_s": args.duration, "warmup_s": specs[0].warmup_s, "workers": workers, "threads_per_worker": threads,
             "wall_s": wall_s, "sim_s": sim_s, "realtime_factor": sim_s / wall_s if wall_s > 0 else None,
@@ -157,7 +164,7 @@ def run(args: argparse.Namespace) -> int:
 def command_line(args: argparse.Namespace) -> str:
     import shlex
 
-    parts = ["vla-ros", "rollout", "--world", args.world]
+    parts = ["vla-ros", "rollout", "--world", args.world, "--transport", args.transport]
     for flag in ("model", "config", "episodes", "seed", "scenario", "duration", "out", "workers"):
         v = getattr(args, flag)
         if v is not None:

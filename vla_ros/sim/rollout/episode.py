@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 import shutil
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -30,8 +31,6 @@ import numpy as np
 
 from vla_ros.config import Config
 from vla_ros.ros import messages
-from vla_ros.ros.clock import SimClock
-from vla_ros.ros.conversions import LATENCY_FIELDS
 from vla_ros.sensors.geometry import yaw_to_quat
 from vla_ros.sim.camera import RIG, intrinsics, matrix_to_quat, rotation
 from vla_ros.sim.ego import EGO_WIDTH
@@ -157,10 +156,12 @@ def run_episode(
     reference: EpisodeLog | None = None,
     progress: Progress | None = None,
     decode_threads: int = 1,
+    transport: str = "lockstep",
 ) -> EpisodeLog:
     """Run one episode with `method`. With `out_dir` (model episodes) it also writes
-    rollout.mcap and the animation there; `reference` (the expert's drive) is drawn in it."""
-    from vla_ros.ros.node_core import DriveNodeCore
+    rollout.mcap and the animation there; `reference` (the expert's drive) is drawn in it.
+    `transport`: "lockstep" (the node core here, `policy` given) or "dds" (the node process;
+    `model_name` is the model it loads)."""
 
     wall0 = time.perf_counter()
     config = config.resolve_topics().replace(sensing__decode_threads=decode_threads)
@@ -172,9 +173,6 @@ def run_episode(
     cams = list(config.cameras)
     rig = [RIG[c.name] for c in cams]
     front = next((i for i, c in enumerate(cams) if c.name == "front_wide"), 0)
-    latest_path: list[Any] = []
-    latency: list[float] = []
-    lat_idx = (LATENCY_FIELDS.index("stack_ms"), LATENCY_FIELDS.index("policy_call_ms"))
     out_cfg = config.outputs
     animation = None
     if out_dir is not None:
@@ -182,22 +180,21 @@ def run_episode(
 
         animation = AnimationWriter(out_dir, spec, plan.road, rig[front], reference)
     outputs = _Outputs(out_dir, config, spec, animation)
-    clock = SimClock()
-
-    def publish(topic: str, msg: Any) -> None:
-        now = clock.now_ns()
-        if topic == out_cfg.trajectory_topic:
-            latest_path.append(msg)
-        elif topic == out_cfg.latency_topic:
-            latency.append(float(msg.data[lat_idx[0]]) + float(msg.data[lat_idx[1]]))
-        outputs.write(topic, msg, now)
-
-    core = None
+    node: Any = None
     renderers: list[CameraRenderer] = []
     if method == "model":
-        if policy is None:
-            raise ValueError("the model method needs a policy")
-        core = DriveNodeCore(config, policy, publish, clock, model_name=model_name, autoware=False)
+        from vla_ros.sim.rollout.nodes import DdsNode, LockstepNode
+
+        try:
+            if transport == "dds":
+                node = DdsNode(config, model_name, outputs.write, out_dir or Path(tempfile.gettempdir()))
+            elif policy is None:
+                raise ValueError("the model method needs a policy")
+            else:
+                node = LockstepNode(config, policy, model_name, outputs.write)
+        except BaseException:
+            outputs.close(False)
+            raise
         renderers = [CameraRenderer(s, spec.width, spec.height) for s in rig]
     elif method not in ("expert", "constant_velocity"):
         raise ValueError(f"unknown method '{method}'")
@@ -220,39 +217,39 @@ def run_episode(
     try:
         for k in range(n):
             t = START_NS + k * STEP_NS
-            clock.set(t)
+            if node is not None:
+                node.set_time(t)
             rows[k] = world.ego_row()
             snaps = world.snapshot()
             traffic.append(snaps)
             ego = world.ego
-            if core is not None or out_dir is not None:
+            if node is not None or out_dir is not None:
                 odom = messages.odometry(t, (ego.x, ego.y, 0.0), yaw_to_quat(ego.yaw), (ego.v, 0.0, 0.0), (0.0, 0.0, ego.yaw_rate),
                                          config.ego.frame_id, config.ego.child_frame_id)
-                if core is not None:
-                    core.on_message(config.ego.odometry_topic, odom)
+                if node is not None:
+                    node.odometry(odom)
                 outputs.write(config.ego.odometry_topic, odom, t)
                 outputs.write(TF_TOPIC, messages.odometry_tf(odom), t)
-            if core is not None and k % CAMERA_EVERY == 0:
+            if node is not None and k % CAMERA_EVERY == 0:
                 scene = scene_at(plan.road, t, _ego_dict(world), snaps)
                 for i, (cam, r, s) in enumerate(zip(cams, renderers, rig)):
                     rgb = r.render(scene)
                     msg = messages.compressed_image(t, s.optical_frame, messages.encode_jpeg(rgb, spec.jpeg_quality), "jpeg")
-                    core.on_message(cam.topic, msg)
+                    node.camera(cam.topic, msg)
                     if i == front:
                         front_rgb = rgb
                         outputs.write(cam.topic, msg, t)
                         outputs.write(camera_info_topic(cam), messages.camera_info(t, s.optical_frame, k_cam.width, k_cam.height, k_cam.fx,
                                                                                    k_cam.fy, k_cam.cx, k_cam.cy), t)
-                core.inference_tick(t)  # lockstep: sim time waits for the policy
+                node.frames_done(t)
             if k % CAMERA_EVERY == CONTROL_DELAY_STEPS:
-                if core is not None:
-                    core.control_tick(t)
-                    if latest_path:
-                        follower.set_path(TimedPath.from_path_message(latest_path[-1]))
-                        latest_path.clear()
+                if node is not None:
+                    path, in_fallback = node.control(t)
+                    if path is not None and len(path.poses):
+                        follower.set_path(TimedPath.from_path_message(path))
                     if k >= h:
                         control_ns.append(t)
-                        fallback.append(core.controller.fallback_active)
+                        fallback.append(in_fallback)
                 elif method == "constant_velocity":
                     follower.set_path(constant_velocity_path(world, t))
                     if k >= h:
@@ -260,7 +257,7 @@ def run_episode(
                         fallback.append(False)
             if animation is not None and k % CAMERA_EVERY == CONTROL_DELAY_STEPS:
                 animation.add(t, k, _ego_dict(world), snaps, front_rgb, follower.path, k >= h,
-                              core.controller.fallback_active if core is not None else False)
+                              bool(fallback[-1]) if fallback else False)
             if progress is not None and k % 50 == 49:
                 progress(50)
             if k >= h and _crashed(world):
@@ -277,13 +274,14 @@ def run_episode(
                 world.step(lambda e, _t, _lead, now=t: follower.command(e, now))
         ok = True
     finally:
-        if core is not None:
-            core.pipeline.close()
+        if node is not None:
+            node.close()
         files = outputs.close(ok)
     steps = len(traffic)
     if progress is not None:
         progress(steps % 50 + (n - steps))  # the rest of the episode's steps, for the bar
-    skipped = core.skipped_ticks() if core is not None else {}
+    skipped = node.skipped() if node is not None else {}
+    latency = node.latency_ms if node is not None else []
     rel = {} if out_dir is None else {k: f"{out_dir.name}/{v}" for k, v in files.items()}
     return EpisodeLog(spec.name, method, spec.seed, spec.scenario, plan.road, START_NS, h, rows[:steps], traffic,
                       np.asarray(control_ns, np.int64), np.asarray(fallback, bool), latency, terminated,

@@ -28,12 +28,12 @@ class EpisodeResult:
 
 
 def run_job(spec: EpisodeSpec, config: Config, policy: Any, model_name: str, out: Path | None, threads: int,
-            progress: Callable[[int], None] | None = None) -> EpisodeResult:
+            progress: Callable[[int], None] | None = None, transport: str = "lockstep") -> EpisodeResult:
     expert = run_episode(spec, "expert", config)
     logs = {"expert": expert, "constant_velocity": run_episode(spec, "constant_velocity", config)}
     ep_dir = None if out is None else out / "episodes" / spec.name
     logs["model"] = run_episode(spec, "model", config, policy=policy, model_name=model_name, out_dir=ep_dir, reference=expert,
-                                progress=progress, decode_threads=threads)
+                                progress=progress, decode_threads=threads, transport=transport)
     if ep_dir is not None:  # files relative to --out
         logs["model"].files = {k: f"episodes/{v}" for k, v in logs["model"].files.items()}
     scores = {m: score_episode(logs[m], expert) for m in METHODS}
@@ -71,8 +71,10 @@ def _worker_job(spec: EpisodeSpec) -> EpisodeResult:
 
 
 def run_all(specs: list[EpisodeSpec], config: Config, model_spec: Any, out: Path | None, workers: int, threads: int,
-            policy: Any = None, show_progress: bool = True, on_done: Callable[[EpisodeResult], None] | None = None) -> list[EpisodeResult]:
-    """Every episode, results in episode order."""
+            policy: Any = None, show_progress: bool = True, on_done: Callable[[EpisodeResult], None] | None = None,
+            transport: str = "lockstep") -> list[EpisodeResult]:
+    """Every episode, results in episode order. `transport` "dds" runs one episode at a time here,
+    each with its own node process (two nodes on one DDS domain would hear each other)."""
     from tqdm import tqdm
 
     total_s = sum((s.steps - 1) * STEP_NS / 1e9 for s in specs)
@@ -81,13 +83,14 @@ def run_all(specs: list[EpisodeSpec], config: Config, model_spec: Any, out: Path
     step_s = STEP_NS / 1e9
     results: list[EpisodeResult] = []
     try:
-        if workers <= 1:
-            if policy is None:
+        if workers <= 1 or transport == "dds":
+            if policy is None and transport != "dds":
                 from vla_ros.replay.eval_runner import load_policy
 
                 policy = load_policy(model_spec)
             for spec in specs:
-                r = run_job(spec, config, policy, model_spec.path, out, threads, progress=lambda n: bar.update(n * step_s))
+                r = run_job(spec, config, policy, model_spec.path, out, threads, progress=lambda n: bar.update(n * step_s),
+                            transport=transport)
                 results.append(r)
                 if on_done:
                     on_done(r)
