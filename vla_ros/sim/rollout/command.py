@@ -9,7 +9,8 @@ Closed loop: the driving world advances in sim time; at every step its odometry 
 its four cameras (10 Hz, rendered and JPEG-encoded) go through the node core exactly as the
 node receives them (sensing pipeline, policy, watchdog, fallback, control tick), in lockstep
 (sim time waits for the policy), and the ego follows the latest published nav_msgs/Path with
-a vehicle controller (docs/rollout.md). Traffic reacts to the ego as it does to the expert.
+a vehicle controller (docs/rollout.md). With --transport dds the node runs as its own process
+(vla-ros node --transport dds --use-sim-time) fed over DDS with /clock instead. Traffic reacts to the ego as it does to the expert.
 Each episode (world seed S+i) is driven three times: by the model, by the world's expert (the
 reference and upper bound) and by constant-velocity following (the lower bound); the expert
 drives the first 2 s of each so the node has its ego history.
@@ -20,7 +21,7 @@ Writes into --out:
   episodes/<name>/rollout.mcap      the model episode for Foxglove (odometry, /tf, front camera, /vla/trajectory)
   episodes/<name>/animation.mp4     bird's-eye view beside the front camera (animated WebP without ffmpeg)
 
-Same seed, model, config and --workers: the same metrics.
+Same seed, model, config and --workers: the same metrics (lockstep).
 Exit status: 0 done, 2 for a usage, config or model error (reported before any work).
 """
 DEFAULT_SEED = 3000  # the bundled model trained on seeds 1000-1079 and was evaluated on 2001-2002
