@@ -13,7 +13,6 @@ import psutil
 import pytest
 
 import hostile
-from bagtools import small_config
 from vla_ros.config import config_from_dict
 from vla_ros.replay.pattern_bag import pattern_image
 from vla_ros.ros import messages
@@ -196,6 +195,12 @@ def test_declared_size_is_checked_before_decoding():
     # an image of 1920x1080 is within the default bound for the default model input
     ok = messages.encode_jpeg(np.zeros((1080, 1920, 3), dtype=np.uint8))
     assert decode_compressed("jpeg", ok, (320, 576), bound).shape == (320, 576, 3)
+
+
+def test_default_bound_follows_the_configured_image_size_not_a_smaller_model():
+    cfg = config_from_dict({"image": {"height": 320, "width": 576}})
+    assert SensingPipeline(cfg, image_size_hw=(64, 128)).max_image_hw == (1280, 2304)
+    assert SensingPipeline(cfg, image_size_hw=(448, 448)).max_image_hw == (1792, 2304)
 
 
 def test_configured_bound_refuses_larger_images_as_counted_drops():

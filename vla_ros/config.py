@@ -134,7 +134,7 @@ class SensingConfig:
     # An input stamped further ahead of the node's clock than this is dropped (future_stamp).
     future_tolerance_s: float = 1.0
     # The largest image an input may declare (header size, checked before decoding; refused as
-    # too_large): 0 = 4x the model input size on that side; never above 8192.
+    # too_large): 0 = 4x `image` (or the model's input size, if larger) on that side; never above 8192.
     max_image_width: int = 0
     max_image_height: int = 0
     # Undecoded messages kept per camera (a burst evicts the oldest beyond this).

@@ -40,7 +40,10 @@ class SensingPipeline:
         self.max_t0_age_ns = to_ns(config.frames.max_t0_age_s)
         self.time_jump_ns = to_ns(config.sensing.time_jump_s)
         self.future_tolerance_ns = to_ns(config.sensing.future_tolerance_s)
-        self.max_image_hw = image_size_bound(self.size_hw, config.sensing.max_image_width, config.sensing.max_image_height)
+        # 4x the configured image size (or the model's, if larger): a model with small inputs
+        # must not refuse the cameras the configuration was written for
+        largest = (max(self.size_hw[0], config.image.height), max(self.size_hw[1], config.image.width))
+        self.max_image_hw = image_size_bound(largest, config.sensing.max_image_width, config.sensing.max_image_height)
         self.history_interval_ns = to_ns(config.ego.history_interval_s)
         self.skip_repeated_t0 = skip_repeated_t0
         self.drops = DropCounter()
