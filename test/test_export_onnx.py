@@ -15,7 +15,8 @@ ort = pytest.importorskip("onnxruntime")
 from vla_ros.runtime import Policy  # noqa: E402
 from vla_ros.runtime.export import (CorruptExportError, ExportError, ManifestMismatchError,  # noqa: E402
                                     default_export_dir, ensure_export, export_onnx, model_hash, read_manifest)
-from vla_ros.runtime.onnx_backend import BackendError, OnnxRuntimePolicy, ProviderUnavailableError  # noqa: E402
+from vla_ros.runtime.backends.onnxruntime_backend import OnnxRuntimeBackend, ProviderUnavailableError  # noqa: E402
+from vla_ros.runtime.backends.protocol import BackendError  # noqa: E402
 from vla_ros.runtime.synthetic import synthetic_inputs  # noqa: E402
 
 HW = dict(height=96, width=224)  # the tiny model's input size
@@ -34,8 +35,8 @@ def export_dir(tmp_path_factory, torch_policy):
 
 
 @pytest.fixture(scope="module")
-def ort_policy(export_dir) -> OnnxRuntimePolicy:
-    return OnnxRuntimePolicy.from_pretrained("random:tiny", export_dir=export_dir, threads=1)
+def ort_policy(export_dir) -> Policy:
+    return Policy.from_pretrained("random:tiny", backend="onnxruntime", export_dir=export_dir, threads=1)
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +64,7 @@ def test_vision_graph_equals_torch(ort_policy, torch_policy, tick):
     pixels, grid = torch_policy.model.image_preprocessor(images)
     with torch.inference_mode():
         ref = torch_policy.model.vlm.model.get_image_features(pixels, grid)
-    tokens, deep = ort_policy.vision_features(pixels.view(3, -1, pixels.shape[-1]).numpy(), tuple(int(v) for v in grid[0]))
+    tokens, deep = ort_policy.backend.vision_features(pixels.view(3, -1, pixels.shape[-1]).numpy(), tuple(int(v) for v in grid[0]))
     np.testing.assert_allclose(tokens, torch.stack(ref.pooler_output).numpy(), atol=2e-5, rtol=0)
     np.testing.assert_allclose(deep, torch.stack([torch.stack(d) for d in ref.deepstack_features]).numpy(), atol=2e-5, rtol=0)
 
@@ -71,9 +72,9 @@ def test_vision_graph_equals_torch(ort_policy, torch_policy, tick):
 def test_prefill_and_denoise_graphs_equal_torch(ort_policy, torch_policy, tick):
     ct, co = torch_policy.prefill(tick), ort_policy.prefill(tick)
     assert (co.length, co.next_position) == (ct.length, ct.next_position)  # prefix 533: traced with 37
-    k, v = ort_policy.prefix_kv()
-    kt = torch.stack([b[0, :, :ct.length] for b in torch_policy.kv.keys]).numpy()
-    vt = torch.stack([b[0, :, :ct.length] for b in torch_policy.kv.values]).numpy()
+    k, v = ort_policy.backend.prefix_kv()
+    kt = torch.stack([b[0, :, :ct.length] for b in torch_policy.backend.kv.keys]).numpy()
+    vt = torch.stack([b[0, :, :ct.length] for b in torch_policy.backend.kv.values]).numpy()
     np.testing.assert_allclose(k, kt, atol=5e-5, rtol=0)
     np.testing.assert_allclose(v, vt, atol=5e-5, rtol=0)
     torch.testing.assert_close(co.logits, ct.logits, atol=1e-4, rtol=0)
@@ -98,7 +99,7 @@ def test_full_tick_equals_torch(ort_policy, torch_policy, tick):
 
 def test_dispatch_through_policy(export_dir):
     pol = Policy.from_pretrained("random:tiny", backend="onnxruntime", export_dir=export_dir, threads=1)
-    assert isinstance(pol, OnnxRuntimePolicy) and pol.providers == ["CPUExecutionProvider"]
+    assert isinstance(pol.backend, OnnxRuntimeBackend) and pol.backend.providers == ["CPUExecutionProvider"]
 
 
 def test_mismatched_and_corrupt_exports_are_refused(export_dir, tmp_path):
@@ -108,16 +109,16 @@ def test_mismatched_and_corrupt_exports_are_refused(export_dir, tmp_path):
     manifest["model_hash"] = "0" * 64
     (other / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(ManifestMismatchError, match="another model"):
-        OnnxRuntimePolicy.from_pretrained("random:tiny", export_dir=other)
+        Policy.from_pretrained("random:tiny", backend="onnxruntime", export_dir=other)
     broken = tmp_path / "broken"
     shutil.copytree(export_dir, broken)
     data = (broken / "denoise_step.onnx").read_bytes()
     (broken / "denoise_step.onnx").write_bytes(data[: len(data) // 2])
     with pytest.raises(CorruptExportError, match="denoise_step.onnx"):
-        OnnxRuntimePolicy.from_pretrained("random:tiny", export_dir=broken)
+        Policy.from_pretrained("random:tiny", backend="onnxruntime", export_dir=broken)
     (broken / "manifest.json").write_text("{not json")
     with pytest.raises(ExportError, match="not valid JSON"):
-        OnnxRuntimePolicy.from_pretrained("random:tiny", export_dir=broken)
+        Policy.from_pretrained("random:tiny", backend="onnxruntime", export_dir=broken)
 
 
 def test_cache_is_rebuilt_when_corrupt(torch_policy, export_dir, tmp_path, monkeypatch):
@@ -147,18 +148,18 @@ def test_external_data(torch_policy, tmp_path):
 
 def test_missing_provider_is_a_specific_error():
     with pytest.raises(ProviderUnavailableError, match="TensorrtExecutionProvider"):
-        OnnxRuntimePolicy.from_pretrained("random:tiny", providers=["TensorrtExecutionProvider"])
+        Policy.from_pretrained("random:tiny", backend="onnxruntime", providers=["TensorrtExecutionProvider"])
     if "CUDAExecutionProvider" not in ort.get_available_providers():
         with pytest.raises(ProviderUnavailableError, match="onnxruntime-gpu"):
-            OnnxRuntimePolicy.from_pretrained("random:tiny", device="cuda")
+            Policy.from_pretrained("random:tiny", backend="onnxruntime", device="cuda")
 
 
 @pytest.mark.skipif("CUDAExecutionProvider" not in ort.get_available_providers() or not torch.cuda.is_available(),
                     reason="needs onnxruntime-gpu with the CUDA execution provider and a GPU")
 def test_cuda_ep_full_tick_keeps_kv_on_device(export_dir, torch_policy, tick):
-    pol = OnnxRuntimePolicy.from_pretrained("random:tiny", device="cuda", export_dir=export_dir)
-    assert pol.io_device == "cuda"
+    pol = Policy.from_pretrained("random:tiny", backend="onnxruntime", device="cuda", export_dir=export_dir)
+    assert pol.backend.io_device == "cuda"
     noise = torch.randn(1, 64, 2, generator=torch.Generator().manual_seed(2))
     out, ref = pol.act(tick, noise=noise), torch_policy.act(tick, noise=noise)
-    assert pol._kv[0].device_name() == "cuda"
+    assert pol.backend._kv[0].device_name() == "cuda"
     np.testing.assert_allclose(out.xyz, ref.xyz, atol=1e-3, rtol=0)

@@ -26,3 +26,11 @@ def test_bench_runtime_onnxruntime_json(tmp_path_factory, monkeypatch, capsys):
 def test_bench_unknown_backend_is_rejected(capsys):
     with pytest.raises(SystemExit):
         main(["bench", "runtime", "--backend", "nope"])
+
+
+def test_bench_runtime_onnxruntime_reports_one_and_two_threads(tmp_path_factory, monkeypatch, capsys):
+    monkeypatch.setenv("VLA_ROS_CACHE", str(tmp_path_factory.getbasetemp() / "vla_ros_cache"))
+    assert main(["bench", "runtime", "--backend", "onnxruntime", "--steps", "2", "--repeats", "1", "--json"]) == 0
+    runs = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.strip()]
+    assert [r["backend_threads"] for r in runs] == [1, 2]
+    assert all(r["denoise_ms"] > 0 and r["max_abs_diff"] < 1e-4 for r in runs)

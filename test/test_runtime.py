@@ -41,10 +41,10 @@ def _noise(samples: int, seed: int = 0) -> torch.Tensor:
 def test_prefill_cache_equals_transformers(policy, tick, reference):
     ctx = policy.prefill(tick)
     assert ctx.length == reference.length and ctx.next_position == reference.next_position
-    for layer in range(len(policy.kv.keys)):
+    for layer in range(len(policy.backend.kv.keys)):
         ref = reference.cache.layers[layer]
-        torch.testing.assert_close(policy.kv.keys[layer][:, :, :ctx.length], ref.keys, atol=1e-6, rtol=0)
-        torch.testing.assert_close(policy.kv.values[layer][:, :, :ctx.length], ref.values, atol=1e-6, rtol=0)
+        torch.testing.assert_close(policy.backend.kv.keys[layer][:, :, :ctx.length], ref.keys, atol=1e-6, rtol=0)
+        torch.testing.assert_close(policy.backend.kv.values[layer][:, :, :ctx.length], ref.values, atol=1e-6, rtol=0)
     torch.testing.assert_close(ctx.logits, reference.logits, atol=1e-5, rtol=0)
 
 
@@ -90,21 +90,21 @@ def test_samples_share_the_prefix_and_are_independent(policy, tick):
 
 def test_no_kv_memory_allocated_copied_or_grown_per_step(policy, tick):
     ctx = policy.prefill(tick)
-    kv = policy.kv
+    kv = policy.backend.kv
     before = kv.signature()
     prefix = [k[:, :, :ctx.length].clone() for k in kv.keys]
     seen = []
-    original = policy.kernel.forward
+    original = policy.backend.kernel.forward
 
     def spy(*args, **kwargs):
         seen.append((kv.signature(), kv.length, [k.data_ptr() for k in kv.keys]))
         return original(*args, **kwargs)
 
-    policy.kernel.forward = spy
+    policy.backend.kernel.forward = spy
     try:
         policy.denoise(ctx, noise=_noise(2), steps=6)
     finally:
-        policy.kernel.forward = original
+        policy.backend.kernel.forward = original
     assert len(seen) == 6  # one expert forward per step
     assert all(sig == before and length == ctx.length for sig, length, _ in seen)
     assert kv.signature() == before and kv.length == ctx.length
@@ -143,10 +143,10 @@ def test_vision_cache_reuses_frames_and_equals_fresh_encode(policy):
     nxt = synthetic_inputs(1, **HW)  # each camera moves on by one frame
     ctx = policy.prefill(nxt)
     assert (ctx.vision_encoded, ctx.vision_reused) == (4, 12)  # one new image per camera
-    cached_keys = [k.clone() for k in policy.kv.keys]
+    cached_keys = [k.clone() for k in policy.backend.kv.keys]
     ref = fresh.prefill(nxt.__class__(images=nxt.images, history_xyz=nxt.history_xyz, history_rot=nxt.history_rot))
     assert ref.vision_encoded == 16
-    for a, b in zip(cached_keys, fresh.kv.keys):
+    for a, b in zip(cached_keys, fresh.backend.kv.keys):
         assert float((a[:, :, :ctx.length] - b[:, :, :ref.length]).abs().max()) <= 1e-6
     # per-image embeddings: cached entries equal encoding that image alone
     key = (nxt.camera_names[2], int(nxt.stamps_ns[2, 0]), 96, 224)
@@ -180,11 +180,11 @@ def test_cuda_graph_denoise_equals_eager():
     b = graph.denoise(ctx, noise=noise, steps=10)
     c = graph.denoise(ctx, noise=noise, steps=10)
     assert float((a - b).abs().max()) <= 1e-4 and torch.equal(b, c)
-    (g,) = graph._graphs.values()
+    (g,) = graph.backend._graphs.values()
     assert g.replays == 2  # captured once, replayed
     graph.reason(ctx, max_tokens=3)  # a longer prefix reuses the same graph
     graph.denoise(ctx, noise=noise, steps=10)
-    assert len(graph._graphs) == 1 and g.replays == 3
+    assert len(graph.backend._graphs) == 1 and g.replays == 3
 
 
 def test_act_takes_a_frame_stack(policy):
@@ -215,7 +215,7 @@ def test_sampled_reasoning_is_seeded_and_never_emits_trajectory_tokens(policy, t
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="bf16 CUDA policy needs a CUDA GPU (none here)")
 def test_cuda_bf16_act_is_close_to_fp32_cpu():
     gpu = Policy.from_pretrained("random:tiny", device="cuda")  # bf16 + CUDA graph by default
-    assert gpu.dtype == torch.bfloat16 and gpu.use_cuda_graph
+    assert gpu.dtype == torch.bfloat16 and gpu.backend.use_cuda_graph
     cpu = Policy.from_pretrained("random:tiny")
     tick = synthetic_inputs(0, **HW)
     noise = _noise(1)
@@ -249,14 +249,14 @@ def test_graph_layout_equals_eager_layout(policy, tick, samples):
     reasoning made the prefix longer. (The capture itself needs a GPU.)"""
     ctx = policy.prefill(tick, reasoning_budget=8)
     policy.reason(ctx, max_tokens=3)
-    assert ctx.length < policy.kv.capacity  # a masked gap between prefix and suffix slots
+    assert ctx.length < policy.backend.kv.capacity  # a masked gap between prefix and suffix slots
     noise = _noise(samples, 11)
     eager = policy.denoise(ctx, noise=noise, steps=4)
-    sched, terms = policy.schedule(4)
+    sched, terms = policy.backend.schedule(4)
     with torch.inference_mode():
-        cos, sin, mask, off, kv_len = policy._suffix_tables(ctx, samples, graph=True)
-        assert off == policy.kv.capacity and mask is not None
+        cos, sin, mask, off, kv_len = policy.backend._suffix_tables(ctx, samples, graph=True)
+        assert off == policy.backend.kv.capacity and mask is not None
         x = noise
         for i, dt in enumerate(sched.dts):
-            x = x + dt * policy._velocity(x, terms[i], cos, sin, mask, off, kv_len)
+            x = x + dt * policy.backend._velocity(x, terms[i], cos, sin, mask, off, kv_len)
     assert float((x - eager).abs().max()) <= 1e-5

@@ -70,10 +70,10 @@ def test_tensorrt_fp32_engines_match_torch(tmp_path):
     np.testing.assert_allclose(out.xyz, want.xyz, atol=1e-3, rtol=0)
     again = pol.act(tick, noise=noise)  # replayed CUDA graph
     np.testing.assert_array_equal(again.xyz, out.xyz)
-    assert set(pol.rebuilt) == {"vision", "prefill", "denoise_step"}
+    assert set(pol.backend.rebuilt) == {"vision", "prefill", "denoise_step"}
     pol2 = Policy.from_pretrained("random:tiny", backend="tensorrt", device="cuda", dtype="fp32",
                                   export_dir=tmp_path / "export")
-    assert not any(pol2.rebuilt.values())  # engines came from the cache
+    assert not any(pol2.backend.rebuilt.values())  # engines came from the cache
 
 
 @needs_trt

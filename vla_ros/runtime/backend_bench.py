@@ -63,8 +63,8 @@ def run_backend_bench(model: str, backend: str, device: str = "cpu", dtype: str 
     return {
         "model": model, "backend": backend, "ref": "torch", "device": str(dev),
         "dtype": str(ref.dtype).replace("torch.", ""), "steps": steps, "samples": samples, "repeats": repeats,
-        "providers": list(getattr(tested, "providers", [])), "prompt_tokens": ctx_b[0].prompt_length,
-        "threads": torch.get_num_threads(),
+        "providers": list(getattr(tested.backend, "providers", [])), "prompt_tokens": ctx_b[0].prompt_length,
+        "threads": torch.get_num_threads(), "backend_threads": getattr(tested.backend, "threads", None),
         "prefill_ms": med(pf), "denoise_ms": med(dn), "step_ms": med(dn) / steps,
         "torch_prefill_ms": med(tpf), "torch_denoise_ms": med(tdn), "torch_step_ms": med(tdn) / steps,
         "speedup": med(tdn) / med(dn), "prefill_speedup": med(tpf) / med(pf),
@@ -73,8 +73,10 @@ def run_backend_bench(model: str, backend: str, device: str = "cpu", dtype: str 
 
 
 def format_backend_report(r: dict[str, Any]) -> str:
+    threads = f"threads {r['threads']}" + (f" (torch), {r['backend_threads']} ({r['backend']})"
+                                          if r.get("backend_threads") not in (None, r["threads"]) else "")
     lines = [f"model {r['model']}  backend {r['backend']} vs torch  device {r['device']}  dtype {r['dtype']}  "
-             f"steps {r['steps']}  samples {r['samples']}  prompt {r['prompt_tokens']} tokens  threads {r['threads']}"]
+             f"steps {r['steps']}  samples {r['samples']}  prompt {r['prompt_tokens']} tokens  {threads}"]
     if r["providers"]:
         lines.append(f"providers: {', '.join(r['providers'])}")
     lines += [f"{'':26}{r['backend']:>12}{'torch':>10}{'torch/ours':>12}",

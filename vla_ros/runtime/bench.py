@@ -143,7 +143,7 @@ def run_bench(model: str, device: str = "cpu", dtype: str | None = None, steps: 
     med = statistics.median
     t = policy.num_waypoints
     kv_len = ctx.prompt_length + t
-    step_flops = policy.kernel.flops_per_token(kv_len) * samples * t
+    step_flops = policy.backend.kernel.flops_per_token(kv_len) * samples * t
     denoise_ms = med(ours_dn)
     grid = policy.model.image_preprocessor.target_size(h, w)
     patches = (grid[0] // cfg.patch_size) * (grid[1] // cfg.patch_size)
@@ -152,7 +152,7 @@ def run_bench(model: str, device: str = "cpu", dtype: str | None = None, steps: 
     peak = matmul_gflops(dev, policy.dtype)
     result: dict[str, Any] = {
         "model": model, "device": str(dev), "dtype": str(policy.dtype).replace("torch.", ""),
-        "steps": steps, "samples": samples, "repeats": repeats, "cuda_graph": policy.use_cuda_graph,
+        "steps": steps, "samples": samples, "repeats": repeats, "cuda_graph": policy.backend.use_cuda_graph,
         "prompt_tokens": ctx.prompt_length, "image_hw": [h, w], "model_image_hw": list(grid),
         "prefill_ms": med(ours_prefill), "prefill_cold_ms": med(cold_prefill), "vision_ms": med(vision),
         "baseline_prefill_ms": med(base_prefill),
@@ -170,7 +170,7 @@ def run_bench(model: str, device: str = "cpu", dtype: str | None = None, steps: 
     if samples > 1:
         result["denoise_1_sample_ms"] = med(ours_dn1)
         result["samples_cost_ratio"] = denoise_ms / med(ours_dn1)
-    if dev.type == "cuda" and policy.use_cuda_graph:  # the same loop without the graph
+    if dev.type == "cuda" and policy.backend.use_cuda_graph:  # the same loop without the graph
         eager = Policy(policy.model, policy.tokenizer, cuda_graph=False, max_samples=max(samples, 1))
         ectx = eager.prefill(ticks[0], reasoning_budget=0)
         eager.denoise(ectx, noise=noise, steps=steps)

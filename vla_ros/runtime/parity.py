@@ -56,11 +56,7 @@ def _vision(policy: Any, images: np.ndarray) -> np.ndarray:
 
 
 def _prefix_kv(policy: Any, length: int) -> np.ndarray:
-    if hasattr(policy, "prefix_kv"):
-        k, v = policy.prefix_kv()
-        return np.stack([np.asarray(k, dtype=np.float32), np.asarray(v, dtype=np.float32)])
-    k = torch.stack([b[0, :, :length] for b in policy.kv.keys]).float().cpu().numpy()
-    v = torch.stack([b[0, :, :length] for b in policy.kv.values]).float().cpu().numpy()
+    k, v = policy.backend.prefix_kv(length)
     return np.stack([k, v])
 
 
@@ -69,6 +65,7 @@ def run_parity(model: str, backend: str = "onnxruntime", ref: str = "torch", *, 
                threads: int | None = None, **backend_kwargs: Any) -> dict[str, Any]:
     """Run the same synthetic tick through `backend` and `ref`; returns the JSON-able report."""
     from vla_ros.runtime.export import dtype_name
+    from vla_ros.model.flow_matching import flow_schedule
     from vla_ros.runtime.policy import Policy
     from vla_ros.runtime.synthetic import synthetic_inputs
 
@@ -95,7 +92,7 @@ def run_parity(model: str, backend: str = "onnxruntime", ref: str = "torch", *, 
             raise RuntimeError(f"prompt layout differs: length/position {ct.length}/{ct.next_position} vs "
                                f"{cr.length}/{cr.next_position}")
         stages["prefix_kv"] = compare(_prefix_kv(tested, ct.length), _prefix_kv(reference, cr.length))
-        t_first = reference.schedule(steps)[0].times[0]
+        t_first = flow_schedule(reference.config.flow, steps).times[0]
         stages["velocity"] = compare(tested.velocity(ct, noise, t_first).float().cpu(),
                                      reference.velocity(cr, noise, t_first).float().cpu())
         out_t = tested.act(tick, noise=noise, steps=steps)
@@ -104,8 +101,8 @@ def run_parity(model: str, backend: str = "onnxruntime", ref: str = "torch", *, 
     tol = TOLERANCES[dname]
     failures = [s for s in STAGES if not stages[s]["max_abs"] <= tol[s]]
     report: dict[str, Any] = {"model": str(model), "backend": backend, "ref": ref, "device": device, "dtype": dname,
-                              "samples": samples, "steps": reference.schedule(steps)[0].steps, "prefix_len": cr.length,
-                              "providers": list(getattr(tested, "providers", [])), "tolerances": tol}
+                              "samples": samples, "steps": flow_schedule(reference.config.flow, steps).steps, "prefix_len": cr.length,
+                              "providers": list(getattr(tested.backend, "providers", [])), "tolerances": tol}
     for s in STAGES:
         report[f"{s}_max_abs"] = stages[s]["max_abs"]
         report[f"{s}_rmse"] = stages[s]["rmse"]

@@ -1,9 +1,13 @@
 """The `onnxruntime` backend: the exported graphs (see `export`) run by ONNX Runtime.
 
-`OnnxRuntimePolicy` is a `Policy` whose vision, prefill and denoise run in ORT sessions; the
-cheap host-side parts (image preprocessing, prompt and M-RoPE positions, trajectory integration)
-are the torch policy's own code, so both backends see identical inputs and give the same
-`PolicyOutput`. Reasoning decode is not exported and stays on the torch backend.
+`OnnxRuntimeBackend` runs vision, prefill and denoise in ORT sessions behind the one `Policy`;
+the cheap host-side parts (image preprocessing, prompt and M-RoPE positions, action decoding) are
+the family's own code (`exported_io.py`), so every backend sees identical inputs and gives the
+same `PolicyOutput`. Reasoning decode is not exported and stays on the torch backend.
+
+Threads: `threads` intra-op threads (default torch's count) that sleep when idle instead of
+spinning: spinning workers of ORT and of torch's OpenMP pool take the cores from each other
+(at 2 threads on 2 shared cores the denoise loop took 94 ms spinning vs 69 ms at 1 thread).
 
 Providers are chosen by availability: TensorRT EP, CUDA EP, CPU on `device="cuda"`; CPU on
 `device="cpu"`; a requested provider that this onnxruntime build lacks raises
@@ -14,8 +18,6 @@ allocated or copied per step.
 """
 from __future__ import annotations
 
-import functools
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -23,20 +25,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from vla_ros.model import KVExpertVLA, TextTokenizer, load_model
-from vla_ros.model.build import parse_dtype
+from vla_ros.model import TextTokenizer, load_model
 from vla_ros.model.family import ImageEmbedding
-from vla_ros.runtime.context import Context, StaleContextError
-from vla_ros.runtime.output import Timings
-from vla_ros.runtime.export import (DEFAULT_OPSET, CorruptExportError, ExportError, dtype_name, ensure_export,
-                                    model_hash, remove_export)
-from vla_ros.runtime.policy import Policy
+from vla_ros.model.flow_matching import flow_schedule
+from vla_ros.runtime.backends import exported_io
+from vla_ros.runtime.backends.protocol import BackendError, PrefixState
+from vla_ros.runtime.export import DEFAULT_OPSET, CorruptExportError, dtype_name, ensure_export, model_hash, remove_export
 
 TRT_EP, CUDA_EP, CPU_EP = "TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"
-
-
-class BackendError(ValueError):
-    """The backend cannot run what was asked (missing runtime or provider, unsupported feature)."""
 
 
 class ProviderUnavailableError(BackendError):
@@ -73,34 +69,17 @@ def select_providers(device: str, requested: Sequence[str] | None = None) -> lis
     return [CPU_EP]
 
 
-@functools.lru_cache(maxsize=8)
-def _vision_tables(model: KVExpertVLA, grid: tuple[int, int, int]) -> dict[str, np.ndarray]:
-    """Per-image-size inputs of vision.onnx, computed with the vision tower's own helpers:
-    pos_index/pos_weight (L, taps) and rope_cos/rope_sin (L, hd_v), for one image of `grid`."""
-    from transformers.vision_utils import get_vision_interpolation_indices_and_weights, get_vision_position_ids
+class OnnxRuntimeBackend:
+    name = "onnxruntime"
 
-    vis = model.vlm.model.visual
-    g = torch.tensor([grid], dtype=torch.long)
-    with torch.inference_mode():
-        idx, w = get_vision_interpolation_indices_and_weights(
-            g, num_grid_per_side=vis.num_grid_per_side, mode=vis.interpolation_mode,
-            align_corners=vis.interpolation_align_corners, spatial_merge_size=vis.spatial_merge_size)
-        pos = get_vision_position_ids(g, vis.spatial_merge_size)
-        cos, sin = vis.rotary_pos_emb(torch.empty(1), pos)
-    return {"pos_index": idx.numpy().astype(np.int64), "pos_weight": w.float().numpy(),
-            "rope_cos": cos.float().numpy(), "rope_sin": sin.float().numpy()}
-
-
-class OnnxRuntimePolicy(Policy):
-    backend = "onnxruntime"
-
-    def __init__(self, model: KVExpertVLA, tokenizer: TextTokenizer, export_dir: str | Path,
-                 manifest: dict[str, Any], *, device: str = "cpu", providers: Sequence[str] | None = None,
-                 threads: int | None = None, **kwargs: Any) -> None:
-        kwargs.pop("cuda_graph", None)
-        kwargs.pop("compile", None)
-        super().__init__(model, tokenizer, cuda_graph=False, **kwargs)
+    def __init__(self, model: Any, tokenizer: TextTokenizer, export_dir: str | Path, manifest: dict[str, Any], *,
+                 device: str = "cpu", providers: Sequence[str] | None = None, threads: int | None = None) -> None:
+        if model.config.architecture != "kv_expert":
+            raise BackendError(f"the ONNX export covers the kv_expert family, not {model.config.architecture!r}")
         ort = _ort()
+        self.model = model
+        self.config = model.config
+        self.num_waypoints, self.action_dim = model.action_shape
         self.export_dir = Path(export_dir)
         self.manifest = manifest
         self.providers = select_providers(device, providers)
@@ -109,7 +88,10 @@ class OnnxRuntimePolicy(Policy):
         self.device_id = int(device.split(":")[1]) if ":" in device else 0
         opts = ort.SessionOptions()
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        opts.intra_op_num_threads = int(threads or torch.get_num_threads())
+        self.threads = int(threads or torch.get_num_threads())
+        opts.intra_op_num_threads = self.threads
+        opts.inter_op_num_threads = 1  # the graphs run sequentially
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")  # see the module docstring
         opts.log_severity_level = 3
         provider_options = [self._provider_options(p) for p in self.providers]
         self.sessions: dict[str, Any] = {}
@@ -137,11 +119,10 @@ class OnnxRuntimePolicy(Policy):
 
     # ------------------------------------------------------------------ construction
     @classmethod
-    def from_pretrained(cls, path_or_preset: str | Path, device: str | torch.device = "cpu",
-                        dtype: str | torch.dtype | None = None, backend: str = "onnxruntime", *,
-                        export_dir: str | Path | None = None, opset: int = DEFAULT_OPSET, rebuild: bool | None = None,
-                        providers: Sequence[str] | None = None, threads: int | None = None,
-                        **kwargs: Any) -> "OnnxRuntimePolicy":
+    def load(cls, path_or_preset: str | Path, device: str | torch.device = "cpu",
+             dtype: str | torch.dtype | None = None, *, export_dir: str | Path | None = None,
+             opset: int = DEFAULT_OPSET, rebuild: bool | None = None, providers: Sequence[str] | None = None,
+             threads: int | None = None) -> tuple[Any, TextTokenizer, "OnnxRuntimeBackend"]:
         """Load the torch model (float32, CPU: the source of the export and of the host-side
         pieces), then use or make its export (see `ensure_export`) and open ORT sessions.
         dtype is the export's (fp32 default; fp16/bf16 for the GPU providers)."""
@@ -156,7 +137,8 @@ class OnnxRuntimePolicy(Policy):
         root, manifest = ensure_export(model, path_or_preset, dtype=dname, opset=opset, export_dir=export_dir,
                                        rebuild=rebuild, mhash=mhash)
         try:
-            return cls(model, tokenizer, root, manifest, device=dev, providers=providers, threads=threads, **kwargs)
+            return model, tokenizer, cls(model, tokenizer, root, manifest, device=dev, providers=providers,
+                                         threads=threads)
         except CorruptExportError:
             # Files matched their manifest but ORT refused them: rebuild once if the cache is ours.
             if export_dir is not None and not rebuild:
@@ -164,7 +146,8 @@ class OnnxRuntimePolicy(Policy):
             remove_export(root)
             root, manifest = ensure_export(model, path_or_preset, dtype=dname, opset=opset, export_dir=export_dir,
                                            rebuild=True, mhash=mhash)
-            return cls(model, tokenizer, root, manifest, device=dev, providers=providers, threads=threads, **kwargs)
+            return model, tokenizer, cls(model, tokenizer, root, manifest, device=dev, providers=providers,
+                                         threads=threads)
 
     # ------------------------------------------------------------------ helpers
     def _value(self, arr: np.ndarray) -> Any:
@@ -174,68 +157,36 @@ class OnnxRuntimePolicy(Policy):
     def _empty(self, shape: tuple[int, ...], dtype: Any = np.float32) -> Any:
         return _ort().OrtValue.ortvalue_from_shape_and_type(list(shape), dtype, self.io_device, self.device_id)
 
-    def _check(self, context: Context) -> Any:  # type: ignore[override]
-        if self._kv is None or context.epoch != self._epoch or context.length != self._prefix_len:
-            raise StaleContextError("this context's K/V were overwritten by a later prefill; prefill again")
-        return self._kv
+    def synchronize(self) -> None:
+        pass  # every session run returns when its outputs are ready
+
+    def is_current(self, context: Any) -> bool:
+        return self._kv is not None and context.epoch == self._epoch and context.length == self._prefix_len
 
     # ------------------------------------------------------------------ vision
     def vision_features(self, pixel_patches: np.ndarray, grid: tuple[int, int, int]) -> tuple[np.ndarray, np.ndarray]:
         """pixel_patches float32 (B, L, Cp) of B images of one grid -> image_embeds (B, L/m^2, D),
         deepstack_embeds (K, B, L/m^2, D)."""
-        feeds = {"pixel_patches": np.ascontiguousarray(pixel_patches, dtype=np.float32), **_vision_tables(self.model, grid)}
+        feeds = {"pixel_patches": np.ascontiguousarray(pixel_patches, dtype=np.float32),
+                 **exported_io.vision_tables(self.model, grid)}
         tokens, deep = self.sessions["vision"].run(None, feeds)
         return tokens, deep
 
-    def encode_uncached(self, images: np.ndarray) -> list[ImageEmbedding]:
-        """The exported vision graph instead of the torch tower (the cache is Policy.encode_images')."""
-        pixels, grid = self.model.image_preprocessor(images, device="cpu")
-        g = tuple(int(v) for v in grid[0])
-        tokens, deep = self.vision_features(pixels.view(len(images), -1, pixels.shape[-1]).numpy(), g)
-        return [ImageEmbedding(tokens=torch.from_numpy(tokens[j]),
-                               deepstack=tuple(torch.from_numpy(deep[k, j]) for k in range(deep.shape[0])), grid_thw=g)
-                for j in range(len(images))]
+    def encode_images(self, images: np.ndarray) -> list[ImageEmbedding]:
+        return exported_io.encode_images(self.model, images, self.vision_features)
 
     # ------------------------------------------------------------------ prefill
-    def prefill(self, inputs: Any, reasoning_budget: int | None = None) -> Context:
-        """FrameStack | PolicyInputs | mapping -> Context; the prefix K/V stay in OrtValues."""
-        inp, images, xyz, rot, keys = self._validated_inputs(inputs)
-        v, f, h, w, _ = images.shape
-        t0 = time.perf_counter()
-        embeds, encoded = self.encode_images(images.reshape(v * f, h, w, 3), keys)
-        t1 = time.perf_counter()
-        feeds, next_position = self.prefill_inputs(embeds, xyz)
+    def prefill(self, plan: Any, embeds: list[ImageEmbedding], budget: int) -> PrefixState:
+        """The prefix K/V stay in OrtValues on the IO device."""
+        feeds, next_position = exported_io.prefill_feeds(self.model, plan, embeds, self.embed_tokens)
         keys_v, values_v, logits = self.run_prefill(feeds)
-        t2 = time.perf_counter()
         length = int(feeds["attention_mask"].shape[1])
         self._kv = (keys_v, values_v)
         self._mask = self._value(np.ones((1, length), dtype=np.int64))
         self._epoch += 1
         self._prefix_len = length
-        return Context(epoch=self._epoch, length=length, prompt_length=length, next_position=next_position,
-                       logits=torch.from_numpy(logits).float(), history_xyz=torch.from_numpy(xyz),
-                       history_rot=torch.from_numpy(rot), t0_ns=inp.t0_ns,
-                       timings=Timings(vision_ms=(t1 - t0) * 1e3, prefill_ms=(t2 - t1) * 1e3),
-                       vision_encoded=encoded, vision_reused=v * f - encoded)
-
-    def prefill_inputs(self, embeds: list[ImageEmbedding], xyz: np.ndarray) -> tuple[dict[str, np.ndarray], int]:
-        """The prompt for these image embeddings and history -> prefill.onnx feeds (image tokens
-        scattered into the text embeddings, DeepStack features dense with zeros elsewhere) and
-        the rotary position of the first action token."""
-        prompt = self.model.prefix_plan(embeds, xyz, self.tokenizer)
-        ids = prompt.input_ids
-        with torch.inference_mode():
-            positions = self.model.prompt_positions(prompt, embeds, torch.device("cpu"))
-        emb = self.embed_tokens(ids.numpy().astype(np.int64))
-        image = (ids[0] == self.model.vlm_config.image_token_id).numpy()
-        emb[0, image] = torch.cat([e.tokens for e in embeds]).numpy().astype(emb.dtype)
-        k = len(embeds[0].deepstack)
-        deep = np.zeros((k, 1, emb.shape[1], emb.shape[2]), dtype=emb.dtype)
-        for i in range(k):
-            deep[i, 0, image] = torch.cat([e.deepstack[i] for e in embeds]).numpy()
-        feeds = {"inputs_embeds": emb, "deepstack_embeds": deep, "position_ids": positions.numpy().astype(np.int64),
-                 "attention_mask": np.ones((1, emb.shape[1]), dtype=np.int64)}
-        return feeds, int(positions.max()) + 1
+        return PrefixState(epoch=self._epoch, length=length, next_position=next_position,
+                           logits=torch.from_numpy(logits).float())
 
     def embed_tokens(self, input_ids: np.ndarray) -> np.ndarray:
         """input_ids (1, P) int64 -> token embeddings (1, P, D) (a writable host array)."""
@@ -254,10 +205,10 @@ class OnnxRuntimePolicy(Policy):
         k, v, logits = io.get_outputs()
         return k, v, logits.numpy()
 
-    def prefix_kv(self) -> tuple[np.ndarray, np.ndarray]:
+    def prefix_kv(self, length: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """The current prefix K/V as host arrays (NL, KVH, P, hd), for parity checks."""
         if self._kv is None:
-            raise StaleContextError("no prefill has run yet")
+            raise BackendError("no prefill has run yet")
         return self._kv[0].numpy(), self._kv[1].numpy()
 
     # ------------------------------------------------------------------ denoising
@@ -287,19 +238,15 @@ class OnnxRuntimePolicy(Policy):
         return self._step_bindings[key]
 
     def _times(self, steps: int | None) -> tuple[list[Any], list[Any], int]:
-        sched, _ = self.schedule(steps)
+        sched = flow_schedule(self.config.flow, steps)
         ts = [self._value(np.array([t], dtype=np.float32)) for t in sched.times]
         dts = [self._value(np.array([d], dtype=np.float32)) for d in sched.dts]
         return ts, dts, sched.steps
 
-    def denoise(self, context: Context, noise: torch.Tensor | None = None, steps: int | None = None,
-                samples: int = 1, generator: torch.Generator | None = None) -> torch.Tensor:
+    def denoise(self, context: Any, x: torch.Tensor, steps: int | None) -> torch.Tensor:
         """N Euler steps (each one denoise_step.onnx run) -> normalized actions (S, T, A) float32."""
-        self._check(context)
-        samples = self._checked_samples(noise, samples)
-        t0 = time.perf_counter()
-        x0 = (self.make_noise(samples, generator) if noise is None else noise).float().cpu().numpy()
-        even, odd, bufs = self._bindings(samples, context.next_position)
+        x0 = x.float().cpu().numpy()
+        even, odd, bufs = self._bindings(x0.shape[0], context.next_position)
         ts, dts, n = self._times(steps)
         bufs[0].update_inplace(np.ascontiguousarray(x0))
         sess = self.sessions["denoise_step"]
@@ -308,13 +255,11 @@ class OnnxRuntimePolicy(Policy):
             io.bind_ortvalue_input("t", ts[i])
             io.bind_ortvalue_input("dt", dts[i])
             sess.run_with_iobinding(io)
-        out = bufs[n % 2].numpy().copy()
-        context.timings.denoise_ms = (time.perf_counter() - t0) * 1e3
-        return torch.from_numpy(out)
+        return torch.from_numpy(bufs[n % 2].numpy().copy())
 
-    def velocity(self, context: Context, x: torch.Tensor, t: float) -> torch.Tensor:
+    def velocity(self, context: Any, x: torch.Tensor, t: float) -> torch.Tensor:
         """The exported step's velocity at flow time t for actions x (S, T, A) -> (S, T, A) float32."""
-        kv = self._check(context)
+        kv = self._kv
         feeds = {"x": x.float().cpu().numpy(), "t": np.array([t], np.float32), "dt": np.zeros(1, np.float32),
                  "prefix_mask": np.ones((1, context.length), np.int64),
                  "suffix_positions": np.arange(context.next_position, context.next_position + self.num_waypoints)}
@@ -328,11 +273,10 @@ class OnnxRuntimePolicy(Policy):
         self.sessions["denoise_step"].run_with_iobinding(io)
         return torch.from_numpy(io.get_outputs()[0].numpy())
 
-    def reason(self, context: Context, max_tokens: int, greedy: bool = True, temperature: float = 1.0,
-               top_p: float = 1.0, generator: torch.Generator | None = None) -> str:
+    def reason(self, context: Any, max_tokens: int, greedy: bool = True, temperature: float = 1.0,
+               top_p: float = 1.0, generator: torch.Generator | None = None) -> list[int]:
         raise BackendError("reasoning decode is not exported: it runs on the torch backend only "
                            "(act(..., reasoning=False) with backend='onnxruntime')")
 
 
-__all__ = ["BackendError", "ExportError", "OnnxRuntimePolicy", "ProviderUnavailableError", "parse_dtype",
-           "select_providers"]
+__all__ = ["OnnxRuntimeBackend", "ProviderUnavailableError", "select_providers"]

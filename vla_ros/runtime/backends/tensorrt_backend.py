@@ -17,7 +17,6 @@ access to a GPU or TensorRT; its tests skip visibly where either is missing).
 """
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
@@ -25,12 +24,13 @@ import numpy as np
 import torch
 
 from vla_ros.model import load_model
-from vla_ros.runtime.context import Context
+from vla_ros.model.family import ImageEmbedding
+from vla_ros.model.flow_matching import flow_schedule
+from vla_ros.runtime.backends import exported_io
+from vla_ros.runtime.backends.protocol import BackendError, PrefixState
 from vla_ros.runtime.engine_cache import EngineKey, load_or_build
 from vla_ros.runtime.export import DEFAULT_OPSET, CorruptExportError, dtype_name, ensure_export, model_hash
 from vla_ros.runtime.inputs import PolicyInputError
-from vla_ros.runtime.onnx_backend import BackendError, OnnxRuntimePolicy
-from vla_ros.runtime.policy import Policy
 
 PRECISIONS = ("strongly_typed", "fp16", "bf16")
 _PREFIX_MARGIN = 128  # profile headroom over the nominal prompt length
@@ -87,18 +87,18 @@ class _Engine:
             raise BackendError("TensorRT execute_async_v3 failed")
 
 
-class TensorRTPolicy(OnnxRuntimePolicy):
-    backend = "tensorrt"
+class TensorRTBackend:
+    name = "tensorrt"
 
     def __init__(self, model: Any, tokenizer: Any, export_dir: str | Path, manifest: dict[str, Any], *,
                  device: str = "cuda", precision: str = "strongly_typed", workspace_gb: float = 8.0,
-                 mhash: str | None = None, **kwargs: Any) -> None:
-        kwargs.pop("cuda_graph", None)
-        kwargs.pop("compile", None)
-        kwargs.pop("threads", None)
-        kwargs.pop("providers", None)
-        Policy.__init__(self, model, tokenizer, cuda_graph=False, **kwargs)  # no ORT sessions here
+                 mhash: str | None = None, max_samples: int = 8) -> None:
+        if model.config.architecture != "kv_expert":
+            raise BackendError(f"the ONNX export covers the kv_expert family, not {model.config.architecture!r}")
         trt = _trt()
+        self.model, self.tokenizer, self.config = model, tokenizer, model.config
+        self.num_waypoints, self.action_dim = model.action_shape
+        self.max_samples = max_samples
         self.trt = trt
         self.export_dir = Path(export_dir)
         self.manifest = manifest
@@ -123,10 +123,10 @@ class TensorRTPolicy(OnnxRuntimePolicy):
 
     # ------------------------------------------------------------------ construction
     @classmethod
-    def from_pretrained(cls, path_or_preset: str | Path, device: str | torch.device = "cuda",
-                        dtype: str | torch.dtype | None = None, backend: str = "tensorrt", *,
-                        export_dir: str | Path | None = None, opset: int = DEFAULT_OPSET, rebuild: bool | None = None,
-                        precision: str = "strongly_typed", **kwargs: Any) -> "TensorRTPolicy":
+    def load(cls, path_or_preset: str | Path, device: str | torch.device = "cuda",
+             dtype: str | torch.dtype | None = None, *, export_dir: str | Path | None = None,
+             opset: int = DEFAULT_OPSET, rebuild: bool | None = None, precision: str = "strongly_typed",
+             max_samples: int = 8, workspace_gb: float = 8.0) -> tuple[Any, Any, "TensorRTBackend"]:
         _trt()
         if not torch.cuda.is_available():
             raise BackendError("backend 'tensorrt' needs a CUDA GPU; none is available")
@@ -140,12 +140,13 @@ class TensorRTPolicy(OnnxRuntimePolicy):
         mhash = model_hash(model)
         root, manifest = ensure_export(model, path_or_preset, dtype=dname, opset=opset, export_dir=export_dir,
                                        rebuild=rebuild, mhash=mhash)
-        return cls(model, tokenizer, root, manifest, device=dev, precision=precision, mhash=mhash, **kwargs)
+        return model, tokenizer, cls(model, tokenizer, root, manifest, device=dev, precision=precision, mhash=mhash,
+                                     max_samples=max_samples, workspace_gb=workspace_gb)
 
     def _profiles(self) -> dict[str, list[tuple[str, tuple[int, ...], tuple[int, ...], tuple[int, ...]]]]:
         d = self.manifest["dims"]
         vc = self.model.vlm_config.vision_config
-        h, w = self.image_size_hw
+        h, w = self.model.image_size_hw
         n = (h // vc.patch_size) * (w // vc.patch_size)
         cp = 3 * vc.temporal_patch_size * vc.patch_size ** 2
         images = self.config.image.num_cameras * self.config.image.num_frames
@@ -213,8 +214,11 @@ class TensorRTPolicy(OnnxRuntimePolicy):
         return _Engine(trt, engine)
 
     # ------------------------------------------------------------------ host/device helpers
-    def _value(self, arr: np.ndarray) -> torch.Tensor:  # type: ignore[override]
-        return torch.from_numpy(np.ascontiguousarray(arr)).to(self.cuda)
+    def synchronize(self) -> None:
+        torch.cuda.synchronize(self.cuda)
+
+    def is_current(self, context: Any) -> bool:
+        return self._kv is not None and context.epoch == self._epoch and context.length == self._prefix_len
 
     def _feeds(self, engine: _Engine, feeds: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
         return {n: torch.from_numpy(np.ascontiguousarray(feeds[n])).to(self.cuda, engine.dtypes[n])
@@ -229,13 +233,24 @@ class TensorRTPolicy(OnnxRuntimePolicy):
             return emb(torch.from_numpy(input_ids)).float().numpy()
 
     def vision_features(self, pixel_patches: np.ndarray, grid: tuple[int, int, int]) -> tuple[np.ndarray, np.ndarray]:
-        from vla_ros.runtime.onnx_backend import _vision_tables
-
         eng = self.engines["vision"]
-        feeds = self._feeds(eng, {"pixel_patches": pixel_patches, **_vision_tables(self.model, grid)})
+        feeds = self._feeds(eng, {"pixel_patches": pixel_patches, **exported_io.vision_tables(self.model, grid)})
         outs = eng.bind(feeds, device=self.cuda)
         eng.enqueue(self._stream())
         return outs["image_embeds"].float().cpu().numpy(), outs["deepstack_embeds"].float().cpu().numpy()
+
+    def encode_images(self, images: np.ndarray) -> list[ImageEmbedding]:
+        return exported_io.encode_images(self.model, images, self.vision_features)
+
+    def prefill(self, plan: Any, embeds: list[ImageEmbedding], budget: int) -> PrefixState:
+        feeds, next_position = exported_io.prefill_feeds(self.model, plan, embeds, self.embed_tokens)
+        keys, values, logits = self.run_prefill(feeds)
+        length = int(feeds["attention_mask"].shape[1])
+        self._kv = (keys, values)
+        self._epoch += 1
+        self._prefix_len = length
+        return PrefixState(epoch=self._epoch, length=length, next_position=next_position,
+                           logits=torch.from_numpy(logits).float())
 
     def run_prefill(self, feeds: dict[str, np.ndarray]) -> tuple[Any, Any, np.ndarray]:
         """K/V are written into per-length buffers (stable addresses for the captured graphs)."""
@@ -252,7 +267,7 @@ class TensorRTPolicy(OnnxRuntimePolicy):
         eng.enqueue(self._stream())
         return k, v, outs["logits"].float().cpu().numpy()
 
-    def prefix_kv(self) -> tuple[np.ndarray, np.ndarray]:
+    def prefix_kv(self, length: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         if self._kv is None:
             raise BackendError("no prefill has run yet")
         return self._kv[0].float().cpu().numpy(), self._kv[1].float().cpu().numpy()
@@ -262,7 +277,7 @@ class TensorRTPolicy(OnnxRuntimePolicy):
         key = (samples, steps, p)
         if key not in self._step_state:
             shape = (samples, self.num_waypoints, self.action_dim)
-            sched, _ = self.schedule(steps)
+            sched = flow_schedule(self.config.flow, steps)
             # one 256-byte row per step so every per-step address is aligned
             t_rows = torch.zeros(steps, 64, dtype=torch.float32, device=self.cuda)
             dt_rows = torch.zeros(steps, 64, dtype=torch.float32, device=self.cuda)
@@ -286,16 +301,13 @@ class TensorRTPolicy(OnnxRuntimePolicy):
             eng.bind(feeds, {"x_next": bufs[(i + 1) % 2], "velocity": st["v"]}, device=self.cuda)
             eng.enqueue(stream)
 
-    def denoise(self, context: Context, noise: torch.Tensor | None = None, steps: int | None = None,
-                samples: int = 1, generator: torch.Generator | None = None) -> torch.Tensor:
+    def denoise(self, context: Any, x: torch.Tensor, steps: int | None) -> torch.Tensor:
         """All steps replayed from one CUDA graph (captured per samples/steps/prefix length)."""
-        self._check(context)
-        samples = self._checked_samples(noise, samples)
-        n = self.schedule(steps)[0].steps
+        samples = x.shape[0]
+        n = flow_schedule(self.config.flow, steps).steps
         p = context.length
-        t0 = time.perf_counter()
         st = self._state(samples, n, p)
-        x0 = self.make_noise(samples, generator) if noise is None else noise
+        x0 = x
         st["a"].copy_(x0.to(self.cuda, torch.float32))
         st["pos"].copy_(torch.arange(context.next_position, context.next_position + self.num_waypoints))
         key = (samples, n, p)
@@ -311,12 +323,9 @@ class TensorRTPolicy(OnnxRuntimePolicy):
                 self._enqueue_loop(st, n, p)
             self._graphs[key] = graph
         self._graphs[key].replay()
-        out = (st["a"] if n % 2 == 0 else st["b"]).float().cpu()
-        context.timings.denoise_ms = (time.perf_counter() - t0) * 1e3
-        return out
+        return (st["a"] if n % 2 == 0 else st["b"]).float().cpu()
 
-    def velocity(self, context: Context, x: torch.Tensor, t: float) -> torch.Tensor:
-        self._check(context)
+    def velocity(self, context: Any, x: torch.Tensor, t: float) -> torch.Tensor:
         eng = self.engines["denoise_step"]
         k, v = self._kv_buffers[context.length]
         feeds = {"x": x.to(self.cuda, torch.float32).contiguous(), "t": torch.tensor([t], device=self.cuda),
@@ -327,3 +336,8 @@ class TensorRTPolicy(OnnxRuntimePolicy):
         outs = eng.bind(feeds, device=self.cuda)
         eng.enqueue(self._stream())
         return outs["velocity"].float().cpu()
+
+    def reason(self, context: Any, max_tokens: int, greedy: bool = True, temperature: float = 1.0,
+               top_p: float = 1.0, generator: torch.Generator | None = None) -> list[int]:
+        raise BackendError("reasoning decode is not exported: it runs on the torch backend only "
+                           "(act(..., reasoning=False) with backend='tensorrt')")

@@ -1,0 +1,48 @@
+"""Backend name -> a `Policy` on that backend, with the model loaded as the backend needs it.
+
+torch: the model on `device` in `dtype` (bfloat16 on CUDA, float32 on the CPU by default).
+onnxruntime / tensorrt: the model in float32 on the CPU (the source of the export and of the
+host-side pieces), its export made or reused (`vla_ros.runtime.export.ensure_export`), and the
+backend opened on it; `dtype` is the export's.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+BACKENDS = ("torch", "onnxruntime", "tensorrt")
+# Keyword arguments that belong to the Policy rather than to an exported backend.
+_POLICY_KWARGS = ("max_samples", "max_reasoning_tokens", "vision_cache_size")
+
+
+def load_policy(policy_cls: Any, path_or_preset: str | Path, *, device: str | torch.device = "cpu",
+                dtype: str | torch.dtype | None = None, backend: str = "torch", **kwargs: Any) -> Any:
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}; available: {', '.join(BACKENDS)}")
+    if backend == "torch":
+        from vla_ros.model import load_model
+        from vla_ros.model.build import parse_dtype
+
+        dev = torch.device(device)
+        if dev.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError("device 'cuda' requested but CUDA is not available")
+        dt = parse_dtype(dtype) if dtype is not None else (torch.bfloat16 if dev.type == "cuda" else torch.float32)
+        model, tokenizer = load_model(path_or_preset, device=dev, dtype=dt)
+        return policy_cls(model, tokenizer, **kwargs)
+    policy_kwargs = {k: kwargs.pop(k) for k in _POLICY_KWARGS if k in kwargs}
+    kwargs.pop("cuda_graph", None)  # the exported backends capture their own loops (TensorRT) or none
+    kwargs.pop("compile", None)
+    if backend == "onnxruntime":
+        from vla_ros.runtime.backends.onnxruntime_backend import OnnxRuntimeBackend
+
+        model, tokenizer, be = OnnxRuntimeBackend.load(path_or_preset, device=device, dtype=dtype, **kwargs)
+    else:
+        from vla_ros.runtime.backends.tensorrt_backend import TensorRTBackend
+
+        kwargs.pop("threads", None)
+        kwargs.pop("providers", None)
+        model, tokenizer, be = TensorRTBackend.load(path_or_preset, device=device, dtype=dtype,
+                                                    max_samples=policy_kwargs.get("max_samples", 8), **kwargs)
+    return policy_cls(model, tokenizer, be, **policy_kwargs)

@@ -1,0 +1,57 @@
+"""The backend protocol: the three stages that differ between backends, behind one `Policy`.
+
+`Policy` (runtime/policy.py) owns the family-independent front: input validation, the vision
+embedding cache, the start noise, the stale-context check's error, the family's action decoding
+and the timings. A backend owns where the prefix K/V live and how the stages run:
+
+    encode_images(images)                 uint8 (N, H, W, 3) -> one ImageEmbedding per image
+    prefill(plan, embeds, budget)         the family's prefix plan -> PrefixState (K/V kept inside)
+    denoise(context, x, steps)            all Euler steps from x (S, T, A) -> actions (S, T, A)
+    velocity(context, x, t)               one step's velocity (parity checks)
+    reason(context, max_tokens, ...)      decoded token ids (backends without a decoder raise)
+    is_current(context)                   whether the context's K/V are still the backend's
+    prefix_kv(length)                     K and V (layers, kv_heads, length, head_dim) on the host
+    synchronize()                         wait for queued device work (timings)
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+
+from vla_ros.model.family import ImageEmbedding
+
+
+class BackendError(ValueError):
+    """The backend cannot run what was asked (missing runtime or provider, unsupported feature)."""
+
+
+@dataclass(frozen=True)
+class PrefixState:
+    epoch: int  # bumped by every prefill: contexts of older epochs are stale
+    length: int  # prefix tokens cached
+    next_position: int  # rotary position of the first action token
+    logits: torch.Tensor | None  # (1, V) float32 at the last prefix token
+
+
+class Backend(Protocol):
+    name: str
+
+    def encode_images(self, images: np.ndarray) -> list[ImageEmbedding]: ...
+
+    def prefill(self, plan: Any, embeds: list[ImageEmbedding], budget: int) -> PrefixState: ...
+
+    def denoise(self, context: Any, x: torch.Tensor, steps: int | None) -> torch.Tensor: ...
+
+    def velocity(self, context: Any, x: torch.Tensor, t: float) -> torch.Tensor: ...
+
+    def reason(self, context: Any, max_tokens: int, greedy: bool, temperature: float, top_p: float,
+               generator: torch.Generator | None) -> list[int]: ...
+
+    def is_current(self, context: Any) -> bool: ...
+
+    def prefix_kv(self, length: int) -> tuple[np.ndarray, np.ndarray]: ...
+
+    def synchronize(self) -> None: ...

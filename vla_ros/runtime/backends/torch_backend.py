@@ -1,0 +1,210 @@
+"""The `torch` backend: the family's own modules, K/V in preallocated buffers, the expert kernel.
+
+1. vision: the family's vision tower on the images the Policy's cache did not hold;
+2. prefill: the family writes its prefix K/V straight into the buffers (`KVBuffers.cache()`);
+3. reasoning (families with text): decoding on the cache, masked tokens never decoded;
+4. denoise: rotary tables and the mask for the action tokens are built once per tick, then N
+   Euler steps of `ExpertKernel` over the family's suffix layers (eager, or one CUDA graph on
+   CUDA); samples share the prefix cache.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from vla_ros.model.family import Family, ImageEmbedding
+from vla_ros.model.flow_matching import FlowSchedule, flow_schedule
+from vla_ros.runtime.backends.protocol import PrefixState
+from vla_ros.runtime.cuda_graph import DenoiseGraph
+from vla_ros.runtime.expert_kernel import ExpertKernel
+from vla_ros.runtime.inputs import PolicyInputError
+from vla_ros.runtime.kv_buffers import KVBuffers, KVCapacityError
+
+
+class TorchBackend:
+    name = "torch"
+
+    def __init__(self, model: Family, tokenizer: Any, *, max_samples: int, cuda_graph: bool | None = None,
+                 compile: bool = False) -> None:
+        self.model = model
+        self.tokenizer = tokenizer
+        self.config = model.config
+        p = next(model.parameters())
+        self.device, self.dtype = p.device, p.dtype
+        self.kernel = ExpertKernel(model.suffix_layers(), model.suffix_norm)
+        if compile:  # optional; unverified on GPU in this repository
+            self.kernel.forward = torch.compile(self.kernel.forward, dynamic=False)  # type: ignore[method-assign]
+        self.use_cuda_graph = (self.device.type == "cuda") if cuda_graph is None else bool(cuda_graph)
+        if self.use_cuda_graph and self.device.type != "cuda":
+            raise ValueError("cuda_graph=True needs a CUDA device")
+        self.max_samples = max_samples
+        self.num_waypoints = model.action_shape[0]
+        self.kv: KVBuffers | None = None
+        self._schedules: dict[int, tuple[FlowSchedule, torch.Tensor]] = {}
+        self._graphs: dict[tuple[int, int, int], DenoiseGraph] = {}
+        self._suppress = model.text_logit_mask(tokenizer)  # None: the family has no text decoder
+
+    def synchronize(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
+    # ------------------------------------------------------------------ prefix
+    def encode_images(self, images: np.ndarray) -> list[ImageEmbedding]:
+        with torch.inference_mode():
+            return self.model.encode_images(images, self.device, self.dtype)
+
+    def _buffers(self, capacity: int) -> KVBuffers:
+        suffix = self.max_samples * self.num_waypoints
+        args = (*self.model.cache_shape(), capacity, suffix, self.device, self.dtype)
+        if self.kv is None or not self.kv.fits(*args):
+            # Round up so a slightly longer prompt next tick does not reallocate (and re-capture).
+            rounded = (capacity + 63) // 64 * 64
+            self.kv = KVBuffers(*args[:3], rounded, suffix, self.device, self.dtype)
+            self._graphs.clear()
+        return self.kv
+
+    def prefill(self, plan: Any, embeds: list[ImageEmbedding], budget: int) -> PrefixState:
+        with torch.inference_mode():
+            kv = self._buffers(plan.length + budget)
+            kv.reset()
+            cache = kv.cache()
+            result = self.model.prefill(plan, embeds, cache)
+            if cache.commit() != plan.length:
+                raise RuntimeError(f"the family's prefill cached {kv.length} tokens, its plan said {plan.length}")
+        return PrefixState(epoch=kv.epoch, length=plan.length, next_position=result.next_position,
+                           logits=result.logits)
+
+    def is_current(self, context: Any) -> bool:
+        return self.kv is not None and context.epoch == self.kv.epoch and context.length == self.kv.length
+
+    def prefix_kv(self, length: int) -> tuple[np.ndarray, np.ndarray]:
+        assert self.kv is not None
+        k = torch.stack([b[0, :, :length] for b in self.kv.keys]).float().cpu().numpy()
+        v = torch.stack([b[0, :, :length] for b in self.kv.values]).float().cpu().numpy()
+        return k, v
+
+    # ------------------------------------------------------------------ reasoning
+    def reason(self, context: Any, max_tokens: int, greedy: bool = True, temperature: float = 1.0,
+               top_p: float = 1.0, generator: torch.Generator | None = None) -> list[int]:
+        """Decode up to max_tokens on the cache until the reasoning-end token. Every decoded token
+        is appended to the cache, so the expert then attends to the reasoning. Advances `context`
+        (length, next_position, logits) in place; returns the new token ids."""
+        kv = self.kv
+        assert kv is not None
+        if self._suppress is None or context.logits is None:
+            raise PolicyInputError(f"model family {self.config.architecture!r} has no text decoder to reason with")
+        if kv.length + max_tokens > kv.capacity:  # fail before decoding anything
+            raise KVCapacityError(f"{max_tokens} reasoning tokens do not fit the {kv.capacity - kv.length} free "
+                                  "cache slots; prefill with a larger reasoning_budget")
+        end = self.tokenizer.ids.reasoning_end
+        new: list[int] = []
+        with torch.inference_mode():
+            cache = kv.cache()
+            logits = context.logits
+            for _ in range(max_tokens):
+                scores = logits.masked_fill(self._suppress, float("-inf"))
+                if greedy:
+                    tok = int(scores.argmax(dim=-1))
+                else:
+                    tok = int(_sample(scores / max(temperature, 1e-5), top_p, generator))
+                new.append(tok)
+                logits = self.model.decode_token(tok, context.length, context.next_position, cache)
+                kv.length = cache.commit()
+                context.length += 1
+                context.next_position += 1
+                if tok == end:
+                    break
+            context.logits = logits
+        return new
+
+    # ------------------------------------------------------------------ denoising
+    def schedule(self, steps: int | None = None) -> tuple[FlowSchedule, torch.Tensor]:
+        """The flow schedule and its precomputed time terms, cached per step count."""
+        n = int(steps if steps is not None else self.config.flow.steps)
+        if n not in self._schedules:
+            sched = flow_schedule(self.config.flow, n)
+            with torch.inference_mode():
+                t = torch.tensor(sched.times, device=self.device, dtype=torch.float32)
+                self._schedules[n] = (sched, self.model.time_terms(t))
+        return self._schedules[n]
+
+    def _suffix_tables(self, context: Any, samples: int, graph: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, int, int]:
+        """Rotary cos/sin (1, S*T, 1, hd) and mask (1, 1, S*T, kv_len), built once per tick.
+        Eager: suffix slots right after the prefix, kv_len = length + S*T. Graph: slots at
+        `capacity` (fixed), kv_len = capacity + S*T, unused prefix slots masked. Every action
+        token sees the whole prefix; among its own sample's tokens, the family's suffix_mask."""
+        kv = self.kv
+        assert kv is not None
+        t = self.num_waypoints
+        n = samples * t
+        cos, sin = self.model.suffix_rope(context.next_position + torch.arange(t, device=self.device), self.dtype)
+        cos = cos.repeat(samples, 1)[None, :, None]  # (1, S*T, 1, hd): broadcast over heads
+        sin = sin.repeat(samples, 1)[None, :, None]
+        offset = kv.capacity if graph else context.length
+        kv_len = offset + n
+        own = self.model.suffix_mask(t, self.device)  # (T, T) or None: all visible
+        if own is None and not graph and (samples == 1 or self.device.type == "cpu"):
+            # One sample: everything in [0, kv_len) is visible, no mask. Several on the CPU: the
+            # kernel's split attention (no mask, no wasted sample-to-sample block).
+            return cos, sin, None, offset, kv_len
+        mask = torch.zeros(n, kv_len, dtype=torch.bool, device=self.device)
+        mask[:, :context.length] = True
+        for s in range(samples):  # each sample sees the prefix and its own T action tokens
+            mask[s * t:(s + 1) * t, offset + s * t:offset + (s + 1) * t] = True if own is None else own
+        return cos, sin, mask[None, None], offset, kv_len
+
+    def _velocity(self, x: torch.Tensor, time_term: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
+                  mask: torch.Tensor | None, offset: int, kv_len: int) -> torch.Tensor:
+        """x (S, T, A) -> v (S, T, A)."""
+        s, t, a = x.shape
+        h = self.model.embed_suffix(x, time_term).reshape(1, s * t, -1)
+        split = (kv_len - s * t, s) if (mask is None and s > 1) else None
+        h = self.kernel.forward(h, cos, sin, self.kv, offset, kv_len, mask, split)  # type: ignore[arg-type]
+        return self.model.decode_suffix(h).view(s, t, a)
+
+    def velocity(self, context: Any, x: torch.Tensor, t: float) -> torch.Tensor:
+        with torch.inference_mode():
+            tt = self.model.time_terms(torch.tensor([t], device=self.device))[0]
+            cos, sin, mask, off, kv_len = self._suffix_tables(context, x.shape[0], graph=False)
+            return self._velocity(x.to(self.device, self.dtype), tt, cos, sin, mask, off, kv_len)
+
+    def denoise(self, context: Any, x: torch.Tensor, steps: int | None) -> torch.Tensor:
+        sched, time_terms = self.schedule(steps)
+        samples = x.shape[0]
+        with torch.inference_mode():
+            x = x.to(self.device, self.dtype)
+            cos, sin, mask, off, kv_len = self._suffix_tables(context, samples, graph=self.use_cuda_graph)
+            if self.use_cuda_graph:
+                return self._graph(samples, sched, time_terms, x, cos, sin, mask).run(x, cos, sin, mask)
+            for i, dt in enumerate(sched.dts):
+                x = x + dt * self._velocity(x, time_terms[i], cos, sin, mask, off, kv_len)
+        return x
+
+    def _graph(self, samples: int, sched: FlowSchedule, time_terms: torch.Tensor, x: torch.Tensor,
+               cos: torch.Tensor, sin: torch.Tensor, mask: torch.Tensor) -> DenoiseGraph:
+        kv = self.kv
+        assert kv is not None
+        key = (samples, sched.steps, kv.capacity)
+        if key not in self._graphs:
+            off, kv_len = kv.capacity, kv.capacity + samples * self.num_waypoints
+
+            def loop(xs: torch.Tensor, c: torch.Tensor, s: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
+                for i, dt in enumerate(sched.dts):
+                    xs = xs + dt * self._velocity(xs, time_terms[i], c, s, m, off, kv_len)
+                return xs
+
+            self._graphs[key] = DenoiseGraph(loop, x, cos, sin, mask)
+        return self._graphs[key]
+
+
+def _sample(scores: torch.Tensor, top_p: float, generator: torch.Generator | None) -> torch.Tensor:
+    """Nucleus sampling from (1, V) scores."""
+    probs = torch.softmax(scores, dim=-1)
+    if top_p < 1.0:
+        sorted_p, idx = probs.sort(dim=-1, descending=True)
+        keep = sorted_p.cumsum(-1) - sorted_p < top_p
+        sorted_p = sorted_p * keep
+        probs = torch.zeros_like(probs).scatter(-1, idx, sorted_p)
+    return torch.multinomial(probs, 1, generator=generator)[0, 0]
