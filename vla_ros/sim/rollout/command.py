@@ -115,6 +115,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"  {r.spec.name}: driving score {m['driving_score']:.2f}, progress {100 * m['progress']:.0f}% of the expert's, "
               f"collisions {len(m['collisions'])}, offroad {'yes' if m['offroad'] else 'no'} ({r.logs['model'].wall_s:.1f} s)", file=sys.stderr)
 
+    version = code_version()  # the code that runs, not whatever the tree holds when it ends
     wall0 = time.perf_counter()
     try:
         results = run_all(specs, config, spec, out, workers, threads, policy=policy,
@@ -124,18 +125,19 @@ def run(args: argparse.Namespace) -> int:
     wall_s = time.perf_counter() - wall0
     per_method = {m: [r.scores[m] for r in results] for m in METHODS}
     summary = overall(per_method)
-    sim_s = args.episodes * args.duration
+    sim_s = sum(r.scores["model"]["duration_s"] for r in results)  # driven after the warm-ups; an episode may end early
     model = summary["model"]
     metrics = {
         "run": {
             "model": model_path, "config": str(Path(args.config).resolve()) if args.config else "<built-in defaults>",
-            "config_values": config.to_dict(), "code_version": code_version(), "device": device_description(device, threads),
+            "config_values": config.to_dict(), "code_version": version, "device": device_description(device, threads),
             "command": command_line(args),
             "mode": ("lockstep: the node core in this process, sim time waits for the policy" if args.transport == "lockstep" else
                      "dds: the node process over DDS with /clock, sim time at most real time"),
             "world": args.world, "scenario": args.scenario, "episodes": args.episodes, "seeds": [s.seed for s in specs],
             "duration_s": args.duration, "warmup_s": specs[0].warmup_s, "workers": workers, "threads_per_worker": threads,
             "wall_s": wall_s, "sim_s": sim_s, "realtime_factor": sim_s / wall_s if wall_s > 0 else None,
+            "realtime_factor_note": "sim_s: seconds the model drove (after the warm-ups, until each episode ended) / wall_s of the whole run",
         },
         "definitions": {
             "driving_score": f"AlpaSim scene score: 0 if collision_at_fault or offroad, else min(clip(progress, 0, 1) / {PROGRESS_SATURATION}, 1) "
