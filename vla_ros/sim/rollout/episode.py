@@ -106,7 +106,7 @@ class _Outputs:
     """What an episode writes besides its log: rollout.mcap (written beside, then moved into
     place) and the animation."""
 
-    def __init__(self, out_dir: Path | None, config: Config, spec: EpisodeSpec, animation: Any) -> None:
+    def __init__(self, out_dir: Path | None, animation: Any) -> None:
         from vla_ros.replay.bag_io import BagWriter
 
         self.dir = out_dir
@@ -179,7 +179,7 @@ def run_episode(
         from vla_ros.sim.rollout.animation import AnimationWriter
 
         animation = AnimationWriter(out_dir, spec, plan.road, rig[front], reference)
-    outputs = _Outputs(out_dir, config, spec, animation)
+    outputs = _Outputs(out_dir, animation)
     node: Any = None
     renderers: list[CameraRenderer] = []
     if method == "model":

@@ -60,8 +60,7 @@ def score_episode(log: EpisodeLog, reference: EpisodeLog, control_period_s: floa
     ref_s = np.maximum.accumulate(ref_s)  # a standing car repeats its s; keep it non-decreasing for interp
     ref_x, ref_y = reference.field("x")[rh:], reference.field("y")[rh:]
 
-    front = rear = lateral = np.zeros(n, bool)
-    front, rear, lateral = front.copy(), rear.copy(), lateral.copy()
+    front, rear, lateral = np.zeros(n, bool), np.zeros(n, bool), np.zeros(n, bool)
     offroad = np.zeros(n, bool)
     departed = np.zeros(n, bool)
     wrong_lane = np.zeros(n, bool)
