@@ -1,7 +1,7 @@
 """ros2 launch vla_ros drive.launch.py [config:=FILE] [model:=PATH|PRESET] [backend:=torch] [device:=cuda]
                                       [namespace:=NS] [use_sim_time:=true] [autostart:=true]
 
-Starts the vla_ros drive node (a lifecycle node, console script `drive_node`) with one parameter
+Starts the vla_ros drive node (the lifecycle node `drive_node`, lib/vla_ros/drive_node) with one parameter
 file per deployment (the package's config/drive.yaml by default) and, with autostart, drives it
 through configure and activate.
 """
@@ -53,6 +53,7 @@ def generate_launch_description() -> LaunchDescription:
             entities=[
                 EmitEvent(event=ChangeState(lifecycle_node_matcher=matches_action(node), transition_id=Transition.TRANSITION_ACTIVATE))
             ],
+            handle_once=True,  # autostart activates once; a later manual configure leaves the node inactive
         ),
         condition=IfCondition(autostart),
     )

@@ -38,8 +38,19 @@ def test_localhost_fragment_is_rmw_cyclonedds_jazzy() -> None:
     assert "Interfaces" not in frag  # rmw_cyclonedds leaves the interface to CYCLONEDDS_URI
     off = cyclone_fragment(Discovery("OFF"), pid=42)
     assert "<ParticipantIndex>none</ParticipantIndex><Tag>ros_discovery_off_42</Tag>" in off and "Peer" not in off
-    assert cyclone_fragment(Discovery("SUBNET")) == "" and cyclone_fragment(Discovery("SYSTEM_DEFAULT")) == ""
+    subnet = cyclone_fragment(Discovery("SUBNET"))  # rmw_cyclonedds numbers participants for SUBNET too
+    assert "<ParticipantIndex>auto</ParticipantIndex>" in subnet and "AllowMulticast" not in subnet and "Peer" not in subnet
+    assert '<Peers><Peer address="a"/></Peers>' in cyclone_fragment(Discovery("SUBNET", ("a",)))
+    assert cyclone_fragment(Discovery("SYSTEM_DEFAULT")) == "" and cyclone_fragment(Discovery("LEGACY_DEFAULT")) == ""
     assert '<NetworkInterface address="127.0.0.1"/>' in cyclone_fragment(Discovery("LEGACY_LOCALHOST"))
+
+
+def test_tests_force_loopback_whatever_the_shell_set() -> None:
+    from vla_ros.ros.dds_discovery import LOOPBACK_ENV, keep_dds_on_loopback
+
+    env = keep_dds_on_loopback({"ROS_AUTOMATIC_DISCOVERY_RANGE": "SUBNET", "ROS_STATIC_PEERS": "192.0.2.1",
+                                "CYCLONEDDS_URI": "<CycloneDDS><Domain><General><Interfaces><NetworkInterface name='eth0'/></Interfaces></General></Domain></CycloneDDS>"})
+    assert env == LOOPBACK_ENV
 
 
 def test_user_uri_comes_last() -> None:

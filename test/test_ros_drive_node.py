@@ -62,3 +62,62 @@ def test_every_published_message_converts_to_the_real_rclpy_class():
     assert bytes(img.data) == b"\xff\xd8\x00\x01" and img.format == "jpeg"
     odom = to_rclpy(M.odometry(1, (1.0, 2.0, 0.0), (0.0, 0.0, 0.0, 1.0), (3.0, 0.0, 0.0), (0.0, 0.0, 0.1)))
     assert odom.twist.twist.linear.x == 3.0 and np.asarray(odom.pose.covariance).shape == (36,)
+
+
+def test_bounded_strings_and_integer_values_in_float_arrays_convert():
+    from types import SimpleNamespace
+
+    from vla_ros.ros.rclpy_convert import _value
+
+    assert _value("string<8>", "abc") == "abc"
+    assert _value("sequence<double>", [1, 2]) == [1.0, 2.0] and all(isinstance(v, float) for v in _value("sequence<double>", [1, 2]))
+    assert _value("sequence<int32>", (3, 4)) == [3, 4]
+    assert _value("sequence<string<4>, 2>", ["a", "b"]) == ["a", "b"]
+    assert SimpleNamespace  # keeps the import used on every Python
+
+
+def test_activation_failure_goes_back_to_inactive_and_error_releases_the_policy(tmp_path):
+    """An exception while activating (here: the core refusing to start) is logged and returns
+    FAILURE with subscriptions gone and publishers disabled; on_error releases the policy
+    process and publishers so nothing leaks."""
+    from rclpy.lifecycle import TransitionCallbackReturn
+
+    from vla_ros.ros.drive_node import DriveNode
+
+    rclpy.init()
+    try:
+        node = DriveNode(parameter_overrides=[rclpy.parameter.Parameter("model", value="random:tiny")])
+        assert node.on_configure(None) == TransitionCallbackReturn.SUCCESS
+        policy = node._policy
+        proc = policy._proc
+        assert proc.is_alive()
+
+        def refuse() -> None:
+            raise RuntimeError("timer thread could not start")
+
+        node.core.start = refuse
+        assert node.on_activate(None) == TransitionCallbackReturn.FAILURE
+        assert node._subs == [] and not any(p.is_activated for p in node._pubs.values())
+        assert node.on_error(None) == TransitionCallbackReturn.SUCCESS
+        assert node.core is None and node._pubs == {} and node._policy is None
+        proc.join(10)
+        assert not proc.is_alive()  # the policy process is gone
+        node.destroy_node()
+    finally:
+        rclpy.shutdown()
+
+
+def test_a_mistyped_parameter_override_fails_configure_naming_it():
+    from rclpy.lifecycle import TransitionCallbackReturn
+
+    from vla_ros.ros.drive_node import DriveNode
+
+    rclpy.init()
+    try:
+        node = DriveNode(parameter_overrides=[rclpy.parameter.Parameter("model", value="random:tiny"),
+                                              rclpy.parameter.Parameter("inference.rat_hz", value=5.0)])
+        assert node.on_configure(None) == TransitionCallbackReturn.FAILURE
+        assert node.core is None and node._policy is None
+        node.destroy_node()
+    finally:
+        rclpy.shutdown()

@@ -15,7 +15,7 @@ from rosbags.interfaces import Qos, QosDurability, QosHistory, QosLiveliness, Qo
 from rosbags.rosbag2 import StoragePlugin, Writer
 
 from vla_ros.config import resolve_topic
-from vla_ros.ros.messages import TYPESTORE
+from vla_ros.ros.messages import TF_STATIC_TOPIC, TYPESTORE
 
 BagFormat = Literal["mcap", "sqlite3"]
 
@@ -90,7 +90,6 @@ def read_messages(path: str | Path, topics: Iterable[str] | None = None) -> Iter
 # rosbag2 metadata version 8 is Jazzy's own, and the newest whose `offered_qos_profiles` is a
 # YAML string, which Humble's reader requires (it reads the fields it knows, up to version 5's).
 BAG_VERSION = 8
-TF_STATIC_TOPIC = "/tf_static"
 _UNSET = QosTime(0, 0)  # deadline/lifespan/lease "unspecified": the middleware's default (infinite)
 
 

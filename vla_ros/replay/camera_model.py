@@ -15,12 +15,12 @@ import numpy as np
 
 from vla_ros.config import CameraConfig
 from vla_ros.replay.bag_io import BagInfo, read_messages
+from vla_ros.ros.messages import TF_STATIC_TOPIC
 from vla_ros.sensors.geometry import quat_to_matrix
 
 _LOG = logging.getLogger("vla_ros.replay")
 
 CAMERA_INFO_TYPE = "sensor_msgs/msg/CameraInfo"
-TF_STATIC_TOPIC = "/tf_static"
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ import numpy as np
 from vla_ros.control.trajectory import PlannedTrajectory
 from vla_ros.replay.bag_io import BagMessage, BagWriter
 from vla_ros.ros import messages
+from vla_ros.ros.messages import TF_TOPIC
 from vla_ros.ros.path_cdr import PATH_MSGTYPE, path_cdr
 from vla_ros.sensors.geometry import yaw_to_quat
 
@@ -25,7 +26,6 @@ if TYPE_CHECKING:
     from vla_ros.replay.evaluator import TickRecord
 
 GROUND_TRUTH_TOPIC = "/vla/ground_truth_path"
-TF_TOPIC = "/tf"
 BASELINE_TOPIC_PREFIX = "/vla/baseline/"
 
 

@@ -40,7 +40,7 @@ class Discovery:
 def discovery_from_env(env: Mapping[str, str] | None = None) -> Discovery:
     env = os.environ if env is None else env
     distro = env.get("ROS_DISTRO", "").strip().lower()
-    localhost_only = env.get("ROS_LOCALHOST_ONLY", "").strip() == "1"
+    localhost_only = env.get("ROS_LOCALHOST_ONLY", "") == "1"  # compared exactly, as rcl does
     if distro in _LEGACY_DISTROS:
         return Discovery("LEGACY_LOCALHOST" if localhost_only else "LEGACY_DEFAULT")
     if localhost_only:
@@ -65,8 +65,6 @@ def cyclone_fragment(discovery: Discovery, pid: int | None = None) -> str:
     if discovery.range == "LEGACY_LOCALHOST":
         return '<General><Interfaces><NetworkInterface address="127.0.0.1"/></Interfaces></General>'
     if discovery.range in ("LEGACY_DEFAULT", "SYSTEM_DEFAULT"):
-        return ""
-    if discovery.range == "SUBNET" and not discovery.static_peers:
         return ""
     parts = []
     if discovery.range in ("OFF", "LOCALHOST"):
@@ -100,10 +98,9 @@ LOOPBACK_ENV = {
 
 
 def keep_dds_on_loopback(env: dict[str, str] | None = None) -> dict[str, str]:
-    """Set LOOPBACK_ENV in `env` (os.environ by default) where the variables are unset; for
-    tests and benches, which must never multicast on the machine's network interface."""
+    """Force LOOPBACK_ENV into `env` (os.environ by default), whatever the shell had set, and
+    drop static peers: tests and benches never send DDS traffic beyond this host's loopback."""
     target = os.environ if env is None else env
-    for key, value in LOOPBACK_ENV.items():
-        if not target.get(key):
-            target[key] = value
+    target.update(LOOPBACK_ENV)
+    target.pop("ROS_STATIC_PEERS", None)
     return target

@@ -30,7 +30,7 @@ from rclpy.lifecycle import Node as LifecycleNode
 from rclpy.lifecycle import State, TransitionCallbackReturn
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 
-from vla_ros.config import DEFAULT_NODE_NAME, load_config
+from vla_ros.config import DEFAULT_NODE_NAME, ConfigError, load_config
 from vla_ros.ros.clock import WallClock
 from vla_ros.ros.model_path import resolve_model_path
 from vla_ros.ros.node_core import OUTPUT_TYPES, DriveNodeCore
@@ -113,6 +113,7 @@ class DriveNode(LifecycleNode):
         self._policy: Any = None  # the loaded policy (a PolicyProcess by default), closed on cleanup
         self._subs: list[Any] = []
         self._log_handler: RosLogHandler | None = None
+        self.published_inactive = 0  # messages the core handed over while publishers were disabled
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -140,16 +141,20 @@ class DriveNode(LifecycleNode):
         return TransitionCallbackReturn.SUCCESS
 
     def _load_config(self) -> Any:
-        namespace = self.get_namespace()
+        namespace, name = self.get_namespace(), self.get_name()
         path = self.get_parameter("config").value or None
-        params = to_parameters(load_config(path, namespace=namespace))
+        params = to_parameters(load_config(path, namespace=namespace, node_name=name))
         for key, value in params.items():
             if not self.has_parameter(key):
                 # dynamic typing: `-p inference.rate_hz:=20` (an int for a float key) is checked by
                 # the config schema below, which names the key, instead of being refused by type
                 descriptor = ParameterDescriptor(description=f"vla_ros config key {key}", read_only=True, dynamic_typing=True)
                 self.declare_parameter(key, value, descriptor)
-        config = from_parameters({k: self.get_parameter(k).value for k in params}, namespace=namespace)
+        # an override for a key that does not exist (`-p inference.rat_hz:=5`) is a mistake, not a no-op
+        unknown = sorted(k for k in self._parameter_overrides if not self.has_parameter(k))
+        if unknown:
+            raise ConfigError(unknown[0], "no such parameter: not a config key nor one of config, model, backend, device, use_sim_time")
+        config = from_parameters({k: self.get_parameter(k).value for k in params}, namespace=namespace, node_name=name)
         overrides: dict[str, Any] = {}
         for name, key in (("model", "model__path"), ("backend", "inference__backend"), ("device", "model__device")):
             if self.get_parameter(name).value:
@@ -165,6 +170,8 @@ class DriveNode(LifecycleNode):
             return TransitionCallbackReturn.FAILURE
         try:
             result = super().on_activate(state)  # enables the lifecycle publishers before anything publishes
+            if result != TransitionCallbackReturn.SUCCESS:
+                return result
             cfg = self.core.config
             for cam in cfg.cameras:
                 msgtype = "sensor_msgs/msg/CompressedImage" if cam.compressed else "sensor_msgs/msg/Image"
@@ -194,14 +201,17 @@ class DriveNode(LifecycleNode):
         return TransitionCallbackReturn.SUCCESS
 
     def on_error(self, state: State) -> TransitionCallbackReturn:
-        self.get_logger().error(f"error while in {state.label}: releasing the model and going back to unconfigured")
+        self.get_logger().error(f"error while in {getattr(state, 'label', 'a transition')}: releasing the model and going back to unconfigured")
         self.release_all()
         return TransitionCallbackReturn.SUCCESS
 
     def release_all(self) -> None:
-        """Stop everything and release the model (idempotent; also used when the process exits)."""
-        self._stop_io()
-        self._release()
+        """Stop everything and release the model (idempotent; also used when the process exits).
+        The policy process is closed even if stopping the timers or a publisher fails."""
+        try:
+            self._stop_io()
+        finally:
+            self._release()
 
     # -- wiring ---------------------------------------------------------------------------
 
@@ -216,6 +226,11 @@ class DriveNode(LifecycleNode):
     def _publish(self, topic: str, msg: Any) -> None:
         pub = self._pubs.get(topic)
         if pub is None:
+            return
+        if not pub.is_activated:  # rclpy drops it silently; count and say so (it would be a bug in the order of things)
+            self.published_inactive += 1
+            if self.published_inactive == 1:
+                self.get_logger().warning(f"published on {topic} while the node's publishers are not enabled: dropped")
             return
         try:
             pub.publish(to_rclpy(msg))
@@ -232,14 +247,19 @@ class DriveNode(LifecycleNode):
         self._subs.clear()
 
     def _release(self) -> None:
-        for pub in self._pubs.values():
-            self.destroy_lifecycle_publisher(pub)
-        self._pubs.clear()
-        self.core = None
+        pubs, self._pubs = list(self._pubs.values()), {}
         policy, self._policy = self._policy, None
-        if policy is not None and hasattr(policy, "close"):
-            policy.close()  # the policy process (inference.separate_process)
-        self._forward_logs(False)
+        self.core = None
+        try:
+            for pub in pubs:
+                try:
+                    self.destroy_lifecycle_publisher(pub)
+                except Exception as exc:  # noqa: BLE001 - keep releasing the rest
+                    self.get_logger().warning(f"could not destroy a publisher: {exc}")
+        finally:
+            if policy is not None and hasattr(policy, "close"):
+                policy.close()  # the policy process (inference.separate_process)
+            self._forward_logs(False)
 
     def _forward_logs(self, on: bool) -> None:
         package_logger = logging.getLogger("vla_ros")
@@ -271,11 +291,11 @@ def main(argv: list[str] | None = None, autostart: bool = False, duration_s: flo
     status = 0
     try:
         if autostart:
-            node.trigger_configure()
-            if node.core is None:
+            if node.trigger_configure() != TransitionCallbackReturn.SUCCESS:
                 status = 1
-            else:
-                node.trigger_activate()
+            elif node.trigger_activate() != TransitionCallbackReturn.SUCCESS:
+                node.get_logger().error("activation failed; exiting")
+                status = 1
         start = time.monotonic()
         next_status = start + status_every_s
         while status == 0 and not stop.is_set() and rclpy.ok():

@@ -137,6 +137,11 @@ def transform_stamped(stamp_ns: int, parent: str, child: str, xyz: Sequence[floa
     )
 
 
+# tf2's topics: dynamic transforms, and static ones (published once, latched)
+TF_TOPIC = "/tf"
+TF_STATIC_TOPIC = "/tf_static"
+
+
 def tf_message(transforms: Sequence[Any]) -> Any:
     return _T["tf2_msgs/msg/TFMessage"](transforms=list(transforms))
 

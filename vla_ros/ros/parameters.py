@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from vla_ros.config import Config, ConfigError, config_from_dict
+from vla_ros.config import DEFAULT_NODE_NAME, Config, ConfigError, config_from_dict
 
 # Camera entries are a list of mappings in YAML; ROS parameters hold them as parallel string
 # arrays (an empty string stands for an unset optional field).
@@ -27,7 +27,7 @@ def to_parameters(config: Config) -> dict[str, Any]:
     return params
 
 
-def from_parameters(params: dict[str, Any], namespace: str = "/") -> Config:
+def from_parameters(params: dict[str, Any], namespace: str = "/", node_name: str = DEFAULT_NODE_NAME) -> Config:
     """Inverse of `to_parameters`; validated (ConfigError names the dotted key), topic names
     resolved for a node in `namespace`."""
     data: dict[str, Any] = {}
@@ -45,4 +45,4 @@ def from_parameters(params: dict[str, Any], namespace: str = "/") -> Config:
             continue
         section, _, name = key.partition(".")
         data.setdefault(section, {})[name] = value
-    return config_from_dict(data, namespace)
+    return config_from_dict(data, namespace, node_name)

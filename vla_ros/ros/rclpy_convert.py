@@ -55,7 +55,7 @@ def _value(ftype: str, value: Any) -> Any:
         return float(value)
     if ftype == "boolean":
         return bool(value)
-    if ftype in ("string", "wstring"):
+    if ftype.startswith(("string", "wstring")):  # also bounded strings, 'string<8>'
         return str(value)
     return int(value)  # the integer types and char
 
@@ -67,8 +67,10 @@ def _elements(etype: str, values: Any) -> Any:
         return bytes(np.asarray(values, dtype=np.uint8).tobytes()) if not isinstance(values, (bytes, bytearray)) else bytes(values)
     if etype in ("octet", "byte"):
         return [bytes([int(v) & 0xFF]) for v in values]
-    if etype in ("string", "wstring"):
+    if etype.startswith(("string", "wstring")):
         return [str(v) for v in values]
     if etype == "boolean":
         return [bool(v) for v in values]
-    return np.asarray(values).tolist()
+    if etype in ("float", "double"):
+        return np.asarray(values, dtype=np.float64).tolist()  # ints in a double array are fine in ROS, not in rclpy
+    return np.asarray(values, dtype=np.int64).tolist()

@@ -23,6 +23,7 @@ from typing import Any
 
 from vla_ros.config import CameraConfig, Config
 from vla_ros.ros import messages
+from vla_ros.ros.messages import TF_STATIC_TOPIC, TF_TOPIC
 from vla_ros.replay.bag_io import BagFormat, BagWriter
 from vla_ros.sim.camera import RIG, CameraSpec, intrinsics, matrix_to_quat, rotation
 from vla_ros.sim.labels import LABEL_HORIZON_S, ground_truth_json
@@ -35,8 +36,6 @@ from vla_ros.sensors.geometry import yaw_to_quat
 ODOM_HZ = 50.0
 GROUND_TRUTH_HZ = 10.0
 GROUND_TRUTH_TOPIC = "/sim/ground_truth"
-TF_STATIC_TOPIC = "/tf_static"
-TF_TOPIC = "/tf"
 SIZE_MULTIPLE = 8  # JPEG blocks, reduced-scale decoding (1/2, 1/4, 1/8) and the renderer's stride
 MAX_SPEED = 34.0  # m/s, upper bound of any speed the planner allows (for road length)
 
