@@ -34,6 +34,7 @@ def test_metadata_is_readable_by_humble_and_jazzy(sim_bag: Path) -> None:
     assert _duration(info["duration"], "nanoseconds") >= 0 and _duration(info["starting_time"], "nanoseconds_since_epoch") > 0
     assert isinstance(info["relative_file_paths"], list) and info["relative_file_paths"] == ["drive.mcap"]
     assert info["compression_format"] == "" and info["compression_mode"] == ""
+    assert "custom_data" in info and info["ros_distro"]  # read by Jazzy from version 6 and 8
     (f,) = info["files"]
     assert f["path"] == "drive.mcap" and f["message_count"] == info["message_count"] and "nanoseconds" in f["duration"]
     topics = {t["topic_metadata"]["name"]: t for t in info["topics_with_message_count"]}
@@ -41,6 +42,7 @@ def test_metadata_is_readable_by_humble_and_jazzy(sim_bag: Path) -> None:
     for name, entry in topics.items():
         meta = entry["topic_metadata"]
         assert meta["serialization_format"] == "cdr" and meta["type"].count("/") == 2
+        assert meta["type_description_hash"].startswith("RIHS01_")  # Jazzy reads it from version 7
         assert isinstance(meta["offered_qos_profiles"], str), f"{name}: Humble reads offered_qos_profiles as a string"
         (qos,) = yaml.safe_load(meta["offered_qos_profiles"])
         # Jazzy's decoder detects the version-8 form by an integer history
