@@ -222,3 +222,73 @@ def test_node_survives_every_fault_kind_counts_them_and_keeps_its_memory(tmp_pat
     for name, mb in after.items():
         assert mb - before[name] < MEMORY_LIMIT_MB, f"{name} RSS grew {mb - before[name]:.1f} MB ({before} -> {after})"
     assert np.isfinite(list(after.values())).all()
+
+
+def test_looping_bag_resets_once_per_loop_and_the_node_drives_on(tmp_path):
+    """`vla-ros play --loop --clock`: /clock and every stream go back at each loop; the node
+    resets its buffers once per loop (not once per stream, not twice) and publishes policy
+    trajectories again in each pass."""
+    from vla_ros.replay.pattern_bag import PatternBagSpec, write_pattern_bag
+
+    domain = _domain()
+    cfg_path = tmp_path / "node.yaml"
+    cfg_path.write_text("safety: {max_input_age_s: 1.0, max_output_age_s: 2.0}\n")
+    config = load_config(cfg_path)
+    bag = tmp_path / "bag"
+    spec = PatternBagSpec(duration_s=6.0, height=H, width=W)
+    write_pattern_bag(bag, config, spec)
+    log = tmp_path / "node.log"
+    env = {**os.environ, "ROS_DOMAIN_ID": str(domain), "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "vla_ros.cli", "node", "--transport", "dds", "--model", "random:tiny", "--config", str(cfg_path),
+         "--use-sim-time", "--status-every", "5"],
+        env=env, stdout=open(log, "w"), stderr=subprocess.STDOUT)
+    play = None
+    try:
+        with DdsTransport(domain_id=domain) as dds:
+            heard = Heard(dds)
+            stamps: list[int] = []
+            dds.subscribe("/vla/trajectory", "nav_msgs/msg/Path", lambda m: stamps.append(_stamp(m)))
+            clock = [0]
+            loops: list[float] = []  # arrival times of /clock going back (a new pass)
+
+            def on_clock(m) -> None:
+                now = m.clock.sec * 1_000_000_000 + m.clock.nanosec
+                if now < clock[0] - 1_000_000_000:
+                    loops.append(time.monotonic())
+                clock[0] = now
+
+            dds.subscribe("/clock", "rosgraph_msgs/msg/Clock", on_clock, qos="sensor")
+            end = time.monotonic() + NODE_START_TIMEOUT_S  # no diagnostics before /clock: read the log
+            while "drive node running" not in log.read_text():
+                assert time.monotonic() < end and proc.poll() is None, log.read_text()[-3000:]
+                time.sleep(0.2)
+            play = subprocess.Popen([sys.executable, "-m", "vla_ros.cli", "play", "--bag", str(bag), "--loop", "--clock", "--quiet",
+                                     "--wait-subscribers", "30"], env=env, stdout=open(tmp_path / "play.log", "w"), stderr=subprocess.STDOUT)
+            # three passes: wait for the third time jump, then for policy outputs after it
+            heard.wait(lambda d: int(d[1].get("time_jumps", "0")) >= 3, 120.0, "three loops", log)
+            t_third = time.monotonic()
+            # diagnostics from the middle of a pass (/clock stops with the player, and with it
+            # the node's timers): every loop before it has been seen by both sides
+            t_diag, diag, _ = heard.wait(lambda d: d[0] > t_third + 2.0 and all(abs(d[0] - t) > 1.5 for t in loops), 30.0,
+                                         "diagnostics in the middle of a pass", log)
+            seen_loops = sum(1 for t in loops if t < t_diag)
+            play.terminate()
+            play.wait(30)
+    finally:
+        if play is not None and play.poll() is None:
+            play.kill()
+        proc.terminate()
+        rc = proc.wait(30)
+    assert rc == 0, log.read_text()[-3000:]
+    # one reset per loop (not one per stream, nor one for the streams and one for /clock)
+    assert seen_loops >= 3 and int(diag["time_jumps"]) == seen_loops, (seen_loops, diag)
+    # each pass published trajectories stamped with its own inputs (bag time restarts)
+    camera_stamps = {round((spec.start_s + k / spec.camera_hz + v * spec.camera_skew_s) * 1e9)
+                     for v in range(4) for k in range(int(spec.duration_s * spec.camera_hz) + 1)}
+    policy = [s for s in stamps if s in camera_stamps]
+    restarts = sum(1 for a, b in zip(policy, policy[1:]) if b < a - 1_000_000_000)
+    assert restarts >= 3, f"{restarts} restarts in {len(policy)} policy trajectories"
+    dropped = {k.split("/", 1)[1]: int(v) for k, v in diag.items() if k.startswith("dropped/")}
+    print(f"{seen_loops} loops, time jumps {diag['time_jumps']}, {restarts} output restarts, dropped {dropped}")
+    assert dropped.get("stale_stamp", 0) <= 3 * 5, dropped  # at most a straggler per stream per loop
