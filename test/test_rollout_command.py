@@ -50,7 +50,7 @@ def test_rollout_writes_metrics_report_bag_animation_and_is_reproducible(tmp_pat
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--transport", "dds"], "not implemented"),
+    (["--duration", "0"], "--duration must be in (0, 3600]"),
     (["--scenario", "rally"], "unknown scenario"),
     (["--episodes", "0"], "--episodes must be >= 1"),
     (["--model", "no/such/model"], "not found"),
