@@ -32,14 +32,18 @@ def __getattr__(name: str) -> Any:
 
 def load_model(path_or_preset: str | Path, device: "str | torch.device" = "cpu",
                dtype: "str | torch.dtype" = "float32") -> "tuple[KVExpertVLA, TextTokenizer]":
-    """A checkpoint directory or a `random:` preset -> (model in eval mode, tokenizer)."""
+    """A checkpoint directory, a LeRobot pi0 / pi0.5 policy directory or a `random:` preset ->
+    (model in eval mode, tokenizer)."""
     from vla_ros.model.build import parse_dtype
     from vla_ros.model.checkpoint import load_checkpoint
+    from vla_ros.model.lerobot_checkpoint import is_lerobot_policy_dir, load_lerobot_policy
     from vla_ros.model.presets import build_preset, is_preset
 
     dt = parse_dtype(dtype)
     if is_preset(str(path_or_preset)):
         return build_preset(str(path_or_preset), device=device, dtype=dt)
+    if is_lerobot_policy_dir(path_or_preset):
+        return load_lerobot_policy(path_or_preset, device=device, dtype=dt)
     return load_checkpoint(path_or_preset, device=device, dtype=dt)
 
 

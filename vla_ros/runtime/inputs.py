@@ -15,17 +15,23 @@ class PolicyInputError(ValueError):
 class PolicyInputs:
     """The tensors behind one tick, for callers without a FrameStack.
 
-    images: uint8 (V, F, H, W, 3) RGB, camera-major, frames oldest -> newest
+    images: uint8 (V, F, H, W, 3) RGB, camera-major, frames oldest -> newest (families fed a
+        robot state also take float in [0, 1], as LeRobot feeds cameras)
     history_xyz: (N, 3), history_rot: (N, 3, 3) ego history ending at t0, in the t0 ego frame
+        (families that drive a path; None for the others)
     stamps_ns: optional int64 (V, F); with camera_names it keys the vision-embedding cache
+    state: (state_dim,) robot state and task: the language instruction (families with
+        `robot_state_dim`, e.g. pi0 / pi0.5; None for the others)
     """
 
     images: Any
-    history_xyz: Any
-    history_rot: Any
+    history_xyz: Any = None
+    history_rot: Any = None
     camera_names: tuple[str, ...] | None = None
     stamps_ns: Any = None
     t0_ns: int | None = None
+    state: Any = None
+    task: str | None = None
 
     @classmethod
     def from_stack(cls, stack: Any) -> "PolicyInputs":
@@ -33,8 +39,24 @@ class PolicyInputs:
                    camera_names=tuple(stack.camera_names), stamps_ns=stack.stamps_ns, t0_ns=int(stack.t0_ns))
 
 
-def validate_inputs(inp: PolicyInputs, num_cameras: int, num_frames: int, history_steps: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """-> images uint8 (V, F, H, W, 3), xyz float64 (N, 3), rot float64 (N, 3, 3); PolicyInputError otherwise."""
+def validate_robot_inputs(inp: PolicyInputs, state_dim: int) -> tuple[np.ndarray, str]:
+    """-> state float32 (state_dim,), task; PolicyInputError otherwise."""
+    if inp.state is None or inp.task is None:
+        raise PolicyInputError("this model takes a robot state and a task instruction (PolicyInputs state=, task=)")
+    state = np.asarray(inp.state.detach().cpu() if hasattr(inp.state, "detach") else inp.state, dtype=np.float32)
+    if state.shape != (state_dim,):
+        raise PolicyInputError(f"state must have shape ({state_dim},), got {state.shape}")
+    if not np.all(np.isfinite(state)):
+        raise PolicyInputError("state contains NaN or inf")
+    if not isinstance(inp.task, str):
+        raise PolicyInputError(f"task must be a string, got {type(inp.task).__name__}")
+    return state, inp.task
+
+
+def validate_inputs(inp: PolicyInputs, num_cameras: int, num_frames: int, history_steps: int,
+                    float_images: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """-> images uint8 (V, F, H, W, 3) (or float32 in [0, 1] when float_images), xyz float64
+    (N, 3), rot float64 (N, 3, 3); history_steps 0: no history (empty arrays). PolicyInputError otherwise."""
     images = inp.images.detach().cpu().numpy() if hasattr(inp.images, "detach") else np.asarray(inp.images)
     if images.ndim != 5 or images.shape[-1] != 3:
         raise PolicyInputError(f"images must be (views, frames, H, W, 3), got shape {images.shape}")
@@ -42,10 +64,23 @@ def validate_inputs(inp: PolicyInputs, num_cameras: int, num_frames: int, histor
         raise PolicyInputError(
             f"the model takes {num_cameras} cameras x {num_frames} frames = {num_cameras * num_frames} images, "
             f"got {images.shape[0]} x {images.shape[1]}")
-    if images.dtype != np.uint8:
-        raise PolicyInputError(f"images must be uint8 RGB, got {images.dtype}")
+    if float_images and images.dtype.kind == "f":
+        images = images.astype(np.float32, copy=False)
+        if not (np.all(np.isfinite(images)) and images.min() >= 0.0 and images.max() <= 1.0):
+            raise PolicyInputError("float images must be finite and in [0, 1]")
+    elif images.dtype != np.uint8:
+        raise PolicyInputError(f"images must be uint8 RGB{' or float in [0, 1]' if float_images else ''}, got {images.dtype}")
     if images.shape[2] < 16 or images.shape[3] < 16:
         raise PolicyInputError(f"images of {images.shape[2]}x{images.shape[3]} are too small (min 16x16)")
+    if inp.stamps_ns is not None and np.asarray(inp.stamps_ns).shape != images.shape[:2]:
+        raise PolicyInputError(f"stamps_ns must have shape {images.shape[:2]}, got {np.asarray(inp.stamps_ns).shape}")
+    if inp.camera_names is not None and len(inp.camera_names) != images.shape[0]:
+        raise PolicyInputError(f"{len(inp.camera_names)} camera names for {images.shape[0]} views")
+    if history_steps == 0:  # families fed a robot state instead of an ego history
+        xyz, rot = np.zeros((0, 3)), np.zeros((0, 3, 3))
+        return images, xyz, rot
+    if inp.history_xyz is None or inp.history_rot is None:
+        raise PolicyInputError("this model takes an ego history (history_xyz, history_rot)")
     xyz = np.asarray(inp.history_xyz.detach().cpu() if hasattr(inp.history_xyz, "detach") else inp.history_xyz, dtype=np.float64)
     rot = np.asarray(inp.history_rot.detach().cpu() if hasattr(inp.history_rot, "detach") else inp.history_rot, dtype=np.float64)
     if xyz.shape != (history_steps, 3):
@@ -54,8 +89,4 @@ def validate_inputs(inp: PolicyInputs, num_cameras: int, num_frames: int, histor
         raise PolicyInputError(f"history rot must have shape ({history_steps}, 3, 3), got {rot.shape}")
     if not (np.all(np.isfinite(xyz)) and np.all(np.isfinite(rot))):
         raise PolicyInputError("ego history contains NaN or inf")
-    if inp.stamps_ns is not None and np.asarray(inp.stamps_ns).shape != images.shape[:2]:
-        raise PolicyInputError(f"stamps_ns must have shape {images.shape[:2]}, got {np.asarray(inp.stamps_ns).shape}")
-    if inp.camera_names is not None and len(inp.camera_names) != images.shape[0]:
-        raise PolicyInputError(f"{len(inp.camera_names)} camera names for {images.shape[0]} views")
     return images, xyz, rot

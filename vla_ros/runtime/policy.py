@@ -24,7 +24,7 @@ from vla_ros.model import TextTokenizer
 from vla_ros.model.family import DecodedActions, Family, ImageEmbedding
 from vla_ros.runtime.backends.protocol import Backend
 from vla_ros.runtime.context import Context, StaleContextError
-from vla_ros.runtime.inputs import PolicyInputError, PolicyInputs, validate_inputs
+from vla_ros.runtime.inputs import PolicyInputError, PolicyInputs, validate_inputs, validate_robot_inputs
 from vla_ros.runtime.output import NonFiniteOutputError, PolicyOutput, Timings
 from vla_ros.runtime.start_noise import start_noise
 from vla_ros.runtime.vision_cache import VisionEmbeddingCache
@@ -49,6 +49,8 @@ class Policy:
         self.max_samples = max_samples
         self.max_reasoning_tokens = max_reasoning_tokens
         self.vision_cache = VisionEmbeddingCache(vision_cache_size)
+        # Families fed a robot state and an instruction (pi0 / pi0.5) say so; the others take an ego history.
+        self._robot_state_dim: int | None = getattr(model, "robot_state_dim", None)
 
     @classmethod
     def from_pretrained(cls, path_or_preset: str | Path, device: str | torch.device = "cpu",
@@ -106,7 +108,11 @@ class Policy:
         vision-cache keys (camera, stamp, H, W) per image when names and stamps are given."""
         inp = self._as_inputs(inputs)
         cfg = self.config
-        images, xyz, rot = validate_inputs(inp, cfg.image.num_cameras, cfg.image.num_frames, cfg.history.steps)
+        if self._robot_state_dim is None:
+            images, xyz, rot = validate_inputs(inp, cfg.image.num_cameras, cfg.image.num_frames, cfg.history.steps)
+        else:  # a robot-arm family: state and instruction instead of an ego history
+            images, xyz, rot = validate_inputs(inp, cfg.image.num_cameras, cfg.image.num_frames, 0, float_images=True)
+            validate_robot_inputs(inp, self._robot_state_dim)
         v, f, h, w, _ = images.shape
         keys = None
         if inp.camera_names is not None and inp.stamps_ns is not None:
@@ -124,7 +130,11 @@ class Policy:
         embeds, encoded = self.encode_images(images.reshape(v * f, h, w, 3), keys)
         t1 = self._now()
         with torch.inference_mode():
-            plan = self.model.prefix_plan(embeds, xyz, self.tokenizer)
+            if self._robot_state_dim is None:
+                plan = self.model.prefix_plan(embeds, xyz, self.tokenizer)
+            else:
+                state, task = validate_robot_inputs(inp, self._robot_state_dim)
+                plan = self.model.prefix_plan(embeds, xyz, self.tokenizer, state=state, task=task)
         state = self.backend.prefill(plan, embeds, budget)
         t2 = self._now()
         return Context(epoch=state.epoch, length=state.length, prompt_length=state.length,
