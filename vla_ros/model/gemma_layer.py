@@ -22,6 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from vla_ros.model.qwen3_layer import fuse_qkv
+
 RMS_EPS = 1e-6
 
 
@@ -38,8 +40,7 @@ class GemmaNorm(nn.Module):
 
     def forward(self, x: torch.Tensor, cond: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
         """-> normalized x, and the residual gate (None without a condition)."""
-        xf = x.float()
-        n = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + RMS_EPS)
+        n = F.rms_norm(x.float(), (x.shape[-1],), None, RMS_EPS)  # x * rsqrt(mean(x^2) + eps), one op
         if not self.adaptive:
             return (n * (1.0 + self.weight.float())).to(x.dtype), None
         if cond is None:
@@ -81,7 +82,9 @@ def gemma_rope(positions: torch.Tensor, head_dim: int, dtype: torch.dtype,
 
 class GemmaLayer:
     """One `GemmaDecoderLayer` split around attention (the object the runtime's kernel drives).
-    `cond` returns the adaptive-norm condition of the current call (None for plain norms)."""
+    `cond` returns the adaptive-norm condition of the current call (None for plain norms).
+    Inference only: q/k/v and gate/up run as one matmul each (`fuse_qkv`: the module's weights
+    become views of the fused tensors, same values, same state dict)."""
 
     def __init__(self, module: GemmaDecoderLayer, num_heads: int, kv_heads: int, head_dim: int,
                  cond: Callable[[], torch.Tensor | None] = lambda: None) -> None:
@@ -90,25 +93,26 @@ class GemmaLayer:
         self.num_heads, self.kv_heads, self.head_dim = num_heads, kv_heads, head_dim
         self.scaling = float(head_dim) ** -0.5
         self.cond = cond
+        fuse_qkv(module)
+        (self._qkv, _), self._gate_up = module._vla_ros_fused
         self._gate = None  # the attention branch's residual gate, from qkv to finish
 
     def qkv(self, h: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """h (B, N, D); cos/sin broadcastable to (B, N, H, hd) -> q (B, H, N, hd), k/v (B, KVH, N, hd)."""
+        nh, nkv = self.num_heads, self.kv_heads
         x, self._gate = self.module.input_layernorm(h, self.cond())
-        b, n, _ = h.shape
-        q = self.attn.q_proj(x).view(b, n, self.num_heads, self.head_dim)
-        k = self.attn.k_proj(x).view(b, n, self.kv_heads, self.head_dim)
-        v = self.attn.v_proj(x).view(b, n, self.kv_heads, self.head_dim)
-        q = q * cos + rotate_half(q) * sin
-        k = k * cos + rotate_half(k) * sin
-        return q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
+        qkv = F.linear(x, self._qkv).unflatten(-1, (nh + 2 * nkv, self.head_dim))  # (B, N, H + 2 KVH, hd)
+        qk = qkv[:, :, :nh + nkv]
+        qk = qk * cos + rotate_half(qk) * sin  # q and k rotated together
+        return qk[:, :, :nh].transpose(1, 2), qk[:, :, nh:].transpose(1, 2), qkv[:, :, nh + nkv:].transpose(1, 2)
 
     def finish(self, h: torch.Tensor, o: torch.Tensor) -> torch.Tensor:
         """o (B, N, H*hd) attention output -> the layer's output hidden (B, N, D)."""
         a = self.attn.o_proj(o)
         h = h + (a if self._gate is None else a * self._gate)
         x, gate = self.module.post_attention_layernorm(h, self.cond())
-        m = self.mlp.down_proj(F.gelu(self.mlp.gate_proj(x), approximate="tanh") * self.mlp.up_proj(x))
+        g, u = F.linear(x, self._gate_up).chunk(2, dim=-1)
+        m = self.mlp.down_proj(F.gelu(g, approximate="tanh") * u)
         return h + (m if gate is None else m * gate)
 
     def flops_per_token(self, kv_len: int) -> int:
