@@ -201,3 +201,10 @@ def test_unsupported_options_are_refused(tmp_path, edit, message):
     _edit_json(d / "config.json", edit)
     with pytest.raises(CheckpointError, match=message):
         load_model(d)
+
+
+def test_exported_backends_refuse_clearly():
+    from vla_ros.runtime.backends.protocol import BackendError
+
+    with pytest.raises(BackendError, match="torch backend only"):
+        Policy.from_pretrained(VARIANTS["pi0"], backend="onnxruntime")

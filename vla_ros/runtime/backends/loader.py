@@ -31,6 +31,11 @@ def load_policy(policy_cls: Any, path_or_preset: str | Path, *, device: str | to
         dt = parse_dtype(dtype) if dtype is not None else (torch.bfloat16 if dev.type == "cuda" else torch.float32)
         model, tokenizer = load_model(path_or_preset, device=dev, dtype=dt)
         return policy_cls(model, tokenizer, **kwargs)
+    from vla_ros.model.lerobot_checkpoint import is_lerobot_policy_dir
+    from vla_ros.runtime.backends.protocol import BackendError
+
+    if is_lerobot_policy_dir(path_or_preset):  # joint_mot has no ONNX export yet
+        raise BackendError(f"'{path_or_preset}' is a LeRobot pi0 / pi0.5 policy: it runs on the torch backend only")
     policy_kwargs = {k: kwargs.pop(k) for k in _POLICY_KWARGS if k in kwargs}
     kwargs.pop("cuda_graph", None)  # the exported backends capture their own loops (TensorRT) or none
     kwargs.pop("compile", None)
