@@ -10,6 +10,9 @@ heading of the last history pose, speed v0 estimated from the history):
 
 Waypoint k (k = 1..64) is the state after k steps; z is held at the t0 height and rotations are
 yaw-only about z.
+
+`action_space.clip` False (Alpamayo-R1): physical actions are never changed; `within_bounds`
+reports the samples that leave the bounds. `action_space.speed_estimate` picks how v0 is found.
 """
 from __future__ import annotations
 
@@ -55,17 +58,56 @@ class UnicycleAccelCurvature:
         return (self.cfg.num_waypoints, 2)
 
     def denormalize(self, action: torch.Tensor) -> torch.Tensor:
-        """(..., T, 2) normalized -> physical (a, k), clipped to the bounds."""
+        """(..., T, 2) normalized -> physical (a, k); clipped to the bounds only if `clip`."""
         mean = action.new_tensor(self.stats.mean)
         std = action.new_tensor(self.stats.std)
         x = action * std + mean
+        if not self.cfg.clip:
+            return x
         bounds = action.new_tensor([self.cfg.accel_bound, self.cfg.curvature_bound])
         return torch.maximum(torch.minimum(x, bounds), -bounds)
+
+    def within_bounds(self, action: torch.Tensor) -> torch.Tensor:
+        """(..., T, 2) normalized -> (...,) bool: every physical value inside the bounds."""
+        x = action * action.new_tensor(self.stats.std) + action.new_tensor(self.stats.mean)
+        bounds = action.new_tensor([self.cfg.accel_bound, self.cfg.curvature_bound])
+        return (x.abs() <= bounds).all(-1).all(-1)
 
     def normalize(self, action: torch.Tensor) -> torch.Tensor:
         return (action - action.new_tensor(self.stats.mean)) / action.new_tensor(self.stats.std)
 
     def estimate_speed(self, hist_xyz: torch.Tensor, hist_rot: torch.Tensor) -> torch.Tensor:
+        """Speed at t0 (B,) from the history, by the configured method."""
+        if self.cfg.speed_estimate == "trapezoid_smooth":
+            return self.trapezoid_speed(hist_xyz, hist_rot)
+        return self.window_speed(hist_xyz, hist_rot)
+
+    def trapezoid_speed(self, hist_xyz: torch.Tensor, hist_rot: torch.Tensor) -> torch.Tensor:
+        """Alpamayo-R1's estimate_t0_states: speeds v_0..v_N of the whole history solve, by least
+        squares, dp_k = dt/2 (v_k u_k + v_k+1 u_k+1) with u the unit heading, plus a 3rd-order
+        smoothness penalty v_lambda/dt^6 and a v_ridge ridge; the speed at t0 is v_N. -> (B,)"""
+        dt, dtype = self.cfg.dt, hist_xyz.dtype
+        dxy = hist_xyz[..., 1:, :2] - hist_xyz[..., :-1, :2]  # (B, N, 2)
+        theta = torch.atan2(hist_rot[..., 1, 0], hist_rot[..., 0, 0])  # (B, N+1)
+        d = torch.atan2(torch.sin(theta.diff(dim=-1)), torch.cos(theta.diff(dim=-1)))
+        theta = torch.cat([theta[..., :1], theta[..., :1] + torch.cumsum(d, dim=-1)], dim=-1)  # unwrapped
+        b, n = dxy.shape[0], dxy.shape[-2]
+        a = torch.zeros(b, 2 * n, n + 1, dtype=dtype, device=dxy.device)
+        rows, cols = torch.arange(n), torch.arange(n)
+        c, s = torch.cos(theta), torch.sin(theta)
+        a[:, 2 * rows, cols], a[:, 2 * rows, cols + 1] = c[:, :-1], c[:, 1:]
+        a[:, 2 * rows + 1, cols], a[:, 2 * rows + 1, cols + 1] = s[:, :-1], s[:, 1:]
+        g = (2 / dt * dxy).flatten(-2)  # (B, 2N)
+        d3 = torch.zeros(max(n - 2, 0), n + 1, dtype=dtype, device=dxy.device)  # third differences
+        r = torch.arange(max(n - 2, 0))
+        d3[r, r], d3[r, r + 1], d3[r, r + 2], d3[r, r + 3] = -1.0, 3.0, -3.0, 1.0
+        lhs = a.transpose(-1, -2) @ a + self.cfg.v_lambda / dt ** 6 * (d3.T @ d3) \
+            + self.cfg.v_ridge * torch.eye(n + 1, dtype=dtype, device=dxy.device)
+        rhs = (a.transpose(-1, -2) @ g[..., None])
+        v = torch.cholesky_solve(rhs, torch.linalg.cholesky(lhs))[..., 0]
+        return v[..., -1]
+
+    def window_speed(self, hist_xyz: torch.Tensor, hist_rot: torch.Tensor) -> torch.Tensor:
         """Speed at t0 along the t0 heading by ridge-regularized quadratic least squares.
 
         hist_xyz (B, N, 3), hist_rot (B, N, 3, 3), sampled every dt, last = t0 -> (B,)"""

@@ -7,7 +7,8 @@
     README.md            model card
 
 Only safetensors are read: pickled files (.bin/.pt/.pth/.ckpt/.pkl) can run code when loaded and
-are refused. Loading compares every key and shape with the model built from config.json and
+are refused. An Alpamayo-R1 release directory (config.json `model_type: alpamayo_r1`) is read
+as it is by `vla_ros.model.alpamayo_release`. Loading compares every key and shape with the model built from config.json and
 names the missing, unexpected and mismatched keys.
 """
 from __future__ import annotations
@@ -116,6 +117,10 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu", dtype:
         raise CheckpointError(f"'{root}' is a file; a checkpoint is a directory with config.json and model.safetensors")
     if not root.is_dir():
         raise CheckpointError(f"checkpoint directory '{root}' does not exist")
+    from vla_ros.model.alpamayo_release import is_release_dir, load_release
+
+    if is_release_dir(root):  # NVIDIA's Alpamayo-R1 layout, read as it is
+        return load_release(root, device=device, dtype=dtype)
     for name in ("config.json", "tokenizer.json", "action_stats.json"):
         if not (root / name).is_file():
             raise CheckpointError(f"'{root}' is missing {name}")
@@ -125,7 +130,7 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu", dtype:
         raise CheckpointError(f"'{root / 'config.json'}': {exc}") from exc
     try:
         stats = ActionStats.load(root / "action_stats.json")
-        tokenizer = TextTokenizer.load(root / "tokenizer.json", config.prompt, config.history.bins)
+        tokenizer = TextTokenizer.load(root / "tokenizer.json", config.prompt, config.prompt.traj_tokens or config.history.bins)
     except (ValueError, TokenizerError) as exc:
         raise CheckpointError(str(exc)) from exc
     files = _weight_files(root)

@@ -17,6 +17,10 @@ from vla_ros.model.families import family_names, is_known
 
 FLOW_DIRECTIONS = ("noise_to_data", "data_to_noise")
 FLOW_GRIDS = ("uniform", "cosine")
+SPEED_ESTIMATES = ("window_quadratic", "trapezoid_smooth")
+ACTION_PROJ_TYPES = ("fourier_silu", "alpamayo_v2")
+HISTORY_SCHEMES = ("next_delta_floor", "prev_delta_round")
+REASONING_STOPS = ("reasoning_end", "future_start")
 
 
 class ModelConfigError(ValueError):
@@ -44,6 +48,13 @@ class ActionSpaceConfig:
     # Velocity at t0: ridge-regularized quadratic fit over the last `velocity_window` history poses.
     velocity_window: int = 6
     velocity_ridge: float = 1e-3
+    # False (Alpamayo-R1): physical actions are never changed; out-of-bound samples are reported.
+    clip: bool = True
+    # Speed at t0: "window_quadratic" (the fit above) or "trapezoid_smooth" (Alpamayo-R1's
+    # estimate_t0_states: the whole history, trapezoid least squares, 3rd-order smoothing).
+    speed_estimate: str = "window_quadratic"
+    v_lambda: float = 1e-6
+    v_ridge: float = 1e-4
 
     @property
     def action_dim(self) -> int:
@@ -54,6 +65,7 @@ class ActionSpaceConfig:
         _check(self.num_waypoints >= 1, "action_space.num_waypoints", "must be >= 1")
         _check(self.dt > 0, "action_space.dt", "must be > 0")
         _check(self.velocity_window >= 3, "action_space.velocity_window", "must be >= 3")
+        _check(self.speed_estimate in SPEED_ESTIMATES, "action_space.speed_estimate", f"must be one of {SPEED_ESTIMATES}")
 
 
 @dataclass(frozen=True)
@@ -76,14 +88,28 @@ class FlowConfig:
 
 @dataclass(frozen=True)
 class ActionProjConfig:
-    """Per-waypoint Fourier action-in projection with a sinusoidal time embedding."""
+    """Per-waypoint action-in projection (`vla_ros/model/action_proj.py`).
 
+    `fourier_silu` (models/drive-tiny, random:tiny): raw x + sin/cos features and a sinusoidal time
+    embedding through one SiLU layer (num_frequencies, max_frequency, time_embed_dim, mlp_dim).
+    `alpamayo_v2` (the Alpamayo-R1 release, PerWaypointActionInProjV2): `fourier_features` Fourier
+    features per action channel and for the time (log-spaced up to max_frequency), an MLP trunk of
+    `encoder_layers` RMSNorm+Linear blocks of width `encoder_hidden`, a final LayerNorm.
+    """
+
+    type: str = "fourier_silu"
     num_frequencies: int = 8
     max_frequency: float = 16.0
     time_embed_dim: int = 128
     mlp_dim: int = 0  # 0: the expert's hidden size
+    fourier_features: int = 20
+    encoder_layers: int = 4
+    encoder_hidden: int = 1024
 
     def validate(self) -> None:
+        _check(self.type in ACTION_PROJ_TYPES, "action_proj.type", f"must be one of {ACTION_PROJ_TYPES}")
+        _check(self.fourier_features >= 2 and self.fourier_features % 2 == 0, "action_proj.fourier_features", "must be even and >= 2")
+        _check(self.encoder_layers >= 1 and self.encoder_hidden >= 1, "action_proj.encoder_layers", "must be >= 1")
         _check(self.num_frequencies >= 1, "action_proj.num_frequencies", "must be >= 1")
         _check(self.time_embed_dim >= 2 and self.time_embed_dim % 2 == 0, "action_proj.time_embed_dim", "must be even and >= 2")
         _check(self.mlp_dim >= 0, "action_proj.mlp_dim", "must be >= 0")
@@ -97,6 +123,12 @@ class HistoryConfig:
     bins: int = 1000
     range_xy: float = 4.0
     range_z: float = 10.0
+    # "next_delta_floor": delta i = pose i+1 - pose i, last = -pose N-1, floor(unit * bins).
+    # "prev_delta_round" (Alpamayo-R1 DeltaTrajectoryTokenizer): delta 0 = pose 0 from the origin,
+    # then pose i - pose i-1, round(unit * (bins - 1)).
+    scheme: str = "next_delta_floor"
+    # History token of bin b is trajectory token `token_offset + b` (Alpamayo-R1: after the future bins).
+    token_offset: int = 0
 
     @property
     def num_tokens(self) -> int:
@@ -106,6 +138,8 @@ class HistoryConfig:
         _check(self.steps >= 2, "history.steps", "must be >= 2")
         _check(self.bins >= 2, "history.bins", "must be >= 2")
         _check(self.range_xy > 0 and self.range_z > 0, "history.range_xy", "ranges must be > 0")
+        _check(self.scheme in HISTORY_SCHEMES, "history.scheme", f"must be one of {HISTORY_SCHEMES}")
+        _check(self.token_offset >= 0, "history.token_offset", "must be >= 0")
 
 
 @dataclass(frozen=True)
@@ -152,10 +186,16 @@ class PromptConfig:
     reasoning_start: str = "<|cot_start|>"
     reasoning_end: str = "<|cot_end|>"
     future_start: str = "<|traj_future_start|>"
-    # Discrete trajectory tokens are `traj_token_format.format(i)` for i in [0, history.bins).
+    # Discrete trajectory tokens are `traj_token_format.format(i)` for i in [0, traj_tokens or history.bins).
     traj_token_format: str = "<i{}>"
+    traj_tokens: int = 0  # 0: history.bins (Alpamayo-R1: traj_vocab_size, masked in reasoning)
+    # Reasoning stops at (and feeds) this token: Alpamayo-R1 stops at <|traj_future_start|>, so the
+    # expert's prefix ends with it.
+    reasoning_stop: str = "reasoning_end"
 
     def validate(self) -> None:
+        _check(self.reasoning_stop in REASONING_STOPS, "prompt.reasoning_stop", f"must be one of {REASONING_STOPS}")
+        _check(self.traj_tokens >= 0, "prompt.traj_tokens", "must be >= 0")
         _check("{}" in self.traj_token_format, "prompt.traj_token_format", "must contain '{}'")
 
 

@@ -50,13 +50,16 @@ class DecodedActions:
     """Actions of S samples in physical units, and a trajectory when the family drives a path.
 
     actions (S, T, A) float64 with `names` / `units` per dimension; xyz (S, T, 3) and rot
-    (S, T, 3, 3) float64 in the t0 ego frame, or None for an action chunk."""
+    (S, T, 3, 3) float64 in the t0 ego frame, or None for an action chunk. within_bounds (S,)
+    bool: the sample's physical actions lie inside the family's bounds (None: no bounds); a
+    family that does not clip reports here instead of changing the actions."""
 
     actions: torch.Tensor
     names: tuple[str, ...]
     units: tuple[str, ...]
     xyz: torch.Tensor | None = None
     rot: torch.Tensor | None = None
+    within_bounds: torch.Tensor | None = None
 
 
 class Family(Protocol):

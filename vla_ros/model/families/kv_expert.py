@@ -4,6 +4,7 @@
     expert           transformers Qwen3VLTextModel from the VLM text config (+ overrides), no
                      token embeddings; reads the VLM's K/V cache layer by layer
     action_in_proj   per-waypoint Fourier action-in projection with a time embedding
+                     (`action_proj.type`: the release's `alpamayo_v2`, or drive-tiny's `fourier_silu`)
     action_out_proj  expert hidden -> velocity in the normalized action space
 
 Module names match Alpamayo-R1's (`vlm`, `expert`, `action_in_proj`, `action_out_proj`) so a
@@ -24,7 +25,7 @@ from torch import nn
 from transformers import Qwen3VLConfig, Qwen3VLForConditionalGeneration
 from transformers.models.qwen3_vl.modeling_qwen3_vl import BaseModelOutputWithDeepstackFeatures, Qwen3VLTextModel
 
-from vla_ros.model.action_proj import ActionOut, FourierActionIn
+from vla_ros.model.action_proj import ActionOut, action_in_projection
 from vla_ros.model.action_space import ActionStats, UnicycleAccelCurvature
 from vla_ros.model.config import ModelConfigError, VLAConfig
 from vla_ros.model.families import register_family
@@ -75,7 +76,7 @@ class KVExpertVLA(nn.Module):
         self.expert = Qwen3VLTextModel(ecfg)
         del self.expert.embed_tokens  # inputs come from action_in_proj
         hidden = ecfg.hidden_size
-        self.action_in_proj = FourierActionIn(config.action_space.action_dim, hidden, config.action_proj)
+        self.action_in_proj = action_in_projection(config.action_space.action_dim, hidden, config.action_proj)
         self.action_out_proj = ActionOut(hidden, config.action_space.action_dim)
         self.action_space = UnicycleAccelCurvature(config.action_space, stats or ActionStats())
         self.history_tokenizer = HistoryTokenizer(config.history)
@@ -121,7 +122,7 @@ class KVExpertVLA(nn.Module):
         return cached
 
     def prefix_plan(self, embeds: list[ImageEmbedding], history_xyz: np.ndarray, tokenizer: Any) -> Prompt:
-        bins = self.history_tokenizer.encode(history_xyz)
+        bins = self.history_tokenizer.encode(history_xyz) + self.config.history.token_offset
         return self.prompt_builder(tokenizer).build(len(embeds), embeds[0].tokens.shape[0], bins)
 
     def prompt_positions(self, prompt: Prompt, embeds: list[ImageEmbedding], device: torch.device) -> torch.Tensor:
@@ -197,4 +198,5 @@ class KVExpertVLA(nn.Module):
         hr = history_rot[None].expand(s, -1, -1, -1)
         xyz, rot = self.action_space.action_to_traj(actions, hx, hr)
         return DecodedActions(actions=self.action_space.denormalize(actions.double()),
-                              names=("acceleration", "curvature"), units=("m/s^2", "1/m"), xyz=xyz, rot=rot)
+                              names=("acceleration", "curvature"), units=("m/s^2", "1/m"), xyz=xyz, rot=rot,
+                              within_bounds=self.action_space.within_bounds(actions.double()))

@@ -88,7 +88,8 @@ class TorchBackend:
     # ------------------------------------------------------------------ reasoning
     def reason(self, context: Any, max_tokens: int, greedy: bool = True, temperature: float = 1.0,
                top_p: float = 1.0, generator: torch.Generator | None = None) -> list[int]:
-        """Decode up to max_tokens on the cache until the reasoning-end token. Every decoded token
+        """Decode up to max_tokens on the cache until the stop token (`prompt.reasoning_stop`: the
+        reasoning-end token, or Alpamayo-R1's <|traj_future_start|>). Every decoded token
         is appended to the cache, so the expert then attends to the reasoning. Advances `context`
         (length, next_position, logits) in place; returns the new token ids."""
         kv = self.kv
@@ -98,18 +99,24 @@ class TorchBackend:
         if kv.length + max_tokens > kv.capacity:  # fail before decoding anything
             raise KVCapacityError(f"{max_tokens} reasoning tokens do not fit the {kv.capacity - kv.length} free "
                                   "cache slots; prefill with a larger reasoning_budget")
-        end = self.tokenizer.ids.reasoning_end
+        release = self.config.prompt.reasoning_stop == "future_start"
+        end = self.tokenizer.ids.future_start if release else self.tokenizer.ids.reasoning_end
         new: list[int] = []
         with torch.inference_mode():
             cache = kv.cache()
             logits = context.logits
-            for _ in range(max_tokens):
+            for i in range(max_tokens):
                 scores = logits.masked_fill(self._suppress, float("-inf"))
                 if greedy:
                     tok = int(scores.argmax(dim=-1))
                 else:
                     tok = int(_sample(scores / max(temperature, 1e-5), top_p, generator))
                 new.append(tok)
+                if release and tok != end and i == max_tokens - 1:
+                    # Alpamayo-R1 (budget spent, no <|traj_future_start|>): generation never feeds
+                    # its last token, yet the expert's positions continue after it.
+                    context.next_position += 1
+                    break
                 logits = self.model.decode_token(tok, context.length, context.next_position, cache)
                 kv.length = cache.commit()
                 context.length += 1

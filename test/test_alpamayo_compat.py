@@ -1,0 +1,170 @@
+"""Compatibility with NVIDIA's Alpamayo-R1 reference code (NVlabs/alpamayo, commit 1cba38c).
+
+The golden fixture `test/fixtures/alpamayo_r1_tiny/` was made by the reference's own classes
+(`scripts/make_reference_fixtures alpamayo`): `model/` is what its save_pretrained wrote, and the
+`reference*.safetensors` hold what its sampling entry point did with `inputs.safetensors`. Here
+vla_ros loads `model/` through its ordinary loader (with `base_vlm/` standing in for the hub id
+`Qwen/Qwen3-VL-8B-Instruct`, through $VLA_ROS_BASE_VLM) and must reproduce, from the same inputs
+and start noise: the prompt ids, the greedy reasoning tokens, the expert's positions, every Euler
+step (x, t, v) and the final trajectory, for both recorded cases (the rollout that stops at
+<|traj_future_start|> and the one whose budget runs out first).
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from vla_ros.model import load_model
+from vla_ros.model.alpamayo_release import BASE_VLM_ENV, is_release_dir, load_release, release_config
+from vla_ros.model.checkpoint import CheckpointError
+from vla_ros.model.config import ModelConfigError
+from vla_ros.runtime.inputs import PolicyInputs
+from vla_ros.runtime.policy import Policy
+
+FIXTURE = Path(__file__).parent / "fixtures" / "alpamayo_r1_tiny"
+MODEL = FIXTURE / "model"
+TOL = 1e-4
+STEP_TOL = 1e-5  # one velocity evaluation from the reference's own x: float32 rounding only
+CASES = {"reference.safetensors": 24, "reference_no_stop.safetensors": 8}  # reasoning budget of each run
+
+
+@pytest.fixture(scope="module")
+def base_vlm_env():
+    mp = pytest.MonkeyPatch()
+    mp.setenv(BASE_VLM_ENV, str(FIXTURE / "base_vlm"))
+    yield
+    mp.undo()
+
+
+@pytest.fixture(scope="module")
+def inputs() -> dict[str, torch.Tensor]:
+    return load_file(str(FIXTURE / "inputs.safetensors"))
+
+
+@pytest.fixture(scope="module")
+def policy(base_vlm_env) -> Policy:
+    torch.manual_seed(0)
+    model, tok = load_release(MODEL, num_cameras=1, num_frames=2)  # the fixture: 2 images
+    return Policy(model, tok, max_samples=2, max_reasoning_tokens=24)
+
+
+def _policy_inputs(inputs: dict[str, torch.Tensor]) -> PolicyInputs:
+    images = inputs["images"].permute(0, 2, 3, 1).numpy()[None]  # (1 camera, 2 frames, H, W, 3)
+    return PolicyInputs(images=images, history_xyz=inputs["ego_history_xyz"][0, 0].double().numpy(),
+                        history_rot=inputs["ego_history_rot"][0, 0].double().numpy())
+
+
+def test_release_directory_is_recognised_and_configured(base_vlm_env) -> None:
+    assert is_release_dir(MODEL) and not is_release_dir(FIXTURE / "base_vlm")
+    cfg, base = release_config(MODEL)
+    meta = json.loads((FIXTURE / "meta.json").read_text())
+    assert base.resolve() == (FIXTURE / "base_vlm").resolve()
+    assert cfg.vlm["text_config"]["vocab_size"] == meta["tokens"]["vocab_size"]
+    assert cfg.action_proj.type == "alpamayo_v2" and not cfg.action_space.clip
+    assert cfg.history.token_offset == meta["tokens"]["hist_token_start_idx"] - meta["tokens"]["traj_token_start_idx"]
+    assert cfg.flow.steps == meta["shapes"]["flow_steps"]
+
+
+def test_load_model_reads_the_release_and_its_statistics(base_vlm_env) -> None:
+    model, tok = load_model(MODEL)  # the generic entry point every command uses
+    meta = json.loads((FIXTURE / "meta.json").read_text())["action_stats"]
+    np.testing.assert_allclose(model.stats.mean, (meta["accel_mean"], meta["curvature_mean"]), rtol=1e-6)
+    np.testing.assert_allclose(model.stats.std, (meta["accel_std"], meta["curvature_std"]), rtol=1e-6)
+    ref = load_file(str(MODEL / "model.safetensors"))
+    state = model.state_dict()
+    for key in ("action_in_proj.encoder.trunk.0.weight", "expert.layers.0.self_attn.q_proj.weight", "vlm.lm_head.weight"):
+        assert torch.equal(state[key], ref[key])
+
+
+def test_unresolvable_hub_id_names_what_to_pass(monkeypatch, tmp_path) -> None:
+    monkeypatch.delenv(BASE_VLM_ENV, raising=False)
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))
+    with pytest.raises(CheckpointError, match=f"Qwen/Qwen3-VL-8B-Instruct.*{BASE_VLM_ENV}"):
+        load_model(MODEL)
+
+
+def test_unknown_config_key_is_named(base_vlm_env, tmp_path) -> None:
+    for f in MODEL.iterdir():
+        (tmp_path / f.name).symlink_to(f)
+    cfg = json.loads((MODEL / "config.json").read_text())
+    cfg["action_in_proj_cfg"]["dropout"] = 0.1
+    (tmp_path / "config.json").unlink()
+    (tmp_path / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(ModelConfigError, match="action_in_proj_cfg.dropout"):
+        release_config(tmp_path)
+    cfg["action_in_proj_cfg"].pop("dropout")
+    cfg["diffusion_cfg"]["_target_"] = "somewhere.Else"
+    (tmp_path / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(ModelConfigError, match="diffusion_cfg._target_"):
+        release_config(tmp_path)
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_reproduces_the_reference_rollout(policy: Policy, inputs, case: str) -> None:
+    ref = load_file(str(FIXTURE / case))
+    prompt_len = inputs["input_ids"].shape[1]
+    ctx = policy.prefill(_policy_inputs(inputs), reasoning_budget=CASES[case])
+    plan_ids = policy.model.prefix_plan(policy.encode_images(inputs["images"].permute(0, 2, 3, 1).numpy(), None)[0],
+                                        inputs["ego_history_xyz"][0, 0].double().numpy(), policy.tokenizer).input_ids
+    assert torch.equal(plan_ids, inputs["input_ids"])  # prompt, image pads and history tokens
+
+    policy.reason(ctx, CASES[case])
+    generated = ref["sequences_raw"][0, prompt_len:].tolist()
+    assert ref["sequences_raw"][0].tolist() == ref["sequences_raw"][1].tolist()  # greedy: one rollout fits both
+    stop = json.loads((FIXTURE / "meta.json").read_text())["tokens"]["special"]["traj_future_start"]
+    expected = generated[:generated.index(stop) + 1] if stop in generated else generated
+    assert ctx.reasoning_ids == expected
+    assert ctx.length == int(ref["cache_len"])  # the K/V the expert reads
+    assert ctx.next_position == int(ref["expert_position_ids"][0, 0, 0])
+
+    # Every Euler step: from the reference's own x_k at t_k, the velocity v_k (float32 rounding).
+    for i in range(ref["flow_x"].shape[0]):
+        v = policy.velocity(ctx, ref["flow_x"][i], float(ref["flow_t"][i])).float()
+        torch.testing.assert_close(v, ref["flow_v"][i], atol=STEP_TOL, rtol=0)
+    torch.testing.assert_close(ref["flow_x"][0], ref["noise"])
+
+    # The final trajectory decoded from the reference's final action (speed estimate, integration).
+    out = policy.decode(ref["action"], ctx)
+    torch.testing.assert_close(out.xyz.float(), ref["pred_xyz"][0, 0], atol=TOL, rtol=0)
+    torch.testing.assert_close(out.rot.float(), ref["pred_rot"][0, 0], atol=TOL, rtol=0)
+    assert out.within_bounds.tolist() == ref["within_bounds"].bool().tolist()
+
+    # The runtime's own chained loop from the same start noise. This random model's flow is
+    # chaotic (Fourier features up to 100 cycles per unit, random weights): each step multiplies
+    # a difference by ~5, so 2e-7 of float32 rounding per step grows to ~1e-2 by step 10. The first
+    # steps must agree to 1e-4; the end must be as close as our own runtime is to itself when the
+    # start noise moves by one float32 ulp.
+    x = ref["noise"].clone()
+    for i in range(ref["flow_x"].shape[0] - 1):
+        x = x + (float(ref["flow_t"][i + 1]) - float(ref["flow_t"][i])) * policy.velocity(ctx, x, float(ref["flow_t"][i])).float()
+        if i + 1 <= 5:
+            torch.testing.assert_close(x, ref["flow_x"][i + 1], atol=TOL, rtol=0)
+    actions = policy.denoise(ctx, noise=ref["noise"])
+    nudged = policy.denoise(ctx, noise=torch.nextafter(ref["noise"], torch.full_like(ref["noise"], 10.0)))
+    ulp_effect = float((nudged - actions).abs().max())
+    assert float((actions.float() - ref["action"]).abs().max()) <= max(ulp_effect, TOL)
+
+
+def test_act_runs_the_release_rollout(policy: Policy, inputs) -> None:
+    ref = load_file(str(FIXTURE / "reference.safetensors"))
+    out = policy.act(_policy_inputs(inputs), reasoning=True, max_reasoning_tokens=24, noise=ref["noise"])
+    prompt_len = inputs["input_ids"].shape[1]
+    generated = ref["sequences_raw"][0, prompt_len:prompt_len + 14].tolist()  # through <|traj_future_start|>
+    assert out.reasoning == policy.tokenizer.decode(generated, skip_special_tokens=True)
+    ctx = policy.prefill(_policy_inputs(inputs), reasoning_budget=24)
+    policy.reason(ctx, 24)
+    np.testing.assert_array_equal(out.raw_actions, policy.denoise(ctx, noise=ref["noise"]).float().numpy())
+
+
+def test_out_of_bound_actions_are_reported_not_changed(policy: Policy) -> None:
+    space = policy.model.action_space
+    big = torch.zeros(2, 64, 2, dtype=torch.float64)
+    big[1, 5, 1] = 100.0  # curvature 100 std away: far outside +-0.2 1/m
+    phys = space.denormalize(big)
+    assert phys[1, 5, 1] == pytest.approx(100.0 * space.stats.std[1] + space.stats.mean[1])
+    assert space.within_bounds(big).tolist() == [True, False]
