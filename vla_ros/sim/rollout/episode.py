@@ -244,7 +244,7 @@ def run_episode(
                 node.frames_done(t)
             if k % CAMERA_EVERY == CONTROL_DELAY_STEPS:
                 if node is not None:
-                    path, in_fallback = node.control(t)
+                    path, in_fallback = node.control(t, warming_up=k < h)
                     if path is not None and len(path.poses):
                         follower.set_path(TimedPath.from_path_message(path))
                     if k >= h:

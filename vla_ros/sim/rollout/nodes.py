@@ -66,7 +66,9 @@ class LockstepNode:
     def frames_done(self, t_ns: int) -> None:
         self.core.inference_tick(t_ns)  # lockstep: sim time waits for the policy
 
-    def control(self, t_ns: int) -> tuple[Any, bool]:
+    def control(self, t_ns: int, warming_up: bool = False) -> tuple[Any, bool]:
+        if warming_up and not self.core.controller.stats.accepted:
+            return None, False  # nothing to follow yet and nobody following: no start-up fallback warning
         self.core.control_tick(t_ns)
         path = self._paths[-1] if self._paths else None
         self._paths.clear()
@@ -159,7 +161,7 @@ class DdsNode:
     def frames_done(self, t_ns: int) -> None:
         pass  # the node's own inference trigger starts on the frames
 
-    def control(self, t_ns: int) -> tuple[Any, bool]:
+    def control(self, t_ns: int, warming_up: bool = False) -> tuple[Any, bool]:
         with self._lock:
             path, self._path = self._path, None
             fallback = self._fallback
