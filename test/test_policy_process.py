@@ -106,3 +106,21 @@ def test_zero_noise_scale_gives_one_deterministic_trajectory(served):
     np.testing.assert_array_equal(served.act(a_stack(1), steps=10, noise_scale=0.0).xyz, a.xyz)
     half = served.act(a_stack(1), steps=10, noise_scale=0.5)
     assert not np.allclose(half.xyz, a.xyz) and not np.allclose(half.xyz, c.xyz)
+
+
+def test_only_new_frames_cross_to_the_policy_process(served):
+    """Consecutive ticks share 3 of 4 frames per camera: the child keeps them, only the newest
+    frame of each camera is sent, and the outputs equal the in-process policy's."""
+    local = Policy.from_pretrained(MODEL)
+    noise = torch.randn(1, 64, 2, generator=torch.Generator().manual_seed(5))
+    served.act(a_stack(7), steps=2)  # whatever the child held before: now ticks 7..10
+    sent, reused = served.frames_sent, served.frames_reused
+    for seed in (8, 9):
+        want = local.act(a_stack(seed), steps=4, noise=noise)
+        got = served.act(a_stack(seed), steps=4, noise=noise)
+        np.testing.assert_allclose(got.xyz, want.xyz, atol=1e-4)
+    assert (served.frames_sent - sent, served.frames_reused - reused) == (8, 24)
+    # a tick with other frames entirely (a jump back) sends them all, and is still right
+    want = local.act(a_stack(1), steps=4, noise=noise)
+    np.testing.assert_allclose(served.act(a_stack(1), steps=4, noise=noise).xyz, want.xyz, atol=1e-4)
+    assert served.frames_sent - sent == 8 + 16
