@@ -94,7 +94,9 @@ def run(args: argparse.Namespace) -> int:
         except ImportError as exc:
             raise CommandError("--transport dds needs Cyclone DDS: pip install 'vla_ros[dds]'") from exc
         workers = 1  # one node process at a time: two on one DDS domain would hear each other
-    threads = max(1, available_cores() // workers)
+    # Torch threads per worker: its share of the cores, one core less when alone (a policy thread that has to wait
+    # for a busy core stalls the others: on a shared 2-core VM, 2 threads took the tiny model from 0.2 s to 3 s a tick).
+    threads = max(1, available_cores() // workers - (1 if workers == 1 else 0))
     policy = None
     if workers == 1 and args.transport == "lockstep":
         try:
