@@ -168,3 +168,21 @@ def test_out_of_bound_actions_are_reported_not_changed(policy: Policy) -> None:
     phys = space.denormalize(big)
     assert phys[1, 5, 1] == pytest.approx(100.0 * space.stats.std[1] + space.stats.mean[1])
     assert space.within_bounds(big).tolist() == [True, False]
+
+
+def test_10b_preset_has_the_released_structure_and_published_size() -> None:
+    from vla_ros.model.presets import preset_config, preset_parameter_counts
+
+    cfg = preset_config("random:alpamayo-r1-10b")
+    assert cfg.action_proj.type == "alpamayo_v2" and not cfg.action_space.clip
+    assert cfg.prompt.reasoning_stop == "future_start" and cfg.history.scheme == "prev_delta_round"
+    counts = preset_parameter_counts("random:alpamayo-r1-10b")
+    print({k: f"{v / 1e9:.3f}B" for k, v in counts.items()}, f"total {sum(counts.values()) / 1e9:.3f}B")
+    # Published: the 2.3B action expert (NVIDIA's Alpamayo-R1 description); Qwen3-VL-8B-Instruct,
+    # 8.77B on its model page, whose 151,936 embedding rows (untied input and lm_head) the release
+    # replaces with its own vocabulary (155,697 rows here).
+    assert counts["expert"] == pytest.approx(2.3e9, rel=0.03)
+    qwen_rows_delta = 2 * (155_697 - 151_936) * 4096
+    assert counts["vlm.visual"] + counts["vlm.text"] - qwen_rows_delta == pytest.approx(8.77e9, rel=0.01)
+    assert counts["action_in_proj"] == 3 * 20 * 1024 + 1024 + 3 * (1024 * 1024 + 1024 + 1024) + 1024 * 2048 + 2048 + 1024 + 2 * 2048
+    assert counts["action_out_proj"] == 2048 * 2 + 2

@@ -2,18 +2,23 @@
 
 random:tiny              ~5M parameters, 4 layers of hidden 256 (VLM text and expert), a 2-block
                          vision tower; 16 images of 320x576 become 96x224 (21 tokens each, ~530 prompt tokens).
-random:alpamayo-r1-10b   the published dimensions: Qwen3-VL-8B (36 layers, hidden 4096, 32 heads,
-                         8 KV heads, head_dim 128; vision 27 blocks of 1152) + a 2.3B expert
-                         (hidden 2048, 16 heads, 8 KV heads, head_dim 128, 36 layers); images
-                         320x576 (180 tokens each). For GPU benchmarks: built directly on the
-                         device in the requested dtype.
+random:alpamayo-r1-10b   the published dimensions in the released structure: Qwen3-VL-8B (36 layers,
+                         hidden 4096, 32 heads, 8 KV heads, head_dim 128; vision 27 blocks of 1152)
+                         + a 2.3B expert (hidden 2048, 16 heads, 8 KV heads, head_dim 128, 36
+                         layers), the release's action-in projection (PerWaypointActionInProjV2
+                         with the reference code's defaults: 4 layers of 1024, 20 Fourier features
+                         up to 100), no clipping, the reference speed estimate, history tokens and
+                         reasoning stop; images 320x576 (180 tokens each). For GPU benchmarks:
+                         built directly on the device in the requested dtype.
+random:alpamayo-r1-tiny  random:tiny's sizes in that released structure (CPU tests and benches).
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from vla_ros.model.config import ImageConfig, PromptConfig, VLAConfig
+from vla_ros.model.config import ActionProjConfig, ActionSpaceConfig, HistoryConfig, ImageConfig, PromptConfig, VLAConfig
 from vla_ros.model.text_tokenizer import TextTokenizer, build_byte_tokenizer, special_token_names
 
 if TYPE_CHECKING:  # torch and the network code load in build_preset: preset_config stays cheap
@@ -38,6 +43,9 @@ class _Preset:
     # Small presets are built on the CPU in float32 and then moved/cast, so the weights are the
     # same on every device; big ones are built on the target device in the target dtype.
     build_on_cpu: bool
+    # The Alpamayo-R1 release's structure (vla_ros/model/alpamayo_release.py) instead of drive-tiny's.
+    release: bool = False
+    vocab_size: int = 0  # embedding rows; 0: the byte tokenizer's vocabulary
 
 
 def _rope(head_dim: int) -> dict:
@@ -66,8 +74,25 @@ _PRESETS: dict[str, _Preset] = {
                     deepstack_visual_indexes=[8, 16, 24]),
         expert=dict(hidden_size=2048, num_attention_heads=16, intermediate_size=8192),
         image=ImageConfig(),
-        seed=1234, build_on_cpu=False),
+        seed=1234, build_on_cpu=False, release=True,
+        # The release's rows: Qwen3-VL's tokenizer (151,669 tokens) + 4,000 trajectory tokens (the
+        # reference's RL config) + the 28 special tokens Qwen lacks (docs/alpamayo_r1.md §5).
+        vocab_size=151_669 + 4_000 + 28),
 }
+_PRESETS["alpamayo-r1-tiny"] = dataclasses.replace(_PRESETS["tiny"], release=True)
+
+
+def _release_structure(prompt: PromptConfig) -> dict:
+    """The sections that make a preset the released structure (reference code defaults where the
+    release's own config.json values are not known offline)."""
+    from vla_ros.model.alpamayo_release import INSTRUCTION, SYSTEM
+
+    return dict(action_proj=ActionProjConfig(type="alpamayo_v2", max_frequency=100.0, fourier_features=20,
+                                             encoder_layers=4, encoder_hidden=1024),
+                action_space=ActionSpaceConfig(accel_bound=9.8, curvature_bound=0.2, clip=False,
+                                               speed_estimate="trapezoid_smooth"),
+                history=HistoryConfig(scheme="prev_delta_round"),
+                prompt=dataclasses.replace(prompt, system=SYSTEM, instruction=INSTRUCTION, reasoning_stop="future_start"))
 
 
 def preset_names() -> list[str]:
@@ -89,14 +114,15 @@ def preset_config(name: str) -> VLAConfig:
     ids = {n: 256 + i for i, n in enumerate(special_token_names(prompt))}
     vlm = {
         "model_type": "qwen3_vl",
-        "text_config": {**p.text, "vocab_size": vocab, "model_type": "qwen3_vl_text"},
+        "text_config": {**p.text, "vocab_size": p.vocab_size or vocab, "model_type": "qwen3_vl_text"},
         "vision_config": {**p.vision, "model_type": "qwen3_vl_vision"},
         "image_token_id": ids[prompt.image_pad], "video_token_id": ids[prompt.video_pad],
         "vision_start_token_id": ids[prompt.vision_start], "vision_end_token_id": ids[prompt.vision_end],
         "tie_word_embeddings": False,
     }
-    return VLAConfig(architecture="kv_expert", vlm=vlm, expert=dict(p.expert), image=p.image, prompt=prompt,
-                     name=PRESET_PREFIX + key)
+    sections = _release_structure(prompt) if p.release else dict(prompt=prompt)
+    return VLAConfig(architecture="kv_expert", vlm=vlm, expert=dict(p.expert), image=p.image,
+                     name=PRESET_PREFIX + key, **sections)
 
 
 def build_preset(name: str, device: "str | torch.device" = "cpu", dtype: "torch.dtype | None" = None) -> "tuple[KVExpertVLA, TextTokenizer]":
@@ -116,3 +142,22 @@ def build_preset(name: str, device: "str | torch.device" = "cpu", dtype: "torch.
         model = build_model(config, stats, device=device, dtype=dtype, seed=p.seed)
     tok = TextTokenizer(build_byte_tokenizer(config.prompt, config.history.bins), config.prompt, config.history.bins)
     return model, tok
+
+
+def preset_parameter_counts(name: str) -> dict[str, int]:
+    """Parameters per part of a preset, counted on the meta device (no memory, no weights):
+    vlm.visual, vlm.text (embeddings, layers, lm_head), expert, action_in_proj, action_out_proj."""
+    import torch
+
+    from vla_ros.model.families import family_class
+
+    config = preset_config(name)
+    with torch.device("meta"):
+        model = family_class(config.architecture)(config)
+    counts: dict[str, int] = {}
+    for key, p in model.named_parameters():
+        part = key.split(".")[0]
+        if part == "vlm":
+            part = "vlm.visual" if key.startswith("vlm.model.visual.") else "vlm.text"
+        counts[part] = counts.get(part, 0) + p.numel()
+    return counts
