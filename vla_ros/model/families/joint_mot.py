@@ -16,6 +16,12 @@ only the action tokens, against the cache with no copy. Padding tokens (language
 empty cameras) are left out of the cache instead of being masked: no real token attends to them and
 positions count only real tokens, so the result is the same.
 
+n experts (InternVLA-A1's understanding / generation / action experts) are a config of the same
+code: `JointMoTSpec.middle_experts` adds streams between the prefix and the actions, each its own
+Gemma stack over learned input tokens, sharing depth, heads and head_dim; every stream but the
+action tokens is run once per tick, in block order, and appended to the cache. Only Gemma layers
+exist so far (InternVLA-A1's Qwen2.5 layers and its real generation-expert inputs do not).
+
 Flow runs from noise at t=1 to actions at t=0 (config `flow.direction = data_to_noise`).
 """
 from __future__ import annotations
@@ -84,15 +90,21 @@ class JointMoTSpec:
     state_stats: dict[str, torch.Tensor] = field(default_factory=dict)  # mean/std or q01/q99 (state_dim,)
     action_stats: dict[str, torch.Tensor] = field(default_factory=dict)  # (action_dim,)
     action_names: tuple[str, ...] = ()
+    # Experts between the prefix and the action expert (InternVLA-A1's generation expert): each
+    # runs `tokens` learned input tokens as a block of its own, once per tick, after the prefix.
+    middle_experts: tuple[GemmaSize, ...] = ()
+    middle_tokens: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         if self.variant not in VARIANTS:
             raise ValueError(f"joint_mot variant must be one of {VARIANTS}, got {self.variant!r}")
         if self.normalization not in NORMALIZATIONS:
             raise ValueError(f"normalization must be one of {NORMALIZATIONS}, got {self.normalization!r}")
+        if len(self.middle_experts) != len(self.middle_tokens):
+            raise ValueError("middle_experts and middle_tokens must have one entry per expert")
         for key in ("depth", "num_heads", "num_kv_heads", "head_dim"):
-            if getattr(self.vlm, key) != getattr(self.expert, key):
-                raise ValueError(f"the prefix and the action expert must share {key} (joint attention)")
+            if any(getattr(e, key) != getattr(self.vlm, key) for e in (self.expert, *self.middle_experts)):
+                raise ValueError(f"every expert must share the prefix's {key} (joint attention)")
 
 
 def resize_with_pad(img: torch.Tensor, size: int) -> torch.Tensor:
@@ -149,6 +161,13 @@ class JointMoT(nn.Module):
         self.model.paligemma_with_expert.paligemma = pg
         self.model.paligemma_with_expert.gemma_expert = expert
         w = s.expert.width
+        if s.middle_experts:  # n experts: the streams between prefix and actions
+            self.model.middle_experts = nn.ModuleList()
+            for size, tokens in zip(s.middle_experts, s.middle_tokens):
+                e = nn.Module()
+                e.model = _gemma_model(size, adaptive=False)
+                e.queries = nn.Parameter(torch.randn(tokens, size.width) * 0.02)
+                self.model.middle_experts.append(e)
         self.model.action_in_proj = nn.Linear(s.max_action_dim, w)
         self.model.action_out_proj = nn.Linear(w, s.max_action_dim)
         if pi05:
@@ -224,39 +243,40 @@ class JointMoT(nn.Module):
         state_norm = self.normalize_state(torch.as_tensor(state, dtype=torch.float32))
         ids = tokenizer.encode_prompt(self.prompt(task, state_norm), self.spec.tokenizer_max_length)
         images = sum(e.tokens.shape[0] for e in embeds)
-        extra = 1 if self.spec.variant == "pi0" else 0  # pi0's state token joins the cache
+        extra = sum(self.spec.middle_tokens) + (1 if self.spec.variant == "pi0" else 0)  # cached after the prefix
         return SimpleNamespace(ids=ids, state_norm=state_norm, images=images, length=images + len(ids) + extra)
 
+    def _cache_stream(self, model: nn.Module, size: GemmaSize, h: torch.Tensor, start: int, cache: Any) -> None:
+        """One stream through its own expert's layers, as one block: it attends to everything cached
+        before it and to itself; its K/V are appended to the cache (positions start, start + 1, ...).
+        Its output is never read, so the last layer stops after its K/V."""
+        cos, sin = gemma_rope(torch.arange(start, start + h.shape[1], device=h.device), size.head_dim, h.dtype)
+        layers = self._layers(model, size, cond=False)
+        for i, layer in enumerate(layers):
+            q, k, v = layer.qkv(h, cos[None, :, None], sin[None, :, None])
+            keys, values = cache.update(k, v, i)  # views of everything cached so far, this stream included
+            if i + 1 < len(layers):
+                o = F.scaled_dot_product_attention(q, keys, values, scale=layer.scaling, enable_gqa=True)
+                h = layer.finish(h, o.transpose(1, 2).flatten(2))
+
     def prefill(self, plan: SimpleNamespace, embeds: list[ImageEmbedding], cache: Any) -> PrefillResult:
+        """Every stream but the action tokens, in block order, into the cache: the prefix (images,
+        language), the middle experts' tokens, and pi0's state token (never sees the actions)."""
         vm = self._vlm
         p = vm.language_model.embed_tokens.weight
         ids = torch.tensor(plan.ids, dtype=torch.long, device=p.device)
         lang = vm.language_model.embed_tokens(ids) * torch.tensor(self.spec.vlm.width ** 0.5, dtype=p.dtype)
         h = torch.cat([*(e.tokens for e in embeds), lang])[None]
+        self._cache_stream(vm.language_model, self.spec.vlm, h, 0, cache)
         n = h.shape[1]
-        size = self.spec.vlm
-        cos, sin = gemma_rope(torch.arange(n, device=p.device), size.head_dim, p.dtype)
-        layers = self._layers(vm.language_model, size, cond=False)
-        for i, layer in enumerate(layers):
-            q, k, v = layer.qkv(h, cos[None, :, None], sin[None, :, None])
-            cache.update(k, v, i)
-            if i + 1 < len(layers):  # the prefix output itself is never read: skip the last MLP
-                o = F.scaled_dot_product_attention(q, k, v, scale=layer.scaling, enable_gqa=True)  # bidirectional
-                h = layer.finish(h, o.transpose(1, 2).flatten(2))
-        if self.spec.variant == "pi05":
-            return PrefillResult(logits=None, next_position=n)
-        # pi0's state token: its own block, seeing the prefix and itself, never the actions.
-        state = F.pad(plan.state_norm.to(p.device, p.dtype), (0, self.spec.max_state_dim - self.spec.state_dim))
-        s = self.model.state_proj(state)[None, None]
-        cos, sin = gemma_rope(torch.tensor([n], device=p.device), size.head_dim, p.dtype)
-        layers = self._layers(self._expert, self.spec.expert, cond=False)
-        for i, layer in enumerate(layers):
-            q, k, v = layer.qkv(s, cos[None, :, None], sin[None, :, None])
-            keys, values = cache.update(k, v, i)  # views of the whole cached prefix plus this token
-            if i + 1 < len(layers):
-                o = F.scaled_dot_product_attention(q, keys, values, scale=layer.scaling, enable_gqa=True)
-                s = layer.finish(s, o.transpose(1, 2).flatten(2))
-        return PrefillResult(logits=None, next_position=n + 1)
+        for e, size in zip(getattr(self.model, "middle_experts", ()), self.spec.middle_experts):
+            self._cache_stream(e.model, size, e.queries[None], n, cache)
+            n += e.queries.shape[0]
+        if self.spec.variant == "pi0":
+            state = F.pad(plan.state_norm.to(p.device, p.dtype), (0, self.spec.max_state_dim - self.spec.state_dim))
+            self._cache_stream(self._expert, self.spec.expert, self.model.state_proj(state)[None, None], n, cache)
+            n += 1
+        return PrefillResult(logits=None, next_position=n)
 
     def decode_token(self, token: int, length: int, position: int, cache: Any) -> torch.Tensor:
         raise NotImplementedError("joint_mot has no text decoder")
