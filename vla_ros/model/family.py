@@ -78,7 +78,10 @@ class Family(Protocol):
         """uint8 (N, H, W, 3) -> one embedding per image (each image independent of the others)."""
 
     def prefix_plan(self, embeds: list[ImageEmbedding], history_xyz: np.ndarray, tokenizer: Any) -> Any:
-        """Everything prefill needs, with `.length` (prefix tokens), so buffers are sized first."""
+        """Everything prefill needs, with `.length` (prefix tokens), so buffers are sized first.
+        A family with an int `robot_state_dim` attribute (pi0 / pi0.5: `joint_mot`) takes no ego
+        history; the Policy then validates PolicyInputs.state / .task and passes them as
+        `prefix_plan(embeds, history_xyz, tokenizer, state=..., task=...)`."""
 
     def prefill(self, plan: Any, embeds: list[ImageEmbedding], cache: Any) -> PrefillResult:
         """Write the prefix K/V through `cache` (a transformers Cache over the runtime's buffers)."""
