@@ -39,7 +39,7 @@ def test_rollout_writes_metrics_report_bag_animation_and_is_reproducible(tmp_pat
     for topic in ("/ego/odom", "/tf", "/tf_static", "/vla/trajectory", "/cameras/front_wide/image_raw/compressed", "/rollout/expert_path"):
         assert topic in topics
     paths = [m for m in read_messages(mcap, ["/vla/trajectory"])]
-    assert len(paths) >= 30 and all(len(p.msg.poses) > 10 for p in paths)
+    assert len(paths) >= 20 and all(len(p.msg.poses) > 10 for p in paths)  # 10 Hz from the first output on
     anim = tmp_path / "a" / model["files"]["animation"]
     assert anim.stat().st_size > 10_000
     page = (tmp_path / "a" / "report.html").read_text()
