@@ -36,7 +36,8 @@ def test_rollout_writes_metrics_report_bag_animation_and_is_reproducible(tmp_pat
     assert metrics["overall"]["model"]["episodes"] == 1 and "driving_score" in metrics["overall"]["constant_velocity"]
     mcap = tmp_path / "a" / model["files"]["mcap"]
     topics = bag_info(mcap).topic_types
-    for topic in ("/ego/odom", "/tf", "/tf_static", "/vla/trajectory", "/cameras/front_wide/image_raw/compressed", "/rollout/expert_path"):
+    for topic in ("/ego/odom", "/tf", "/tf_static", "/vla/trajectory", "/cameras/front_wide/image_raw/compressed", "/rollout/expert_path",
+                  "/rollout/traffic"):
         assert topic in topics
     paths = [m for m in read_messages(mcap, ["/vla/trajectory"])]
     assert len(paths) >= 20 and all(len(p.msg.poses) > 10 for p in paths)  # 10 Hz from the first output on

@@ -18,7 +18,7 @@ drives the first 2 s of each so the node has its ego history.
 Writes into --out:
   metrics.json                      per episode and overall, AlpaSim-named where the quantity is the same
   report.html, report.md, plots/    score table, per-episode plots and animations
-  episodes/<name>/rollout.mcap      the model episode for Foxglove (odometry, /tf, front camera, /vla/trajectory)
+  episodes/<name>/rollout.mcap      the model episode for Foxglove (odometry, /tf, front camera, /vla/trajectory, traffic)
   episodes/<name>/animation.mp4     bird's-eye view beside the front camera (animated WebP without ffmpeg)
 
 Same seed, model, config and --workers: the same metrics (lockstep).

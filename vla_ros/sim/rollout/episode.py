@@ -40,6 +40,7 @@ from vla_ros.sim.road import EDGE_D, SHOULDER
 from vla_ros.sim.rollout.follower import PathFollower, TimedPath
 from vla_ros.sim.rollout.footprint import ego_rect, overlaps
 from vla_ros.sim.rollout.log import EpisodeLog
+from vla_ros.sim.rollout.markers import TRAFFIC_TOPIC, traffic_markers
 from vla_ros.sim.rollout.scoring import NEAR_M, vehicle_rect
 from vla_ros.sim.scenarios import WorldPlan, plan_world
 from vla_ros.sim.scene import scene_at
@@ -241,6 +242,8 @@ def run_episode(
                         outputs.write(cam.topic, msg, t)
                         outputs.write(camera_info_topic(cam), messages.camera_info(t, s.optical_frame, k_cam.width, k_cam.height, k_cam.fx,
                                                                                    k_cam.fy, k_cam.cx, k_cam.cy), t)
+                if out_dir is not None:
+                    outputs.write(TRAFFIC_TOPIC, traffic_markers(t, out_cfg.frame_id, snaps), t)
                 node.frames_done(t)
             if k % CAMERA_EVERY == CONTROL_DELAY_STEPS:
                 if node is not None:
