@@ -89,10 +89,10 @@ def _ego_dict(world: WorldStepper) -> dict[str, float]:
     return dict(zip(EGO_FIELDS, world.ego_row()))
 
 
-def _crashed(world: WorldStepper) -> bool:
+def _crashed(world: WorldStepper, vehicles: Any) -> bool:
     e = world.ego
     rect = ego_rect(e.x, e.y, e.yaw)
-    return any(math.hypot(v.x - rect.cx, v.y - rect.cy) < NEAR_M and overlaps(rect, vehicle_rect(v)) for v in world.snapshot())
+    return any(math.hypot(v.x - rect.cx, v.y - rect.cy) < NEAR_M and overlaps(rect, vehicle_rect(v)) for v in vehicles)
 
 
 def constant_velocity_path(world: WorldStepper, now_ns: int) -> TimedPath:
@@ -263,7 +263,7 @@ def run_episode(
                               bool(fallback[-1]) if fallback else False)
             if progress is not None and k % 50 == 49:
                 progress(50)
-            if k >= h and _crashed(world):
+            if k >= h and _crashed(world, snaps):
                 terminated = "collision"
                 break
             if k >= h and abs(ego.d) > LEFT_ROAD_D:
