@@ -1,6 +1,6 @@
 """joint_mot's cached inference equals the straightforward full-sequence joint forward, for 2 and 3 experts.
 
-The oracle below is the joint form (docs/pi0.md section 8): every stream's tokens are projected to
+The oracle (vla_ros/model/joint_mot_reference.py) is the joint form (docs/pi0.md section 8): every stream's tokens are projected to
 Q/K/V by their own expert's layer, ONE attention runs over the concatenated sequence with the block
 mask (`c = cumsum(block flags)`, query i sees key j when c[j] <= c[i]), and each stream applies its
 own o_proj, residual, norm and MLP; everything is recomputed for each velocity. The runtime instead
@@ -20,7 +20,7 @@ import torch
 from safetensors.torch import load_file
 
 from vla_ros.model.families.joint_mot import GemmaSize, JointMoT, resize_with_pad
-from vla_ros.model.gemma_layer import gemma_rope
+from vla_ros.model.joint_mot_reference import joint_velocity as reference_velocity
 from vla_ros.model.lerobot_checkpoint import lerobot_spec, load_lerobot_policy
 from vla_ros.runtime import Policy
 from vla_ros.runtime.inputs import PolicyInputs
@@ -39,43 +39,8 @@ def _observation(path: Path, b: int, res: int):
 
 
 def joint_velocity(model: JointMoT, tokenizer, inputs: PolicyInputs, x: torch.Tensor, t: float) -> torch.Tensor:
-    """The uncached joint forward: x (1, T, A) -> velocity (1, T, A)."""
-    spec = model.spec
     with torch.inference_mode():
-        embeds = model.encode_images(inputs.images[:, 0], torch.device("cpu"), torch.float32)
-        state = model.normalize_state(torch.as_tensor(inputs.state))
-        ids = torch.tensor(tokenizer.encode_prompt(model.prompt(inputs.task, state), spec.tokenizer_max_length))
-        lm = model._vlm.language_model
-        prefix = torch.cat([*(e.tokens for e in embeds), lm.embed_tokens(ids) * spec.vlm.width ** 0.5])
-        tt = model.time_terms(torch.tensor([t]))[0]
-        actions = model.embed_suffix(x, tt)[0]  # pi0.5: also sets this step's adaptive-norm condition
-        streams = [(model._layers(lm, spec.vlm, cond=False), prefix, [0] * len(prefix))]
-        for e, size in zip(getattr(model.model, "middle_experts", ()), spec.middle_experts):
-            streams.append((model._layers(e.model, size, cond=False), e.queries, [1] + [0] * (len(e.queries) - 1)))
-        expert = model._layers(model._expert, spec.expert, cond=spec.variant == "pi05")
-        if spec.variant == "pi0":
-            s = model.model.state_proj(torch.nn.functional.pad(state, (0, spec.max_state_dim - spec.state_dim)))
-            streams.append((expert, torch.cat([s[None], actions]), [1, 1] + [0] * (len(actions) - 1)))
-        else:
-            streams.append((expert, actions, [1] + [0] * (len(actions) - 1)))
-        flags = torch.tensor([f for _, _, fl in streams for f in fl])
-        c = flags.cumsum(0)
-        bias = torch.where(c[None, :] <= c[:, None], 0.0, float("-inf"))
-        n = len(flags)
-        cos, sin = gemma_rope(torch.arange(n), spec.vlm.head_dim, torch.float32)
-        hs = [h[None] for _, h, _ in streams]
-        bounds = torch.tensor([0] + [len(fl) for _, _, fl in streams]).cumsum(0).tolist()
-        for i in range(spec.vlm.depth):
-            qkv = [layers[i].qkv(h, cos[None, a:b, None], sin[None, a:b, None])
-                   for (layers, _, _), h, a, b in zip(streams, hs, bounds[:-1], bounds[1:])]
-            q, k, v = (torch.cat([p[j] for p in qkv], dim=2) for j in range(3))
-            g = q.shape[1] // k.shape[1]
-            k, v = k.repeat_interleave(g, 1), v.repeat_interleave(g, 1)
-            att = torch.softmax(q @ k.transpose(-1, -2) * spec.vlm.head_dim ** -0.5 + bias, dim=-1) @ v
-            o = att.transpose(1, 2).flatten(2)
-            hs = [layers[i].finish(h, o[:, a:b]) for (layers, _, _), h, a, b in zip(streams, hs, bounds[:-1], bounds[1:])]
-        out = model.suffix_norm(hs[-1][:, -spec.chunk_size:])
-        return model.decode_suffix(out)
+        return reference_velocity(model, tokenizer, inputs.images[:, 0], inputs.state, inputs.task, x, t)
 
 
 @pytest.mark.parametrize("variant", sorted(VARIANTS))

@@ -208,3 +208,16 @@ def test_exported_backends_refuse_clearly():
 
     with pytest.raises(BackendError, match="torch backend only"):
         Policy.from_pretrained(VARIANTS["pi0"], backend="onnxruntime")
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_bench_runtime_runs_a_lerobot_directory(variant, capsys):
+    from vla_ros.cli import main
+
+    rc = main(["bench", "runtime", "--model", str(VARIANTS[variant]), "--steps", "2", "--samples", "2",
+               "--repeats", "1", "--json"])
+    assert rc == 0
+    r = json.loads(capsys.readouterr().out)
+    assert (r["family"], r["variant"], r["steps"], r["samples"]) == ("joint_mot", variant, 2, 2)
+    assert r["speedup"] == pytest.approx(r["baseline_denoise_ms"] / r["denoise_ms"])
+    assert r["max_abs_diff"] <= TOL  # the cached runtime and the uncached joint forward agree

@@ -10,7 +10,7 @@ import torch
 from vla_ros.model import UnknownPresetError, build_preset, load_model
 from vla_ros.model.action_space import ActionStats, UnicycleAccelCurvature
 from vla_ros.model.config import ActionSpaceConfig, FlowConfig, HistoryConfig, ImageConfig, ModelConfigError, VLAConfig
-from vla_ros.model.flow_matching import euler_sample, flow_schedule
+from vla_ros.model.flow_matching import flow_schedule
 from vla_ros.model.history_tokenizer import HistoryError, HistoryTokenizer
 from vla_ros.model.image_preprocess import ImageInputError, ImagePreprocessor, smart_resize
 from vla_ros.model.presets import preset_config
@@ -214,9 +214,6 @@ def test_flow_schedule(direction, grid):
     total = sum(s.dts)
     assert math.isclose(total, 1.0 if direction == "noise_to_data" else -1.0, abs_tol=1e-12)
     assert s.times[0] == (0.0 if direction == "noise_to_data" else 1.0)
-    # a constant velocity field moves x by exactly velocity * total time
-    x = euler_sample(lambda x, i: torch.ones_like(x), torch.zeros(2, 3), s)
-    torch.testing.assert_close(x, torch.full((2, 3), total))
 
 
 def test_bfloat16_keeps_rotary_frequencies_in_float32():

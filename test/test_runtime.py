@@ -8,6 +8,7 @@ import pytest
 import torch
 from transformers import GenerationConfig
 
+from vla_ros.model.flow_matching import flow_schedule
 from vla_ros.model.joint_attention import embed_prefix, joint_forward
 from vla_ros.runtime import Policy, PolicyOutput
 from vla_ros.runtime.baseline import baseline_denoise, baseline_inputs, baseline_prefill
@@ -73,7 +74,7 @@ def test_b_denoise_equals_alpamayo_loop(policy, tick, reference, samples):
     ctx = policy.prefill(tick)
     noise = _noise(samples, 5)
     ours = policy.denoise(ctx, noise=noise, steps=10)
-    base = baseline_denoise(policy.model, reference, noise, policy.model.schedule(10))
+    base = baseline_denoise(policy.model, reference, noise, flow_schedule(policy.config.flow, 10))
     assert ours.shape == (samples, 64, 2)
     assert float((ours - base).abs().max()) <= 1e-4
     assert reference.cache.get_seq_length() == reference.length  # baseline cropped back
@@ -236,7 +237,7 @@ def test_bfloat16_denoise_equals_bfloat16_baseline(policy):
     noise = _noise(1).to(torch.bfloat16)
     ours = bf.denoise(bf.prefill(tick, reasoning_budget=0), noise=noise, steps=10).float()
     base = baseline_prefill(bf.model, baseline_inputs(bf.model, bf.model.prompt_builder(bf.tokenizer), tick.images, tick.history_xyz, bf.device, bf.dtype))
-    ref = baseline_denoise(bf.model, base, noise, bf.model.schedule(10)).float()
+    ref = baseline_denoise(bf.model, base, noise, flow_schedule(bf.config.flow, 10)).float()
     assert float((ours - ref).abs().max()) <= 2e-2
     out = bf.act(tick, noise=noise, steps=2)
     assert np.isfinite(out.xyz).all()

@@ -27,7 +27,6 @@ import numpy as np
 import torch
 
 from vla_ros.model.config import VLAConfig
-from vla_ros.model.flow_matching import FlowSchedule
 
 
 @dataclass(frozen=True)
@@ -96,8 +95,6 @@ class Family(Protocol):
     @property
     def action_shape(self) -> tuple[int, int]:
         """(T, A): action tokens per sample and dimensions per action."""
-
-    def schedule(self, steps: int | None = None) -> FlowSchedule: ...
 
     def time_terms(self, times: torch.Tensor) -> torch.Tensor:
         """(steps,) flow times -> per-step time terms, indexed by step in embed_suffix."""

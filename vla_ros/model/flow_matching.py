@@ -1,15 +1,13 @@
-"""Flow-matching sampler: Euler integration of a predicted velocity over a configured time grid.
+"""The flow-matching time grid: where each Euler step evaluates the velocity, and its step size.
 
 The grid and direction come from the model config; the per-step times are computed once
-(`FlowSchedule`) so that time-only network terms can be precomputed per step.
+(`FlowSchedule`) so that time-only network terms can be precomputed per step. The Euler loop
+itself is the runtime's (`x += dt * v` per step, in each backend).
 """
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from dataclasses import dataclass
-
-import torch
 
 from vla_ros.model.config import FlowConfig
 
@@ -37,12 +35,3 @@ def flow_schedule(cfg: FlowConfig, steps: int | None = None) -> FlowSchedule:
     if cfg.direction == "data_to_noise":  # openpi: noise at t=1, integrate towards t=0
         grid = [1.0 - g for g in grid]
     return FlowSchedule(times=tuple(grid[:-1]), dts=tuple(grid[i + 1] - grid[i] for i in range(n)))
-
-
-def euler_sample(velocity: Callable[[torch.Tensor, int], torch.Tensor], noise: torch.Tensor, schedule: FlowSchedule) -> torch.Tensor:
-    """x = noise; for each step i: x += dts[i] * velocity(x, i). velocity gets the step index so
-    callers can look up precomputed time terms. noise (B, T, A) -> (B, T, A)."""
-    x = noise
-    for i, dt in enumerate(schedule.dts):
-        x = x + dt * velocity(x, i)
-    return x

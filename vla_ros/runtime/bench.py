@@ -24,6 +24,7 @@ from typing import Any
 import torch
 
 from vla_ros.model.families.kv_expert import CACHE_ARG
+from vla_ros.model.flow_matching import flow_schedule
 from vla_ros.runtime.baseline import baseline_denoise, baseline_inputs, baseline_prefill
 from vla_ros.runtime.policy import Policy
 from vla_ros.runtime.synthetic import synthetic_inputs
@@ -84,7 +85,7 @@ def run_bench(model: str, device: str = "cpu", dtype: str | None = None, steps: 
     h, w = image_hw or policy.image_size_hw
     ticks = [synthetic_inputs(i, height=h, width=w, cameras=cfg.num_cameras, frames=cfg.num_frames)
              for i in range(repeats + 2)]
-    sched = policy.model.schedule(steps)
+    sched = flow_schedule(policy.config.flow, steps)
     gen = torch.Generator(device="cpu").manual_seed(0)
     noise = torch.randn(samples, policy.num_waypoints, policy.action_dim, generator=gen).to(dev, policy.dtype)
     noise1 = noise[:1]

@@ -7,7 +7,8 @@ import json
 HELP = "benchmark a runtime component against its baseline"
 DESCRIPTION = """Benchmarks. Targets:
   runtime   the Policy (prefill, denoise, reasoning) against the straightforward transformers
-            path of the released Alpamayo-R1 code, on synthetic ticks"""
+            path of the released Alpamayo-R1 code, on synthetic ticks; for a LeRobot pi0 / pi0.5
+            directory, against the uncached joint forward (LeRobot itself: bench/lerobot.py)"""
 
 
 def _add_runtime(p: argparse.ArgumentParser) -> None:
@@ -64,6 +65,21 @@ def _run_runtime(args: argparse.Namespace) -> int:
             except (CheckpointError, UnknownPresetError, ExportError, ValueError) as exc:
                 raise CommandError(str(exc)) from exc
             print(json.dumps(result) if args.json else format_backend_report(result) + ("\n" if len(counts) > 1 else ""))
+        return 0
+    from vla_ros.model.lerobot_checkpoint import is_lerobot_policy_dir
+
+    if is_lerobot_policy_dir(args.model):  # pi0 / pi0.5 (joint_mot): vs the uncached joint forward
+        from vla_ros.runtime.bench_joint_mot import format_joint_mot_report, run_joint_mot_bench
+        from vla_ros.runtime.policy import Policy
+
+        try:
+            policy = Policy.from_pretrained(args.model, device=args.device, dtype=args.dtype, max_samples=args.samples,
+                                            cuda_graph=False if args.no_cuda_graph else None)
+        except (CheckpointError, ValueError) as exc:
+            raise CommandError(str(exc)) from exc
+        result = run_joint_mot_bench(policy, args.model, steps=args.steps, samples=args.samples, repeats=args.repeats)
+        result["threads"] = torch.get_num_threads()
+        print(json.dumps(result) if args.json else format_joint_mot_report(result))
         return 0
     try:
         result = run_bench(args.model, device=args.device, dtype=args.dtype, steps=args.steps, samples=args.samples,

@@ -43,15 +43,9 @@ class KVBuffers:
         self.length = 0
         self.epoch += 1
 
-    def nbytes(self) -> int:
-        return sum(t.numel() * t.element_size() for t in self.keys + self.values)
-
     def signature(self) -> list[tuple[int, tuple[int, ...]]]:
         """(data pointer, shape) of every buffer: unchanged across steps proves nothing moved or grew."""
         return [(t.data_ptr(), tuple(t.shape)) for t in self.keys + self.values]
-
-    def suffix_keys(self, layer: int) -> torch.Tensor:
-        return self.keys[layer][:, :, self.capacity:]
 
     def cache(self) -> "BufferCache":
         return BufferCache(self)

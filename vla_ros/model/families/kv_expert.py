@@ -30,7 +30,6 @@ from vla_ros.model.action_space import ActionStats, UnicycleAccelCurvature
 from vla_ros.model.config import ModelConfigError, VLAConfig
 from vla_ros.model.families import register_family
 from vla_ros.model.family import DecodedActions, ImageEmbedding, PrefillResult
-from vla_ros.model.flow_matching import FlowSchedule, flow_schedule
 from vla_ros.model.history_tokenizer import HistoryTokenizer
 from vla_ros.model.image_preprocess import ImagePreprocessor
 from vla_ros.model.prompt import Prompt, PromptBuilder
@@ -93,9 +92,6 @@ class KVExpertVLA(nn.Module):
     @property
     def expert_config(self):
         return self.expert.config
-
-    def schedule(self, steps: int | None = None) -> FlowSchedule:
-        return flow_schedule(self.config.flow, steps)
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
