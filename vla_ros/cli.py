@@ -13,6 +13,9 @@ import sys
 from collections.abc import Sequence
 
 from vla_ros import __version__
+from vla_ros.command_error import CommandError
+
+__all__ = ["COMMANDS", "CommandError", "build_parser", "main"]
 
 # subcommand name -> module implementing it. Add a line here to add a command.
 COMMANDS: dict[str, str] = {
@@ -30,9 +33,6 @@ COMMANDS: dict[str, str] = {
     "parity": "vla_ros.runtime.parity_command",
 }
 
-
-class CommandError(Exception):
-    """A user-facing error: printed as `vla-ros <cmd>: error: ...`, exit status 2."""
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -56,7 +56,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _validate_flags(args: argparse.Namespace) -> None:
-    from vla_ros.cli import CommandError
+    from vla_ros.command_error import CommandError
 
     if args.noise_scale is not None and not args.noise_scale >= 0:
         raise CommandError(f"--noise-scale must be >= 0, got {args.noise_scale}")
@@ -91,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
     import time
     from pathlib import Path
 
-    from vla_ros.cli import CommandError
+    from vla_ros.command_error import CommandError
     from vla_ros.config import load_config
     from vla_ros.replay.bag_io import BagError, bag_info
     from vla_ros.replay.eval_runner import (BagJob, ModelSpec, ModelSpecError, check_model, code_version, device_description,

@@ -29,7 +29,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from vla_ros.cli import CommandError
+    from vla_ros.command_error import CommandError
     from vla_ros.config import load_config
     from vla_ros.replay.pattern_bag import ArcMotion, PatternBagSpec, write_pattern_bag
 

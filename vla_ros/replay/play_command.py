@@ -103,7 +103,7 @@ class _Progress:
 
 
 def run(args: argparse.Namespace) -> int:
-    from vla_ros.cli import CommandError
+    from vla_ros.command_error import CommandError
 
     if not args.rate > 0:
         raise CommandError(f"--rate must be positive, got {args.rate}")

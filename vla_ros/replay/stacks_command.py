@@ -40,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
     from tqdm import tqdm
 
-    from vla_ros.cli import CommandError
+    from vla_ros.command_error import CommandError
     from vla_ros.config import load_config
     from vla_ros.replay.bag_io import BagError, bag_info
     from vla_ros.replay.contact_sheet import save_contact_sheet

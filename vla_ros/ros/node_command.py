@@ -29,7 +29,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from vla_ros.cli import CommandError
+    from vla_ros.command_error import CommandError
     from vla_ros.config import load_config
 
     config = load_config(args.config)
@@ -56,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run_rclpy(args: argparse.Namespace, config: object) -> int:
-    from vla_ros.cli import CommandError
+    from vla_ros.command_error import CommandError
 
     try:
         import rclpy  # noqa: F401

@@ -52,7 +52,7 @@ def _common(p: argparse.ArgumentParser, topic: bool = True) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from vla_ros.cli import CommandError
+    from vla_ros.command_error import CommandError
 
     try:
         from vla_ros.ros.dds_transport import DdsTransport, domain_id_from_env
@@ -180,7 +180,7 @@ def _scalar(v: Any) -> str:
 def _echo(dds: Any, args: argparse.Namespace, msgtype: str, stop: threading.Event) -> int:
     import queue
 
-    from vla_ros.cli import CommandError
+    from vla_ros.command_error import CommandError
 
     if args.count is not None and args.count <= 0:
         raise CommandError("--count must be positive")
@@ -207,7 +207,7 @@ def _echo(dds: Any, args: argparse.Namespace, msgtype: str, stop: threading.Even
 def _hz(dds: Any, args: argparse.Namespace, msgtype: str, stop: threading.Event) -> int:
     from collections import deque
 
-    from vla_ros.cli import CommandError
+    from vla_ros.command_error import CommandError
 
     if args.window < 2:
         raise CommandError("--window must be at least 2")

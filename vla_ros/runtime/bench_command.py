@@ -30,7 +30,7 @@ def _add_runtime(p: argparse.ArgumentParser) -> None:
 
 
 def _run_runtime(args: argparse.Namespace) -> int:
-    from vla_ros.cli import CommandError
+    from vla_ros.command_error import CommandError
 
     if args.steps < 1 or args.samples < 1 or args.repeats < 1 or args.reasoning_tokens < 1:
         raise CommandError("--steps, --samples, --repeats and --reasoning-tokens must be >= 1")

@@ -7,7 +7,7 @@ def apply_threads_and_device(threads: int | None, device: str) -> None:
     CommandError otherwise."""
     import torch
 
-    from vla_ros.cli import CommandError
+    from vla_ros.command_error import CommandError
 
     if threads is not None:
         if threads < 1:

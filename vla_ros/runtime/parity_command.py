@@ -30,7 +30,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from vla_ros.cli import CommandError
+    from vla_ros.command_error import CommandError
 
     if args.samples < 1 or (args.steps is not None and args.steps < 1):
         raise CommandError("--samples and --steps must be >= 1")

@@ -60,7 +60,7 @@ def _record(args: argparse.Namespace) -> int:
     import time
     from pathlib import Path
 
-    from vla_ros.cli import CommandError
+    from vla_ros.command_error import CommandError
     from vla_ros.config import load_config
     from vla_ros.sim.record import RecordSpec, SpecError, record
 
@@ -92,7 +92,7 @@ def _record(args: argparse.Namespace) -> int:
 def _preview(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from vla_ros.cli import CommandError
+    from vla_ros.command_error import CommandError
     from vla_ros.sim.preview import save_preview
     from vla_ros.sim.record import RecordSpec, SpecError
 

@@ -52,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
     import time
     from pathlib import Path
 
-    from vla_ros.cli import CommandError
+    from vla_ros.command_error import CommandError
     from vla_ros.config import load_config
     from vla_ros.cores import available_cores
     from vla_ros.replay.eval_runner import ModelSpec, ModelSpecError, check_model, code_version, device_description, load_policy
