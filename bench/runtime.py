@@ -2,11 +2,12 @@
 """Runtime benchmark: the Policy against the straightforward transformers path (the released
 Alpamayo-R1 code's prefill + denoise loop), both measured in this run, on synthetic ticks.
 
-    .venv/bin/python bench/runtime.py                 # CPU: random:tiny, 1 and 6 samples
+    .venv/bin/python bench/runtime.py                 # CPU: random:tiny (1, 6 samples), random:alpamayo-r1-tiny
     .venv/bin/python bench/runtime.py --device cuda   # + CUDA graph vs eager, random:alpamayo-r1-10b
 
 Targets (issue 4): CPU random:tiny 10 steps: denoise >= 1.2x the baseline loop, max abs diff
-<= 1e-4, 6 samples <= 5x one sample. CUDA: graph >= 2x eager (tiny); 10B bf16 prefill + 10
+<= 1e-4, 6 samples <= 5x one sample; the same ratio and diff on random:alpamayo-r1-tiny, the
+released Alpamayo-R1 structure (issue 18). CUDA: graph >= 2x eager (tiny); 10B bf16 prefill + 10
 steps <= 100 ms on an H100.
 """
 from __future__ import annotations
@@ -28,7 +29,8 @@ def main() -> int:
     ap.add_argument("--skip-10b", action="store_true", help="on CUDA, skip random:alpamayo-r1-10b")
     ap.add_argument("--json", action="store_true", help="print the raw results as JSON lines as well")
     args = ap.parse_args()
-    runs = [dict(model="random:tiny", samples=1), dict(model="random:tiny", samples=6)]
+    runs = [dict(model="random:tiny", samples=1), dict(model="random:tiny", samples=6),
+            dict(model="random:alpamayo-r1-tiny", samples=1)]
     if args.device.startswith("cuda"):
         runs.append(dict(model="random:tiny", samples=1, dtype="float32"))
         if not args.skip_10b:

@@ -1,0 +1,114 @@
+#!/usr/bin/env python3
+"""NVIDIA's reference code against vla_ros on the same Alpamayo-R1 checkpoint, inputs and noise.
+
+The checkpoint is the golden fixture's reference-saved model (test/fixtures/alpamayo_r1_tiny/model:
+2 text layers of 64, 2 images of 64x96, 2 samples, a 14-token greedy reasoning rollout that stops
+at <|traj_future_start|>, 10 flow steps). Per round:
+
+- reference: bench/alpamayo_reference_worker.py in the reference's side venv (Python 3.12, torch
+  2.8.0, transformers 4.57.1) times `AlpamayoR1.sample_trajectories_from_data_with_vlm_rollout`
+  (prompt already tokenized and images already processed: that work is outside its timing);
+- vla_ros: `Policy.act` on the same directory loaded with `--model` semantics (images, prompt,
+  prefill, the same greedy rollout, 10 Euler steps, decoding: everything inside the timing),
+  with the start noise the reference draws.
+
+Both run on the CPU with the same thread count, one after the other, several rounds interleaved
+(the machine may be shared). The ratio is median(reference) / median(vla_ros). Target (issue 18):
+>= 3x. Raw JSON lines go to --out.
+
+    .venv/bin/python bench/alpamayo_reference.py --out bench/results/alpamayo-ref-2026-12-04
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+FIXTURE = REPO / "test" / "fixtures" / "alpamayo_r1_tiny"
+
+
+def side_python() -> Path:
+    root = Path(os.environ.get("VLA_ROS_SIDEVENVS", REPO.parent / "sidevenvs"))
+    return root / "alpamayo" / "bin" / "python"
+
+
+def ours(repeats: int) -> dict:
+    import numpy as np
+    import torch
+    from safetensors.torch import load_file
+
+    from vla_ros.model.alpamayo_release import BASE_VLM_ENV, load_release
+    from vla_ros.runtime.inputs import PolicyInputs
+    from vla_ros.runtime.policy import Policy
+
+    os.environ[BASE_VLM_ENV] = str(FIXTURE / "base_vlm")
+    model, tok = load_release(FIXTURE / "model", num_cameras=1, num_frames=2)
+    policy = Policy(model, tok, max_samples=2, max_reasoning_tokens=24)
+    inputs = load_file(str(FIXTURE / "inputs.safetensors"))
+    ref = load_file(str(FIXTURE / "reference.safetensors"))
+    stack = PolicyInputs(images=inputs["images"].permute(0, 2, 3, 1).numpy()[None],
+                         history_xyz=inputs["ego_history_xyz"][0, 0].double().numpy(),
+                         history_rot=inputs["ego_history_rot"][0, 0].double().numpy())
+    times, out = [], None
+    for _ in range(repeats + 1):
+        t0 = time.perf_counter()
+        out = policy.act(stack, reasoning=True, max_reasoning_tokens=24, noise=ref["noise"])
+        times.append((time.perf_counter() - t0) * 1e3)
+    diff = float(np.abs(out.xyz - ref["pred_xyz"][0, 0].double().numpy()).max())
+    return {"impl": "vla_ros", "torch": torch.__version__, "threads": torch.get_num_threads(), "ms": times[1:],
+            "warmup_ms": times[0], "reasoning_tokens": out.timings.reasoning_tokens,
+            "max_abs_xyz_diff_vs_fixture": diff, "stages_ms_last": out.timings_ms}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--repeats", type=int, default=5, help="timed calls per implementation per round")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads for both (default 1)")
+    ap.add_argument("--python", type=Path, default=side_python(), help="the reference side venv's python")
+    ap.add_argument("--out", type=Path, default=None, help="directory for the raw JSON lines")
+    args = ap.parse_args()
+    if not args.python.is_file():
+        print(f"no reference side venv at {args.python}: run scripts/make_reference_fixtures alpamayo once "
+              "(it creates it), or pass --python", file=sys.stderr)
+        return 2
+    import torch
+
+    torch.set_num_threads(args.threads)
+    lines = []
+    for r in range(args.rounds):
+        proc = subprocess.run([str(args.python), str(REPO / "bench" / "alpamayo_reference_worker.py"),
+                               "--repeats", str(args.repeats), "--threads", str(args.threads)],
+                              capture_output=True, text=True, check=False)
+        if proc.returncode != 0:
+            print(proc.stderr[-4000:], file=sys.stderr)
+            return 1
+        ref = json.loads(proc.stdout.strip().splitlines()[-1])
+        mine = ours(args.repeats)
+        for rec in (ref, mine):
+            rec["round"] = r
+            lines.append(rec)
+            print(json.dumps(rec))
+    ref_ms = statistics.median(x for rec in lines if rec["impl"] == "reference" for x in rec["ms"])
+    our_ms = statistics.median(x for rec in lines if rec["impl"] == "vla_ros" for x in rec["ms"])
+    load = os.getloadavg()
+    summary = {"summary": True, "reference_median_ms": ref_ms, "vla_ros_median_ms": our_ms,
+               "speedup": ref_ms / our_ms, "target": 3.0, "threads": args.threads, "loadavg": load}
+    print(json.dumps(summary))
+    print(f"reference {ref_ms:.1f} ms, vla_ros {our_ms:.1f} ms per call (median, {args.threads} thread(s), "
+          f"load average {load[0]:.1f}): {ref_ms / our_ms:.2f}x  [{'MET' if ref_ms / our_ms >= 3 else 'MISSED'} >= 3x]")
+    if args.out:
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "alpamayo_reference.jsonl").write_text("".join(json.dumps(x) + "\n" for x in [*lines, summary]))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
