@@ -186,3 +186,13 @@ def test_10b_preset_has_the_released_structure_and_published_size() -> None:
     assert counts["vlm.visual"] + counts["vlm.text"] - qwen_rows_delta == pytest.approx(8.77e9, rel=0.01)
     assert counts["action_in_proj"] == 3 * 20 * 1024 + 1024 + 3 * (1024 * 1024 + 1024 + 1024) + 1024 * 2048 + 2048 + 1024 + 2 * 2048
     assert counts["action_out_proj"] == 2048 * 2 + 2
+
+
+def test_eval_accepts_the_release_directory(base_vlm_env) -> None:
+    from vla_ros.config import load_config
+    from vla_ros.replay.eval_runner import ModelSpec, check_model
+
+    spec = ModelSpec(path=str(MODEL), device="cpu", dtype="float32", backend="torch", max_samples=1,
+                     max_reasoning_tokens=0)
+    cfg = check_model(spec, load_config(None))  # the default drive config: 4 cameras x 4 frames, 16 poses
+    assert cfg.action_proj.type == "alpamayo_v2" and cfg.history.steps == 16

@@ -109,6 +109,17 @@ def check_state_keys(expected: dict[str, tuple[int, ...]], found: dict[str, tupl
         raise CheckpointError(f"'{where}' does not match its config.json: " + "; ".join(problems))
 
 
+def load_config(path: str | Path) -> VLAConfig:
+    """The VLAConfig of a checkpoint directory, vla_ros's own or an Alpamayo-R1 release (whose
+    config.json is translated; its base VLM must resolve). Raises ModelConfigError naming the key."""
+    from vla_ros.model.alpamayo_release import is_release_dir, release_config
+
+    root = Path(path)
+    if is_release_dir(root):
+        return release_config(root)[0]
+    return VLAConfig.load(root / "config.json")
+
+
 def load_checkpoint(path: str | Path, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32) -> tuple[torch.nn.Module, TextTokenizer]:
     root = Path(path)
     if root.is_file():

@@ -108,7 +108,8 @@ def check_model(spec: ModelSpec, config: Config) -> Any:
     """Everything that can be checked without building the network: the preset name or the
     checkpoint directory and its config.json, the device, and that the model takes the stacks
     this config assembles. Returns the model's VLAConfig. Raises ModelSpecError."""
-    from vla_ros.model.config import ModelConfigError, VLAConfig
+    from vla_ros.model.checkpoint import load_config
+    from vla_ros.model.config import ModelConfigError
     from vla_ros.model.presets import UnknownPresetError, is_preset, preset_config
 
     if spec.device.startswith("cuda"):
@@ -131,7 +132,7 @@ def check_model(spec: ModelSpec, config: Config) -> Any:
         if not (root / "config.json").is_file():
             raise ModelSpecError(f"model '{spec.path}' has no config.json: not a vla_ros checkpoint directory")
         try:
-            model_cfg = VLAConfig.load(root / "config.json")
+            model_cfg = load_config(root)  # vla_ros's config.json or an Alpamayo-R1 release's
         except (ModelConfigError, ValueError, OSError) as exc:
             raise ModelSpecError(f"model '{spec.path}': {exc}") from exc
     problems = []
