@@ -221,3 +221,19 @@ def test_bench_runtime_runs_a_lerobot_directory(variant, capsys):
     assert (r["family"], r["variant"], r["steps"], r["samples"]) == ("joint_mot", variant, 2, 2)
     assert r["speedup"] == pytest.approx(r["baseline_denoise_ms"] / r["denoise_ms"])
     assert r["max_abs_diff"] <= TOL  # the cached runtime and the uncached joint forward agree
+
+
+def test_real_variant_sizes_against_tiny_weights_are_a_shape_error(tmp_path):
+    from vla_ros.model.lerobot_checkpoint import load_lerobot_policy
+
+    d = _copy(tmp_path)  # without the fixture's overrides the config names PaliGemma 3B's sizes
+    (d / "lerobot_overrides.json").unlink()
+    with pytest.raises(CheckpointError, match="shape mismatches"):
+        load_lerobot_policy(d, tokenizer=d / "tokenizer.json")
+
+
+def test_broken_config_json_is_named(tmp_path):
+    d = _copy(tmp_path)
+    (d / "config.json").write_text('{"type": "pi0", ')
+    with pytest.raises(CheckpointError, match=r"config\.json' is not valid JSON"):
+        load_model(d)

@@ -43,15 +43,10 @@ EMPTY_CAMERA = "observation.images.empty_camera_"
 
 
 def is_lerobot_policy_dir(path: str | Path) -> bool:
-    """A directory whose config.json has LeRobot's `type` key and a policy_preprocessor.json."""
+    """A directory with config.json beside LeRobot's policy_preprocessor.json (the LeRobot loader
+    then reports whatever is wrong with it, a broken config.json included)."""
     root = Path(path)
-    cfg = root / "config.json"
-    if not (root.is_dir() and cfg.is_file() and (root / "policy_preprocessor.json").is_file()):
-        return False
-    try:
-        return "type" in json.loads(cfg.read_text(encoding="utf-8"))
-    except (ValueError, OSError):
-        return False
+    return root.is_dir() and (root / "config.json").is_file() and (root / "policy_preprocessor.json").is_file()
 
 
 class PromptTokenizer:
