@@ -318,7 +318,7 @@ class JointMoT(nn.Module):
         return None  # action tokens see each other (one block) and everything cached
 
     def decode_suffix(self, h: torch.Tensor) -> torch.Tensor:
-        return self.model.action_out_proj(h).float().to(h.dtype)
+        return self.model.action_out_proj(h)
 
     # ------------------------------------------------------------------ output
     def unnormalize_actions(self, actions: torch.Tensor) -> torch.Tensor:
