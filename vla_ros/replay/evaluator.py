@@ -24,10 +24,11 @@ from vla_ros.replay.bag_io import bag_info
 from vla_ros.replay.baselines import baseline_predictions
 from vla_ros.replay.camera_model import CameraModel, load_camera_model
 from vla_ros.replay.gallery import attach_front_images
-from vla_ros.replay.ground_truth import Future, FutureUnavailable, OdometryTrack
+from vla_ros.replay.ground_truth import FutureUnavailable, OdometryTrack
 from vla_ros.replay.labels import GROUND_TRUTH_TOPIC, read_maneuver_labels
-from vla_ros.replay.metrics import MethodErrors, trajectory_errors
+from vla_ros.replay.metrics import trajectory_errors
 from vla_ros.replay.prediction_bag import write_prediction_bag
+from vla_ros.replay.tick_record import MODEL, TickRecord
 from vla_ros.replay.tick_replay import count_ticks, replay_ticks
 from vla_ros.sensors.frame_stack import FrameStack, StackSkip
 from vla_ros.sensors.pipeline import SensingPipeline
@@ -37,7 +38,6 @@ _LOG = logging.getLogger("vla_ros.replay")
 
 ABLATIONS = ("cameras",)
 ABLATION_GREY = 128
-MODEL = "model"
 
 
 @dataclass(frozen=True)
@@ -55,34 +55,6 @@ class EvalOptions:
     gallery_keep: int = 4  # per bag: worst and most typical ticks whose camera image is kept
     noise_scale: float = 0.0  # flow-matching start noise scale, as inference.noise_scale (vla_ros/runtime/start_noise.py)
     decode_threads: int = 1  # sensing decode threads per worker (its share of the cores)
-
-
-@dataclass
-class TickRecord:
-    """One evaluated tick. Positions in the t0 ego frame unless named odom."""
-
-    bag: str
-    index: int
-    tick_ns: int
-    t0_ns: int
-    dt_s: float
-    pose_t0_xyz: np.ndarray  # (3,) odom
-    pose_t0_rot: np.ndarray  # (3, 3) odom
-    history_xyz: np.ndarray  # (N, 3)
-    future: Future
-    pred_xyz: np.ndarray  # (S, T, 3)
-    pred_rot: np.ndarray | None  # (S, T, 3, 3)
-    baselines: dict[str, np.ndarray]  # name -> (T, 3)
-    errors: dict[str, MethodErrors]  # "model" and baseline names
-    timings_ms: dict[str, float]
-    reasoning: str | None
-    front_stamp_ns: int | None = None  # header stamp of the newest front-camera frame in the stack
-    front_jpeg: bytes | None = None  # that frame as recorded, full size (gallery ticks only; see gallery.py)
-    label_maneuver: str | None = None  # the recorded maneuver label at t0 (driving-world bags)
-
-    @property
-    def ade(self) -> float:
-        return self.errors[MODEL].ade
 
 
 @dataclass

@@ -22,7 +22,7 @@ from vla_ros.sensors.image_decode import DecodeError, raw_pixels
 from vla_ros.sensors.stamps import StampError, stamp_ns
 
 if TYPE_CHECKING:
-    from vla_ros.replay.evaluator import TickRecord
+    from vla_ros.replay.tick_record import TickRecord
 
 _LOG = logging.getLogger("vla_ros.replay")
 

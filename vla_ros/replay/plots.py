@@ -14,7 +14,7 @@ import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from vla_ros.replay.camera_model import CameraModel  # noqa: E402
-from vla_ros.replay.evaluator import MODEL, TickRecord  # noqa: E402
+from vla_ros.replay.tick_record import MODEL, TickRecord  # noqa: E402
 from vla_ros.replay.metrics import HORIZONS_S  # noqa: E402
 
 COLORS = {MODEL: "#1f5fbf", "constant_velocity": "#e07b00", "constant_velocity_yaw_rate": "#8e3fb0", "ground_truth": "#2a9d3a", "history": "#555555"}

@@ -23,7 +23,7 @@ from vla_ros.ros.path_cdr import PATH_MSGTYPE, path_cdr
 from vla_ros.sensors.geometry import yaw_to_quat
 
 if TYPE_CHECKING:
-    from vla_ros.replay.evaluator import TickRecord
+    from vla_ros.replay.tick_record import TickRecord
 
 GROUND_TRUTH_TOPIC = "/vla/ground_truth_path"
 BASELINE_TOPIC_PREFIX = "/vla/baseline/"
