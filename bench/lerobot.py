@@ -5,7 +5,7 @@ fixture weights, inputs and noise (test/fixtures/lerobot_{pi0,pi05}_tiny), same 
     .venv/bin/python bench/lerobot.py                      # both fixtures, 10 timed calls each
     .venv/bin/python bench/lerobot.py --json out.json      # also write the raw results
     python3 bench/lerobot.py --full-size --device cuda --lerobot-python python3
-                                                           # real-size random pi0/pi0.5 on a GPU (LeRobot side)
+                                                           # real-size random pi0/pi0.5 on a GPU, both sides
 
 LeRobot runs in its side venv (made by `scripts/make_reference_fixtures lerobot`; found at
 $REFERENCE_VENV_ROOT/lerobot, default /work/sidevenvs/lerobot); when that venv is absent the bench says
@@ -110,22 +110,98 @@ def time_vla_ros(fixture: Path, repeats: int, threads: int | None) -> dict:
     }
 
 
+class _FixedPrompt:
+    """48 fixed token ids for every prompt, as LeRobot's full-size timing feeds random ids."""
+
+    def __init__(self, ids: list[int]) -> None:
+        self.ids = ids
+
+    def encode_prompt(self, text: str, max_length: int) -> list[int]:
+        return self.ids[:max_length]
+
+    def decode(self, ids: list[int], skip_special_tokens: bool = True) -> str:
+        return ""
+
+
+def time_vla_ros_full_size(variant: str, device: str, repeats: int, dtype: str = "bfloat16",
+                           sizes: dict | None = None) -> dict:
+    """vla_ros at LeRobot's real sizes (gemma_2b + gemma_300m + SigLIP So400m/14 unless `sizes`
+    overrides them), random weights, 3 cameras of 224x224, 48 prompt tokens, 50 actions, 10 steps,
+    batch 1: `Policy.act` (CUDA graph on CUDA) after two warm-ups."""
+    try:
+        sys.path.insert(0, str(ROOT))
+        import numpy as np
+        import torch
+
+        from vla_ros.model.families.joint_mot import GemmaSize, JointMoT, JointMoTSpec, VisionSize
+        from vla_ros.model.lerobot_checkpoint import GEMMA_VARIANTS, SIGLIP_SO400M, VOCAB_SIZE, joint_mot_config
+        from vla_ros.runtime import Policy
+        from vla_ros.runtime.inputs import PolicyInputs
+    except Exception as exc:  # this python lacks vla_ros's dependencies
+        return {"available": False, "reason": f"vla_ros not importable here: {exc}"}
+    sizes = sizes or {}
+    ident = {"mean": torch.zeros(32), "std": torch.ones(32)}
+    spec = JointMoTSpec(
+        variant=variant, vlm=GemmaSize(**sizes.get("vlm", GEMMA_VARIANTS["gemma_2b"])),
+        expert=GemmaSize(**sizes.get("expert", GEMMA_VARIANTS["gemma_300m"])),
+        vision=VisionSize(**sizes.get("vision", SIGLIP_SO400M)), vocab_size=sizes.get("vocab", VOCAB_SIZE),
+        resolution=224, cameras=("cam0", "cam1", "cam2"), state_dim=32, action_dim=32, max_state_dim=32,
+        max_action_dim=32, chunk_size=50, min_period=4e-3, max_period=4.0, tokenizer_max_length=48,
+        normalization="MEAN_STD", eps=1e-8, state_stats=ident, action_stats=ident)
+    t0 = time.perf_counter()
+    torch.manual_seed(0)
+    with torch.device(device):
+        model = JointMoT(joint_mot_config(spec, 10, f"random full-size {variant}"), spec)
+    model.to(getattr(torch, dtype)).eval()
+    build_s = time.perf_counter() - t0
+    gen = torch.Generator().manual_seed(0)
+    tok = _FixedPrompt(torch.randint(0, spec.vocab_size, (48,), generator=gen).tolist())
+    policy = Policy(model, tok, max_samples=1)
+    inputs = PolicyInputs(images=torch.rand(3, 1, 224, 224, 3, generator=gen).numpy(),
+                          state=torch.randn(32, generator=gen).numpy(), task="full-size timing")
+    noise = torch.randn(1, 50, 32, generator=gen)
+    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
+    times = []
+    with torch.inference_mode():
+        for i in range(repeats + 2):  # two warm-ups (the second after the CUDA graph capture)
+            sync()
+            t = time.perf_counter()
+            out = policy.act(inputs, noise=noise)
+            sync()
+            if i >= 2:
+                times.append(time.perf_counter() - t)
+    return {
+        "available": True, "implementation": "vla_ros Policy.act (joint_mot, torch backend"
+        + (", CUDA graph)" if policy.backend.use_cuda_graph else ")"),
+        "variant": variant, "sizes": sizes or "gemma_2b + gemma_300m + SigLIP So400m/14 (real sizes, random weights)",
+        "device": torch.cuda.get_device_name() if device.startswith("cuda") else "cpu", "dtype": dtype,
+        "batch": 1, "cameras": 3, "image": 224, "prompt_tokens": 48, "chunk_size": 50, "num_inference_steps": 10,
+        "parameters": model.num_parameters(), "build_s": build_s, "torch": torch.__version__, "repeats": repeats,
+        "ms_median": 1000 * float(np.median(times)), "ms_min": 1000 * float(np.min(times)),
+        "ms_all": [round(1000 * t, 3) for t in times], "finite": bool(np.isfinite(out.actions).all()),
+        "timings_last_call": {k: v for k, v in vars(out.timings).items() if v is not None},
+        "peak_gpu_mem_gb": torch.cuda.max_memory_allocated() / 1e9 if device.startswith("cuda") else None,
+    }
+
+
 def main_full_size(args, variants: list[str]) -> list[dict]:
     """Real sizes (PaliGemma 3B + 300M expert), random weights, on --device: LeRobot's time as the anchor."""
     results = []
     for v in variants:
         lr = run_lerobot(lerobot_python(args.lerobot_python),
                          ["--time-full-size", v, "--device", args.device, "--repeats", str(args.repeats)])
-        row = {"variant": v, "mode": "full-size", "lerobot": lr,
-               "vla_ros": {"available": False, "reason": "not implemented: this bench builds no real-size random "
-                                                         "joint_mot model (it needs a GPU run; see docs/pi0.md)"}}
+        ours = time_vla_ros_full_size(v, args.device, args.repeats)
+        row = {"variant": v, "mode": "full-size", "lerobot": lr, "vla_ros": ours}
+        if lr.get("available") and ours.get("available"):
+            row["speedup"] = lr["ms_median"] / ours["ms_median"]
         results.append(row)
         print(json.dumps(row))
-        if lr.get("available"):
-            print(f"# {v} full size, lerobot on {lr['device']} {lr['dtype']}: {lr['ms_median']:.1f} ms median per chunk "
-                  f"(3 cameras, 48 tokens, 50 actions, 10 steps)", file=sys.stderr)
-        else:
-            print(f"# {v} full size, lerobot: {lr['reason']}", file=sys.stderr)
+        for side, r in (("lerobot", lr), ("vla_ros", ours)):
+            if r.get("available"):
+                print(f"# {v} full size, {side} on {r['device']} {r['dtype']}: {r['ms_median']:.1f} ms median per chunk "
+                      f"(3 cameras, 48 tokens, 50 actions, 10 steps)", file=sys.stderr)
+            else:
+                print(f"# {v} full size, {side}: {r['reason']}", file=sys.stderr)
     return results
 
 

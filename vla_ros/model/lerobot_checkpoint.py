@@ -187,15 +187,20 @@ def lerobot_spec(root: Path, tokenizer: str | Path | None = None) -> tuple[VLACo
     if tok.vocab_size > spec.vocab_size:
         raise CheckpointError(f"tokenizer '{tok.source}' has {tok.vocab_size} tokens but the model's vocabulary "
                               f"is {spec.vocab_size}")
-    config = VLAConfig(
-        architecture="joint_mot", name=f"lerobot {kind} ({root.name})",
+    return joint_mot_config(spec, int(cfg["num_inference_steps"]), f"lerobot {kind} ({root.name})"), spec, tok
+
+
+def joint_mot_config(spec: Any, steps: int, name: str) -> VLAConfig:
+    """The generic VLAConfig of a joint_mot model (what the runtime reads: cameras, flow, chunk)."""
+    vlm = spec.vlm
+    return VLAConfig(
+        architecture="joint_mot", name=name,
         vlm={"text_config": {"hidden_size": vlm.width, "num_hidden_layers": vlm.depth, "head_dim": vlm.head_dim,
                              "num_key_value_heads": vlm.num_kv_heads, "vocab_size": spec.vocab_size}},
         action_space=ActionSpaceConfig(num_waypoints=spec.chunk_size),
-        flow=FlowConfig(steps=int(cfg["num_inference_steps"]), direction="data_to_noise"),
-        image=ImageConfig(num_cameras=len(cameras), num_frames=1, nominal_height=spec.resolution,
+        flow=FlowConfig(steps=steps, direction="data_to_noise"),
+        image=ImageConfig(num_cameras=len(spec.cameras), num_frames=1, nominal_height=spec.resolution,
                           nominal_width=spec.resolution))
-    return config, spec, tok
 
 
 def load_lerobot_policy(path: str | Path, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32,
