@@ -196,3 +196,28 @@ def test_eval_accepts_the_release_directory(base_vlm_env) -> None:
                      max_reasoning_tokens=0)
     cfg = check_model(spec, load_config(None))  # the default drive config: 4 cameras x 4 frames, 16 poses
     assert cfg.action_proj.type == "alpamayo_v2" and cfg.history.steps == 16
+
+
+def test_per_sample_reasoning(policy: Policy, inputs) -> None:
+    ref = load_file(str(FIXTURE / "reference.safetensors"))
+    prompt_len = inputs["input_ids"].shape[1]
+    expected = ref["sequences_raw"][0, prompt_len:prompt_len + 14].tolist()  # through <|traj_future_start|>
+    # Greedy: every sample's own rollout is the reference's, and each sample denoises exactly as a
+    # single-sample tick on that prefix does.
+    ctx = policy.prefill(_policy_inputs(inputs), reasoning_budget=24)
+    actions, tokens = policy.reason_per_sample(ctx, 24, noise=ref["noise"], greedy=True)
+    assert tokens == [expected, expected]
+    for s in range(2):
+        single = policy.prefill(_policy_inputs(inputs), reasoning_budget=24)
+        policy.reason(single, 24)
+        torch.testing.assert_close(actions[s:s + 1], policy.denoise(single, noise=ref["noise"][s:s + 1]), atol=0, rtol=0)
+    # Sampled (the reference's top_p 0.98, temperature 0.6): each sample decodes its own rollout
+    # from the prompt, so the rollouts differ; a seeded generator repeats them.
+    runs = []
+    for _ in range(2):
+        ctx = policy.prefill(_policy_inputs(inputs), reasoning_budget=24)
+        runs.append(policy.reason_per_sample(ctx, 24, noise=ref["noise"], generator=torch.Generator().manual_seed(3)))
+    (a0, t0), (a1, t1) = runs
+    assert t0 == t1 and torch.equal(a0, a1)
+    assert t0[0] != t0[1]
+    assert all(len(t) <= 24 for t in t0)

@@ -160,6 +160,32 @@ class Policy:
         context.timings.reasoning_tokens = len(context.reasoning_ids)
         return self.tokenizer.decode(new, skip_special_tokens=True)
 
+    def reason_per_sample(self, context: Context, max_tokens: int, noise: torch.Tensor | None = None,
+                          samples: int = 1, steps: int | None = None, greedy: bool = False,
+                          temperature: float = 0.6, top_p: float = 0.98,
+                          generator: torch.Generator | None = None) -> tuple[torch.Tensor, list[list[int]]]:
+        """Alpamayo-R1's sampling: every sample gets its own reasoning rollout (sampled with the
+        reference's defaults, top_p 0.98 and temperature 0.6, unless greedy) and denoises against
+        its own prefix, prompt + its reasoning. The samples run one after the other on the one
+        prompt cache: the reasoning K/V of each are dropped before the next. `context` must be
+        fresh from prefill. -> normalized actions (S, T, A) and each sample's reasoning token ids."""
+        self._check(context)
+        if context.reasoning_ids:
+            raise PolicyInputError("reason_per_sample needs a context fresh from prefill (no reasoning yet)")
+        if not hasattr(self.backend, "rewind"):
+            raise PolicyInputError(f"the {self.backend.name} backend cannot reason; use the torch backend")
+        samples = self._checked_samples(noise, samples)
+        x = self.make_noise(samples, generator) if noise is None else noise
+        start = (context.length, context.next_position, context.logits)
+        actions, tokens = [], []
+        for s in range(samples):
+            self.backend.rewind(context, *start)
+            context.reasoning_ids = []
+            self.reason(context, max_tokens, greedy, temperature, top_p, generator)
+            tokens.append(list(context.reasoning_ids))
+            actions.append(self.denoise(context, noise=x[s:s + 1], steps=steps))
+        return torch.cat(actions), tokens
+
     # ------------------------------------------------------------------ denoising
     def make_noise(self, samples: int, generator: torch.Generator | None = None) -> torch.Tensor:
         return torch.randn((samples, self.num_waypoints, self.action_dim), generator=generator,

@@ -126,6 +126,14 @@ class TorchBackend:
             context.logits = logits
         return new
 
+    def rewind(self, context: Any, length: int, next_position: int, logits: torch.Tensor) -> None:
+        """Drop the cached tokens after `length` (reasoning); the prompt's K/V stay, so the next
+        `reason` decodes again from there (a per-sample rollout)."""
+        kv = self.kv
+        assert kv is not None and length <= kv.length
+        kv.length = length
+        context.length, context.next_position, context.logits = length, next_position, logits
+
     # ------------------------------------------------------------------ denoising
     def schedule(self, steps: int | None = None) -> tuple[FlowSchedule, torch.Tensor]:
         """The flow schedule and its precomputed time terms, cached per step count."""
