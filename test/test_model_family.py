@@ -201,3 +201,35 @@ def test_kv_expert_is_still_a_trajectory_family():
     out = Policy(model, tok).act(synthetic_inputs(0, height=96, width=224), noise_scale=0.0)
     assert out.is_trajectory and out.xyz.shape == (1, 64, 3)
     assert out.action_names == ("acceleration", "curvature") and out.action_units == ("m/s^2", "1/m")
+
+
+def test_the_family_mask_holds_in_the_cuda_graph_layout():
+    """The CUDA-graph layout (suffix slots at the buffer's capacity, unused prefix slots masked)
+    with the family's causal suffix mask, run eagerly on the CPU, equals the eager layout."""
+    policy = toy_policy()
+    ctx = policy.prefill(tick(0), reasoning_budget=8)
+    noise = torch.randn(3, T, A, generator=torch.Generator().manual_seed(4))
+    eager = policy.denoise(ctx, noise=noise, steps=3)
+    be = policy.backend
+    sched, terms = be.schedule(3)
+    with torch.inference_mode():
+        cos, sin, mask, off, kv_len = be._suffix_tables(ctx, 3, graph=True)
+        assert off == be.kv.capacity > ctx.length and mask is not None
+        x = noise
+        for i, dt in enumerate(sched.dts):
+            x = x + dt * be._velocity(x, terms[i], cos, sin, mask, off, kv_len)
+    torch.testing.assert_close(x, eager, atol=1e-5, rtol=0)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="the CUDA graph needs a CUDA GPU (none here)")
+def test_a_second_family_runs_in_one_cuda_graph():
+    cfg = toy_config()
+    tok = TextTokenizer(build_byte_tokenizer(cfg.prompt, cfg.history.bins), cfg.prompt, cfg.history.bins)
+    model = build_model(cfg, seed=0, device="cuda")
+    eager, graph = Policy(model, tok, cuda_graph=False), Policy(model, tok, cuda_graph=True)
+    noise = torch.randn(2, T, A, generator=torch.Generator().manual_seed(6)).cuda()
+    a = eager.denoise(eager.prefill(tick()), noise=noise, steps=4)
+    ctx = graph.prefill(tick())
+    b, c = graph.denoise(ctx, noise=noise, steps=4), graph.denoise(ctx, noise=noise, steps=4)
+    assert float((a - b).abs().max()) <= 1e-4 and torch.equal(b, c)
+    assert [g.replays for g in graph.backend._graphs.values()] == [2]
