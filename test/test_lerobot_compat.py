@@ -247,3 +247,31 @@ def test_bfloat16_runs_close_to_lerobots_float32(variant):
     out = rp.policy.act(rp.inputs(0), noise=rp.ref["flow.noise"][0:1])
     ref = rp.ref["output.actions"][0].numpy()
     assert np.abs(out.actions[0] - ref).max() <= 0.05 * np.abs(ref).max()
+
+
+def test_the_cuda_graph_layout_gives_lerobots_chunk(replay):
+    """The CUDA-graph layout (suffix slots at the buffer's capacity, unused prefix slots masked;
+    pi0.5's per-step norm condition set inside the loop), run eagerly on the CPU."""
+    r = replay.ref
+    ctx = replay.policy.prefill(replay.inputs(1))
+    be = replay.policy.backend
+    sched, terms = be.schedule()
+    with torch.inference_mode():
+        cos, sin, mask, off, kv_len = be._suffix_tables(ctx, 1, graph=True)
+        assert off == be.kv.capacity > ctx.length and mask is not None
+        x = r["flow.noise"][1:2]
+        for i, dt in enumerate(sched.dts):
+            x = x + dt * be._velocity(x, terms[i], cos, sin, mask, off, kv_len)
+    assert float((x[0] - r["flow.x"][-1][1]).abs().max()) <= TOL
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="the CUDA graph needs a CUDA GPU (none here)")
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_the_cuda_graph_gives_lerobots_chunk(variant):
+    policy = Policy.from_pretrained(VARIANTS[variant], device="cuda", dtype="float32")
+    rp = Replay(variant)
+    ctx = policy.prefill(rp.inputs(0))
+    noise = rp.ref["flow.noise"][0:1].cuda()
+    a, b = policy.denoise(ctx, noise=noise), policy.denoise(ctx, noise=noise)
+    assert policy.backend.use_cuda_graph and torch.equal(a, b)
+    assert float((a[0].cpu() - rp.ref["flow.x"][-1][0]).abs().max()) <= TOL
