@@ -144,12 +144,27 @@ class KVExpertVLA(nn.Module):
         return PrefillResult(logits=out.logits[:, -1].float(), next_position=int(positions.max()) + 1)
 
     def decode_token(self, token: int, length: int, position: int, cache: Any) -> torch.Tensor:
-        device = next(self.parameters()).device
-        pos = torch.full((4, 1, 1), position, dtype=torch.long, device=device)
-        pos[0] = length  # the text position row: the cache slot
-        out = self.vlm(input_ids=torch.tensor([[token]], device=device), position_ids=pos, **{CACHE_ARG: cache},
-                       use_cache=True, logits_to_keep=1)
-        return out.logits[:, -1].float()
+        """One reasoning token through the VLM text layers (fused `Qwen3Layer`s, as the expert
+        runs), its K/V appended through `cache`: the same computation as a transformers forward
+        of one text token (no image features, it sees the whole cache), without the per-call
+        mask and position bookkeeping that dominates small models."""
+        lm = self.vlm.model.language_model
+        layers = self.__dict__.get("_text_layers")
+        if layers is None:  # fused views of the VLM's own weights: no copy
+            layers = self.__dict__["_text_layers"] = Qwen3Layer.stack(lm.layers, self.text_config, fused=True)
+        device = lm.embed_tokens.weight.device
+        h = lm.embed_tokens(torch.tensor([[token]], device=device))
+        pos = torch.full((3, 1, 1), position, dtype=torch.long, device=device)  # equal M-RoPE axes
+        cos, sin = lm.rotary_emb(h, pos)
+        cos, sin = cos[:, :, None].to(h.dtype), sin[:, :, None].to(h.dtype)  # (1, 1, 1, hd): over heads
+        for i, layer in enumerate(layers):
+            q, k, v = layer.qkv(h, cos, sin)
+            keys, values = cache.layers[i].update(k, v)
+            o = torch.nn.functional.scaled_dot_product_attention(q, keys, values, scale=layer.scaling,
+                                                                 enable_gqa=layer.kv_heads != layer.num_heads)
+            h = layer.finish(h, o.transpose(1, 2).reshape(1, 1, -1))
+        h = rms_norm(h, lm.norm.weight, self.text_config.rms_norm_eps)
+        return self.vlm.lm_head(h[:, -1]).float()
 
     def text_logit_mask(self, tokenizer: Any) -> torch.Tensor:
         ids = tokenizer.ids
