@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from vla_ros.model.config import ActionProjConfig
+from vla_ros.model.qwen3_layer import rms_norm
 
 
 def sinusoidal_embedding(t: torch.Tensor, dim: int, scale: float = 1000.0) -> torch.Tensor:
@@ -73,8 +74,7 @@ class RMSNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        xf = x.float()
-        return (xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.eps)).type_as(x) * self.weight
+        return rms_norm(x, self.weight, self.eps)  # one fused op (the same math)
 
 
 class FourierEncoderV2(nn.Module):
@@ -122,7 +122,11 @@ class AlpamayoActionInV2(nn.Module):
         """x (B, T, A), time_term (H,) or (B, 1, H) -> (B, T, hidden)."""
         first = self.encoder.trunk[0]
         w = first.weight[:, :self._action_features]
-        feats = torch.cat([enc(x[..., i]) for i, enc in enumerate(self.sinus)], dim=-1).to(w.dtype)
+        # All action channels at once, in the reference's operation order ((x f) 2) pi, so that
+        # arguments of hundreds of radians round exactly as its per-channel encoders do.
+        freqs = torch.cat([enc.freqs.float() for enc in self.sinus])  # (A, F/2)
+        arg = x.float()[..., None] * freqs * 2 * torch.pi  # (B, T, A, F/2)
+        feats = (torch.cat([torch.sin(arg), torch.cos(arg)], -1) * math.sqrt(2)).flatten(-2).to(w.dtype)
         h = torch.nn.functional.linear(feats, w) + time_term
         for mod in self.encoder.trunk[1:]:
             h = mod(h)
