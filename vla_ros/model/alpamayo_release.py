@@ -87,6 +87,8 @@ def is_release_dir(path: str | Path) -> bool:
 def resolve_base_vlm(name: str, release_dir: Path) -> Path:
     """`vlm_name_or_path` -> a local directory holding the base VLM's config.json, or an error
     saying what to pass. Never downloads."""
+    if not name.strip():
+        raise _err("vlm_name_or_path", "is empty: it must name the base VLM (a hub id or a directory)")
     candidates = [Path(name).expanduser(), release_dir / name]
     env = os.environ.get(BASE_VLM_ENV)
     if env:
@@ -220,7 +222,11 @@ def release_tokenizer(root: Path, config: VLAConfig, cfg: dict) -> TextTokenizer
     path = root / "tokenizer.json"
     if not path.is_file():
         raise TokenizerError(f"'{root}' has no tokenizer.json (the release's tokenizer with the trajectory tokens)")
-    tok = TextTokenizer(Tokenizer.from_file(str(path)), config.prompt, config.prompt.traj_tokens)
+    try:
+        raw = Tokenizer.from_file(str(path))
+    except Exception as exc:  # tokenizers raises a bare Exception on malformed JSON
+        raise TokenizerError(f"'{path}' is not a valid tokenizer.json: {exc}") from exc
+    tok = TextTokenizer(raw, config.prompt, config.prompt.traj_tokens)
     ids = tok.ids
     if "traj_token_start_idx" in cfg and cfg["traj_token_start_idx"] != ids.traj_first:
         raise TokenizerError(f"tokenizer.json puts <i0> at {ids.traj_first}, config.json says {cfg['traj_token_start_idx']}")
