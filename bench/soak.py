@@ -134,6 +134,7 @@ def main() -> int:
     args = ap.parse_args()
 
     args.out.mkdir(parents=True, exist_ok=True)
+    args.commit = _commit()  # the code the node starts with (others may commit while it runs)
     domain = args.domain if args.domain is not None else 90 + os.getpid() % 10
     env = {**os.environ, "ROS_DOMAIN_ID": str(domain), "PYTHONUNBUFFERED": "1"}
     config = load_config(None).resolve_topics()
@@ -309,7 +310,7 @@ def summarize(samples: list[dict], probes: list[dict], faults_sent: dict, final_
         "drops": final_drops or last.get("drops", {}),
         "faults_sent": faults_sent,
         "node_exit_code": node_rc,
-        "commit": _commit(),
+        "commit": args.commit,
         "host": {"cpus": psutil.cpu_count(), "python": platform.python_version(), "shared": "other jobs ran on this machine (load column)"},
         "samples": samples,
         "probes": probes,
