@@ -28,6 +28,7 @@ from tokenizers import Tokenizer
 from vla_ros.model.action_space import ActionStats
 from vla_ros.model.config import (ActionProjConfig, ActionSpaceConfig, FlowConfig, HistoryConfig, ImageConfig,
                                   ModelConfigError, PromptConfig, VLAConfig)
+from vla_ros.model.safetensors_io import CheckpointError, check_state_keys, read_shapes, weight_files
 from vla_ros.model.text_tokenizer import TextTokenizer, TokenizerError
 
 RELEASE_MODEL_TYPE = "alpamayo_r1"
@@ -261,7 +262,6 @@ def load_release(root: str | Path, device: str | torch.device = "cpu", dtype: to
     """Build the released structure from config.json and stream the weights in tensor by tensor
     from the memory-mapped safetensors (peak memory: the model in `dtype` plus one tensor)."""
     from vla_ros.model.build import build_model
-    from vla_ros.model.checkpoint import CheckpointError, _weight_files, check_state_keys, read_shapes
 
     root = Path(root)
     try:
@@ -270,7 +270,7 @@ def load_release(root: str | Path, device: str | torch.device = "cpu", dtype: to
         tokenizer = release_tokenizer(root, config, cfg)
     except (ModelConfigError, TokenizerError) as exc:
         raise CheckpointError(f"'{root / 'config.json'}': {exc}") from exc
-    files = _weight_files(root)
+    files = weight_files(root)
     found = read_shapes(files)
     try:
         stats = release_stats(files)

@@ -27,7 +27,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file
 from tokenizers import Tokenizer
 
-from vla_ros.model.checkpoint import PICKLE_SUFFIXES, CheckpointError, check_state_keys, read_shapes
+from vla_ros.model.safetensors_io import PICKLE_SUFFIXES, CheckpointError, check_state_keys, read_shapes
 from vla_ros.model.config import ActionSpaceConfig, FlowConfig, ImageConfig, VLAConfig
 
 TYPES = ("pi0", "pi05")
