@@ -279,6 +279,8 @@ def test_launch_replayed_bag_in_path_out_heard_by_rclpy_ros2_cli_and_dds(ws: Ws,
                        and d["statuses"]["vla_ros: inputs"]["level"] == 1 for d in recent)
 
         wait_for(fallback, 60, "the fallback after the front camera stopped", log)
+        jumps = [int(d["statuses"]["vla_ros: inputs"]["values"]["time_jumps"]) for d in probe.of("diagnostics", t_cut)]
+        assert max(jumps) == 1, jumps  # the replay's /clock went back once: buffers reset once
         assert stop(play) == 0
         play = None
 

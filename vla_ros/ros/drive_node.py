@@ -24,6 +24,8 @@ from typing import Any
 
 import rclpy
 from rcl_interfaces.msg import ParameterDescriptor
+from rclpy.clock import JumpThreshold
+from rclpy.duration import Duration
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.signals import SignalHandlerOptions
 from rclpy.lifecycle import Node as LifecycleNode
@@ -114,6 +116,7 @@ class DriveNode(LifecycleNode):
         self._subs: list[Any] = []
         self._log_handler: RosLogHandler | None = None
         self.published_inactive = 0  # messages the core handed over while publishers were disabled
+        self._jump_handle: Any = None
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -178,6 +181,10 @@ class DriveNode(LifecycleNode):
                 self._subs.append(self.create_subscription(rclpy_class(msgtype), cam.topic, self._callback(cam.topic), qos_profile_sensor_data))
             odom = cfg.ego.odometry_topic
             self._subs.append(self.create_subscription(rclpy_class("nav_msgs/msg/Odometry"), odom, self._callback(odom), _ODOMETRY_QOS))
+            # /clock going back (a looped bag with use_sim_time) resets the sensing buffers, as the
+            # DDS node does from its /clock subscription
+            self._jump_handle = self.get_clock().create_jump_callback(
+                JumpThreshold(min_forward=None, min_backward=Duration(nanoseconds=-1)), post_callback=self._on_time_jump)
             self.core.start()
         except Exception as exc:  # noqa: BLE001 - back to inactive with the reason logged
             self.get_logger().error(f"activate failed: {exc}")
@@ -239,7 +246,16 @@ class DriveNode(LifecycleNode):
                 return  # shutting down: the context went away under a timer thread
             raise
 
+    def _on_time_jump(self, jump: Any) -> None:
+        core = self.core
+        if core is not None and not jump.clock_change:
+            now = self.get_clock().now().nanoseconds
+            core.pipeline.clock_moved(now, now - jump.delta.nanoseconds)
+
     def _stop_io(self) -> None:
+        if self._jump_handle is not None:
+            self._jump_handle.unregister()
+            self._jump_handle = None
         if self.core is not None:
             self.core.stop()
         for sub in self._subs:
