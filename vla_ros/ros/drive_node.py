@@ -159,9 +159,9 @@ class DriveNode(LifecycleNode):
             raise ConfigError(unknown[0], "no such parameter: not a config key nor one of config, model, backend, device, use_sim_time")
         config = from_parameters({k: self.get_parameter(k).value for k in params}, namespace=namespace, node_name=name)
         overrides: dict[str, Any] = {}
-        for name, key in (("model", "model__path"), ("backend", "inference__backend"), ("device", "model__device")):
-            if self.get_parameter(name).value:
-                overrides[key] = self.get_parameter(name).value
+        for param, key in (("model", "model__path"), ("backend", "inference__backend"), ("device", "model__device")):
+            if self.get_parameter(param).value:
+                overrides[key] = self.get_parameter(param).value
         config = config.replace(**overrides) if overrides else config
         path, source = resolve_model_path(config.model.path, _share_dir())
         if source == "package share":
