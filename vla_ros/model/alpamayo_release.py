@@ -23,12 +23,11 @@ from typing import Any
 
 import torch
 from safetensors import safe_open
-from tokenizers import Tokenizer
 
 from vla_ros.model.action_space import ActionStats
 from vla_ros.model.config import (ActionProjConfig, ActionSpaceConfig, FlowConfig, HistoryConfig, ImageConfig,
                                   ModelConfigError, PromptConfig, VLAConfig)
-from vla_ros.model.safetensors_io import CheckpointError, check_state_keys, read_shapes, weight_files
+from vla_ros.model.safetensors_io import CheckpointError, check_state_keys, copy_weights, read_shapes, weight_files
 from vla_ros.model.text_tokenizer import TextTokenizer, TokenizerError
 
 RELEASE_MODEL_TYPE = "alpamayo_r1"
@@ -223,11 +222,7 @@ def release_tokenizer(root: Path, config: VLAConfig, cfg: dict) -> TextTokenizer
     path = root / "tokenizer.json"
     if not path.is_file():
         raise TokenizerError(f"'{root}' has no tokenizer.json (the release's tokenizer with the trajectory tokens)")
-    try:
-        raw = Tokenizer.from_file(str(path))
-    except Exception as exc:  # tokenizers raises a bare Exception on malformed JSON
-        raise TokenizerError(f"'{path}' is not a valid tokenizer.json: {exc}") from exc
-    tok = TextTokenizer(raw, config.prompt, config.prompt.traj_tokens)
+    tok = TextTokenizer.load(path, config.prompt, config.prompt.traj_tokens)
     ids = tok.ids
     if "traj_token_start_idx" in cfg and cfg["traj_token_start_idx"] != ids.traj_first:
         raise TokenizerError(f"tokenizer.json puts <i0> at {ids.traj_first}, config.json says {cfg['traj_token_start_idx']}")
@@ -280,12 +275,5 @@ def load_release(root: str | Path, device: str | torch.device = "cpu", dtype: to
     expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     weights = {k: v for k, v in found.items() if k not in STATS_KEYS}
     check_state_keys(expected, weights, str(root))
-    params = dict(model.named_parameters())
-    params.update(dict(model.named_buffers()))
-    with torch.no_grad():
-        for f in files:
-            with safe_open(str(f), framework="pt", device="cpu") as sf:
-                for k in sf.keys():
-                    if k in params:
-                        params[k].copy_(sf.get_tensor(k))
+    copy_weights(model, files)  # the normalization statistics in the file are not weights: skipped
     return model.eval(), tokenizer

@@ -16,7 +16,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from safetensors import safe_open
 from safetensors.torch import save_file
 
 from vla_ros.model.action_space import ActionStats
@@ -28,6 +27,7 @@ from vla_ros.model.safetensors_io import (  # noqa: F401 - CheckpointError and P
     PICKLE_SUFFIXES,
     CheckpointError,
     check_state_keys,
+    copy_weights,
     read_shapes,
     weight_files,
 )
@@ -95,11 +95,5 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu", dtype:
     vocab = config.vlm["text_config"].get("vocab_size", 0)
     if tokenizer.vocab_size > vocab:
         raise CheckpointError(f"tokenizer.json has {tokenizer.vocab_size} tokens but the model's vocab_size is {vocab}")
-    params = dict(model.named_parameters())
-    params.update(dict(model.named_buffers()))
-    with torch.no_grad():
-        for f in files:
-            with safe_open(str(f), framework="pt", device="cpu") as sf:
-                for k in sf.keys():
-                    params[k].copy_(sf.get_tensor(k))
+    copy_weights(model, files)
     return model.eval(), tokenizer

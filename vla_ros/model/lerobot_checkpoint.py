@@ -23,11 +23,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import safe_open
 from safetensors.torch import load_file
 from tokenizers import Tokenizer
 
-from vla_ros.model.safetensors_io import PICKLE_SUFFIXES, CheckpointError, check_state_keys, read_shapes
+from vla_ros.model.safetensors_io import PICKLE_SUFFIXES, CheckpointError, check_state_keys, copy_weights, read_shapes
 from vla_ros.model.config import ActionSpaceConfig, FlowConfig, ImageConfig, VLAConfig
 
 TYPES = ("pi0", "pi05")
@@ -226,9 +225,6 @@ def load_lerobot_policy(path: str | Path, device: str | torch.device = "cpu", dt
               "model.paligemma_with_expert.gemma_expert.lm_head.weight": (spec.vocab_size, spec.expert.width)}
     check_state_keys({**expected, **{k: s for k, s in unused.items() if k in found}}, found, str(weights))
     model.to_empty(device=device)
-    params = dict(model.named_parameters())
-    with torch.no_grad(), safe_open(str(weights), framework="pt", device="cpu") as sf:
-        for k in expected:
-            params[k].copy_(sf.get_tensor(k).to(dtype))
+    copy_weights(model, [weights])  # the lm_heads are not in the module tree: skipped
     model.to(dtype=dtype)
     return model.eval(), tok

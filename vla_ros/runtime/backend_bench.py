@@ -19,7 +19,8 @@ from vla_ros.runtime.policy import Policy
 from vla_ros.runtime.synthetic import synthetic_inputs
 
 
-def _ms(fn: Any, device: torch.device) -> float:
+def timed_ms(fn: Any, device: torch.device) -> float:
+    """Milliseconds `fn()` takes, waiting for the GPU on both ends when `device` is CUDA."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     t0 = time.perf_counter()
@@ -53,10 +54,10 @@ def run_backend_bench(model: str, backend: str, device: str = "cpu", dtype: str 
         tick = ticks[r + 1]
         ctx_b: list[Any] = []
         ctx_t: list[Any] = []
-        pf.append(_ms(lambda: ctx_b.append(tested.prefill(tick, reasoning_budget=0)), dev))
-        dn.append(_ms(lambda: tested.denoise(ctx_b[0], noise=noise, steps=steps), dev))
-        tpf.append(_ms(lambda: ctx_t.append(ref.prefill(tick, reasoning_budget=0)), dev))
-        tdn.append(_ms(lambda: ref.denoise(ctx_t[0], noise=noise.to(dev, ref.dtype), steps=steps), dev))
+        pf.append(timed_ms(lambda: ctx_b.append(tested.prefill(tick, reasoning_budget=0)), dev))
+        dn.append(timed_ms(lambda: tested.denoise(ctx_b[0], noise=noise, steps=steps), dev))
+        tpf.append(timed_ms(lambda: ctx_t.append(ref.prefill(tick, reasoning_budget=0)), dev))
+        tdn.append(timed_ms(lambda: ref.denoise(ctx_t[0], noise=noise.to(dev, ref.dtype), steps=steps), dev))
     out_b = tested.denoise(ctx_b[0], noise=noise, steps=steps)
     out_t = ref.denoise(ctx_t[0], noise=noise.to(dev, ref.dtype), steps=steps)
     med = statistics.median

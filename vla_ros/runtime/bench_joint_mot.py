@@ -13,25 +13,15 @@ task. LeRobot's own time on the same weights is `bench/lerobot.py`'s.
 from __future__ import annotations
 
 import statistics
-import time
 from typing import Any
 
 import numpy as np
 import torch
 
 from vla_ros.model.joint_mot_reference import joint_velocity
+from vla_ros.runtime.backend_bench import timed_ms
 from vla_ros.runtime.inputs import PolicyInputs
 from vla_ros.runtime.synthetic import synthetic_frame
-
-
-def _ms(fn, device: torch.device) -> float:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    t0 = time.perf_counter()
-    fn()
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    return (time.perf_counter() - t0) * 1e3
 
 
 def run_joint_mot_bench(policy: Any, model_name: str, steps: int = 10, samples: int = 1,
@@ -59,11 +49,11 @@ def run_joint_mot_bench(policy: Any, model_name: str, steps: int = 10, samples: 
     ref = baseline()
     tick, prefill, denoise, base = [], [], [], []
     for _ in range(repeats):  # alternately, so that machine load affects both alike
-        tick.append(_ms(lambda: policy.act(inputs, noise=noise, steps=steps), dev))
-        prefill.append(_ms(lambda: policy.prefill(inputs), dev))
+        tick.append(timed_ms(lambda: policy.act(inputs, noise=noise, steps=steps), dev))
+        prefill.append(timed_ms(lambda: policy.prefill(inputs), dev))
         ctx = policy.prefill(inputs)
-        denoise.append(_ms(lambda: policy.denoise(ctx, noise=noise, steps=steps), dev))
-        base.append(_ms(baseline, dev))
+        denoise.append(timed_ms(lambda: policy.denoise(ctx, noise=noise, steps=steps), dev))
+        base.append(timed_ms(baseline, dev))
     med = statistics.median
     return {
         "model": model_name, "family": "joint_mot", "variant": model.spec.variant, "device": str(dev),
