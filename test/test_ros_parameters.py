@@ -20,9 +20,26 @@ def test_round_trip_of_defaults_and_a_custom_config():
     assert from_parameters(params) == cfg
 
 
-def test_parameters_are_scalars_or_string_lists():
+def test_parameters_are_scalars_or_homogeneous_lists():
+    """What rclpy can declare: scalars, or lists of one type (joint limits are float lists)."""
     for key, value in to_parameters(Config()).items():
-        assert isinstance(value, (bool, int, float, str)) or (isinstance(value, list) and all(isinstance(v, str) for v in value)), key
+        if isinstance(value, list):
+            assert len({type(v) for v in value}) <= 1 and all(isinstance(v, (str, float)) for v in value), key
+        else:
+            assert isinstance(value, (bool, int, float, str)), key
+
+
+def test_nested_arm_sections_round_trip_as_dotted_keys():
+    cfg = Config().replace(control__mode="chunk", arm={"joint_names": ["shoulder", "elbow"],
+                                                       "limits": {"max_velocity": [1.5, 2.5]}, "rtc": {"enabled": False}})
+    params = to_parameters(cfg)
+    assert params["arm.limits.max_velocity"] == [1.5, 2.5] and params["arm.rtc.enabled"] is False
+    assert from_parameters(params) == cfg
+    params["arm.limits.max_velocity"] = [1.5]  # one value: every joint
+    assert from_parameters(params).arm.limits.per_joint("max_velocity", 2) == (1.5, 1.5)
+    params["arm.limits.max_velocity"] = [1.0, 2.0, 3.0]
+    with pytest.raises(ConfigError, match="arm.limits.max_velocity"):
+        from_parameters(params)
 
 
 def test_bad_override_names_the_key():

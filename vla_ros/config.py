@@ -208,16 +208,24 @@ class InferenceConfig:
 
 @dataclass(frozen=True)
 class ControlConfig:
-    mode: Literal["trajectory", "action_chunk"] = "trajectory"
-    rate_hz: float = 10.0
+    # trajectory: a vehicle's path (nav_msgs/Path, Autoware); chunk: a robot arm's joint commands
+    # taken from the policy's action chunks (the `arm` section).
+    mode: Literal["trajectory", "chunk"] = "trajectory"
+    # Output rate; 0: the mode's default (10 Hz for trajectories, 50 Hz for joint commands).
+    rate_hz: float = 0.0
     # SCHED_FIFO priority (1..99) of the control timer's thread, so that it gets a core the
     # moment it wakes whatever else runs (then the interpreter lock within the switch
     # interval); 0: the normal scheduler. Needs CAP_SYS_NICE or an rtprio limit (docs/node.md);
     # where not permitted the node warns and goes on without (as ros2_control's manager does).
     realtime_priority: int = 0
 
+    @property
+    def hz(self) -> float:
+        """The control rate in effect (rate_hz, or the mode's default)."""
+        return self.rate_hz or (50.0 if self.mode == "chunk" else 10.0)
+
     def validate(self, key: str) -> None:
-        _require(0 < self.rate_hz <= 1000, f"{key}.rate_hz", self.rate_hz, "must be in (0, 1000]")
+        _require(0 <= self.rate_hz <= 1000, f"{key}.rate_hz", self.rate_hz, "must be in (0, 1000] (0: the mode's default)")
         _require(0 <= self.realtime_priority <= 99, f"{key}.realtime_priority", self.realtime_priority,
                  "must be in [0, 99] (SCHED_FIFO priority; 0: off)")
 
@@ -254,6 +262,115 @@ class OutputsConfig:
             _require_topic(self.autoware_trajectory_topic, f"{key}.autoware_trajectory_topic")
 
 
+@dataclass(frozen=True)
+class JointLimitsConfig:
+    """Limits of the commanded joints, in `arm.joint_names` order (rad, rad/s, rad/s^2; m for
+    prismatic joints). One value applies to every joint; an empty list means no position limit."""
+
+    position_min: tuple[float, ...] = ()
+    position_max: tuple[float, ...] = ()
+    max_velocity: tuple[float, ...] = (3.0,)
+    max_acceleration: tuple[float, ...] = (60.0,)
+
+    def per_joint(self, name: str, joints: int) -> tuple[float, ...] | None:
+        """The named limit for each of `joints` joints (a single value broadcast); None: unset."""
+        values = getattr(self, name)
+        if not values:
+            return None
+        return tuple(values) * joints if len(values) == 1 else tuple(values)
+
+    def validate(self, key: str, joints: int) -> None:
+        for name in ("position_min", "position_max", "max_velocity", "max_acceleration"):
+            values = getattr(self, name)
+            _require(len(values) in (0, 1, joints) or joints == 0, f"{key}.{name}", list(values),
+                     f"must hold one value or one per joint ({joints} joints in arm.joint_names)")
+        for name in ("max_velocity", "max_acceleration"):
+            values = getattr(self, name)
+            _require(len(values) >= 1, f"{key}.{name}", list(values), "must be set (one value or one per joint)")
+            _require(all(v > 0 for v in values), f"{key}.{name}", list(values), "must be > 0")
+        lo, hi = self.per_joint("position_min", joints), self.per_joint("position_max", joints)
+        _require((lo is None) == (hi is None), f"{key}.position_min", list(self.position_min),
+                 "position_min and position_max are set together")
+        if lo is not None and hi is not None and joints:
+            _require(all(a < b for a, b in zip(lo, hi)), f"{key}.position_max", list(self.position_max),
+                     "must be above position_min for every joint")
+
+
+@dataclass(frozen=True)
+class RtcConfig:
+    """Real-time chunking: the next chunk is computed while the current one runs, its first
+    actions guided towards what will have been executed by the time it arrives (docs/arm.md)."""
+
+    enabled: bool = True
+    # Upper bound of the guidance weight (LeRobot's default: 10).
+    max_guidance_weight: float = 10.0
+    # How the guidance fades over the leftover beyond the inference delay: zeros (delay only),
+    # ones (the whole execution horizon), linear or exp decay.
+    schedule: Literal["zeros", "ones", "linear", "exp"] = "linear"
+    # Leftover actions (of the previous chunk) that guide the next one.
+    execution_horizon: int = 10
+    # Without RTC, consecutive chunks are blended over this many actions after the join
+    # (linear cross-fade from the old chunk to the new one; 0: switch at once).
+    blend_steps: int = 5
+
+    def validate(self, key: str) -> None:
+        _require(self.max_guidance_weight > 0, f"{key}.max_guidance_weight", self.max_guidance_weight, "must be > 0")
+        _require(self.execution_horizon >= 1, f"{key}.execution_horizon", self.execution_horizon, "must be >= 1")
+        _require(self.blend_steps >= 0, f"{key}.blend_steps", self.blend_steps, "must be >= 0")
+
+
+@dataclass(frozen=True)
+class ArmConfig:
+    """A robot arm (control.mode: chunk): joint states and an instruction in, joint commands out
+    for ros2_control's joint_trajectory_controller and/or forward_command_controller."""
+
+    joint_state_topic: str = "joint_states"
+    # The model's state and action vector, in order: joint names as in sensor_msgs/JointState.
+    joint_names: tuple[str, ...] = ()
+    # std_msgs/String, latched (transient local); the latest one is the task of every tick.
+    instruction_topic: str = "vla/instruction"
+    # The task until the first instruction arrives ("" : no tick runs before one arrives).
+    instruction: str = ""
+    # Seconds between consecutive actions of a chunk (LeRobot checkpoints do not record it).
+    action_dt_s: float = 0.02
+    # trajectory_msgs/JointTrajectory for joint_trajectory_controller ("" : not published).
+    joint_trajectory_topic: str = "joint_trajectory_controller/joint_trajectory"
+    # std_msgs/Float64MultiArray positions for a forward_command_controller ("" : not published).
+    forward_command_topic: str = ""
+    # Joint order of the commands (default: joint_names); each must be one of joint_names.
+    command_joint_names: tuple[str, ...] = ()
+    # A joint state older than this at a tick (or missing a joint) holds position.
+    max_state_age_s: float = 0.1
+    # Start the next inference when the current chunk has less than (latency p95 + this) left.
+    start_margin_s: float = 0.05
+    limits: JointLimitsConfig = field(default_factory=JointLimitsConfig)
+    rtc: RtcConfig = field(default_factory=RtcConfig)
+
+    @property
+    def command_joints(self) -> tuple[str, ...]:
+        return self.command_joint_names or self.joint_names
+
+    def validate(self, key: str) -> None:
+        _require_topic(self.joint_state_topic, f"{key}.joint_state_topic")
+        _require_topic(self.instruction_topic, f"{key}.instruction_topic")
+        for name in ("joint_trajectory_topic", "forward_command_topic"):
+            if getattr(self, name):
+                _require_topic(getattr(self, name), f"{key}.{name}")
+        _require(len(set(self.joint_names)) == len(self.joint_names), f"{key}.joint_names", list(self.joint_names),
+                 "holds a name twice")
+        _require(all(n.strip() for n in self.joint_names), f"{key}.joint_names", list(self.joint_names), "holds an empty name")
+        unknown = [n for n in self.command_joint_names if n not in self.joint_names]
+        _require(not unknown, f"{key}.command_joint_names", list(self.command_joint_names),
+                 f"names {unknown} that are not in arm.joint_names")
+        _require(len(set(self.command_joint_names)) == len(self.command_joint_names), f"{key}.command_joint_names",
+                 list(self.command_joint_names), "holds a name twice")
+        _require(0 < self.action_dt_s <= 1.0, f"{key}.action_dt_s", self.action_dt_s, "must be in (0, 1] s")
+        _require(self.max_state_age_s > 0, f"{key}.max_state_age_s", self.max_state_age_s, "must be > 0")
+        _require(self.start_margin_s >= 0, f"{key}.start_margin_s", self.start_margin_s, "must be >= 0")
+        self.limits.validate(f"{key}.limits", len(self.joint_names))
+        self.rtc.validate(f"{key}.rtc")
+
+
 def _default_cameras() -> tuple[CameraConfig, ...]:
     names = ("cross_left", "front_wide", "cross_right", "front_tele")
     return tuple(CameraConfig(name=n, topic=f"cameras/{n}/image_raw/compressed") for n in names)
@@ -273,6 +390,12 @@ class Config:
     control: ControlConfig = field(default_factory=ControlConfig)
     safety: SafetyConfig = field(default_factory=SafetyConfig)
     outputs: OutputsConfig = field(default_factory=OutputsConfig)
+    arm: ArmConfig = field(default_factory=ArmConfig)
+
+    @property
+    def chunk_mode(self) -> bool:
+        """A robot arm fed joint states (the `arm` section) instead of a vehicle fed odometry."""
+        return self.control.mode == "chunk"
 
     @property
     def camera_names(self) -> tuple[str, ...]:
@@ -297,6 +420,15 @@ class Config:
         for f in dataclasses.fields(self):
             if f.name != "cameras":
                 getattr(self, f.name).validate(f.name)
+        if self.chunk_mode:
+            arm = self.arm
+            _require(len(arm.joint_names) >= 1, "arm.joint_names", list(arm.joint_names),
+                     "must list the model's joints in order (control.mode is chunk)")
+            _require(bool(arm.joint_trajectory_topic or arm.forward_command_topic), "arm.joint_trajectory_topic",
+                     arm.joint_trajectory_topic, "or arm.forward_command_topic must be set (nothing would be commanded)")
+            inputs = {c.topic for c in self.cameras}
+            for name in ("joint_state_topic", "instruction_topic"):
+                _require(getattr(arm, name) not in inputs, f"arm.{name}", getattr(arm, name), "is also a camera topic")
 
     def to_dict(self) -> dict[str, Any]:
         return _to_plain(self)
@@ -312,8 +444,10 @@ class Config:
         out = self.outputs
         outputs = dataclasses.replace(out, **{n: res(getattr(out, n)) for n in (
             "trajectory_topic", "reasoning_topic", "diagnostics_topic", "latency_topic", "autoware_trajectory_topic")})
+        arm = dataclasses.replace(self.arm, **{n: res(getattr(self.arm, n)) for n in (
+            "joint_state_topic", "instruction_topic", "joint_trajectory_topic", "forward_command_topic")})
         resolved = dataclasses.replace(self, cameras=cams, ego=dataclasses.replace(self.ego, odometry_topic=res(self.ego.odometry_topic)),
-                                       outputs=outputs)
+                                       outputs=outputs, arm=arm)
         resolved.validate()  # two names may now be the same topic
         return resolved
 

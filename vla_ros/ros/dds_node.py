@@ -53,7 +53,7 @@ def _serve(config: Config, policy: object, use_sim_time: bool, duration_s: float
             dds.domain_id,
             len(config.cameras),
             config.inference.rate_hz,
-            config.control.rate_hz,
+            config.control.hz,
             " (sim time from /clock)" if use_sim_time else "",
         )
         start = time.monotonic()

@@ -212,3 +212,30 @@ def float64_multiarray(labels: Sequence[str], values: Sequence[float]) -> Any:
 
 def clock(stamp_ns: int) -> Any:
     return _T["rosgraph_msgs/msg/Clock"](clock=time_msg(stamp_ns))
+
+
+JOINT_STATE = "sensor_msgs/msg/JointState"
+JOINT_TRAJECTORY = "trajectory_msgs/msg/JointTrajectory"
+
+
+def duration(seconds: float) -> Any:
+    ns = int(round(seconds * 1e9))
+    return _T["builtin_interfaces/msg/Duration"](sec=ns // 1_000_000_000, nanosec=ns % 1_000_000_000)
+
+
+def joint_state(stamp_ns: int, names: Sequence[str], position: Sequence[float], velocity: Sequence[float] = (),
+                effort: Sequence[float] = ()) -> Any:
+    return _T[JOINT_STATE](header=header(stamp_ns, ""), name=list(names), position=np.asarray(position, dtype=np.float64),
+                           velocity=np.asarray(velocity, dtype=np.float64), effort=np.asarray(effort, dtype=np.float64))
+
+
+def joint_trajectory_point(positions: Sequence[float], velocities: Sequence[float], time_from_start_s: float) -> Any:
+    empty = np.zeros(0, dtype=np.float64)
+    return _T["trajectory_msgs/msg/JointTrajectoryPoint"](
+        positions=np.asarray(positions, dtype=np.float64), velocities=np.asarray(velocities, dtype=np.float64),
+        accelerations=empty, effort=empty, time_from_start=duration(time_from_start_s))
+
+
+def joint_trajectory(stamp_ns: int, joint_names: Sequence[str], points: Sequence[Any], frame_id: str = "") -> Any:
+    """trajectory_msgs/JointTrajectory; header.stamp is when its first point's clock starts."""
+    return _T[JOINT_TRAJECTORY](header=header(stamp_ns, frame_id), joint_names=list(joint_names), points=list(points))

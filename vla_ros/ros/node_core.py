@@ -100,7 +100,7 @@ class DriveNodeCore:
         self._last_error: str = ""
         self._lock = threading.Lock()
         self.trigger = InferenceTrigger(clock, config.inference.rate_hz, lambda: self.pipeline.input_t0_ns(include_ego=False), self.inference_tick)
-        self.control_timer = Timer("control", clock, 1.0 / config.control.rate_hz, self.control_tick,
+        self.control_timer = Timer("control", clock, 1.0 / config.control.hz, self.control_tick,
                                    realtime_priority=config.control.realtime_priority)
         self.diagnostics_timer = Timer("diagnostics", clock, DIAGNOSTICS_PERIOD_S, self.diagnostics_tick)
         self._locked = False

@@ -21,10 +21,19 @@ def to_parameters(config: Config) -> dict[str, Any]:
     cameras = data.pop("cameras")
     params: dict[str, Any] = {f"cameras.{field}s": [c[field] or "" for c in cameras] for field in _CAMERA_FIELDS}
     for section, values in data.items():
-        for key, value in values.items():
-            if value is not None:
-                params[f"{section}.{key}"] = value
+        params.update(_flatten(values, section))
     return params
+
+
+def _flatten(values: dict[str, Any], prefix: str) -> dict[str, Any]:
+    """Nested sections (`arm.limits`) become dotted keys (`arm.limits.max_velocity`)."""
+    flat: dict[str, Any] = {}
+    for key, value in values.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}.{key}"))
+        elif value is not None:
+            flat[f"{prefix}.{key}"] = value
+    return flat
 
 
 def from_parameters(params: dict[str, Any], namespace: str = "/", node_name: str = DEFAULT_NODE_NAME) -> Config:
@@ -43,6 +52,9 @@ def from_parameters(params: dict[str, Any], namespace: str = "/", node_name: str
     for key, value in params.items():
         if key.startswith("cameras."):
             continue
-        section, _, name = key.partition(".")
-        data.setdefault(section, {})[name] = value
+        *sections, name = key.split(".")
+        node = data
+        for section in sections:
+            node = node.setdefault(section, {})
+        node[name] = value
     return config_from_dict(data, namespace, node_name)

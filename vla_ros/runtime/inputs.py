@@ -34,9 +34,14 @@ class PolicyInputs:
     task: str | None = None
 
     @classmethod
-    def from_stack(cls, stack: Any) -> "PolicyInputs":
-        return cls(images=stack.images, history_xyz=stack.history.xyz, history_rot=stack.history.rot,
-                   camera_names=tuple(stack.camera_names), stamps_ns=stack.stamps_ns, t0_ns=int(stack.t0_ns))
+    def from_stack(cls, stack: Any, task: str | None = None) -> "PolicyInputs":
+        """A vehicle's stack (ego history) or an arm's (joint state at t0; `task`: its instruction)."""
+        common = dict(images=stack.images, camera_names=tuple(stack.camera_names), stamps_ns=stack.stamps_ns,
+                      t0_ns=int(stack.t0_ns))
+        joints = getattr(stack, "joint_state", None)
+        if joints is not None:
+            return cls(**common, state=np.asarray(joints.positions, dtype=np.float32), task=task)
+        return cls(**common, history_xyz=stack.history.xyz, history_rot=stack.history.rot)
 
 
 def validate_robot_inputs(inp: PolicyInputs, state_dim: int) -> tuple[np.ndarray, str]:

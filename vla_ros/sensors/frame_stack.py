@@ -6,6 +6,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from vla_ros.sensors.ego_buffer import EgoHistory
+from vla_ros.sensors.joint_state_buffer import JointSample
 
 
 @dataclass(frozen=True)
@@ -14,7 +15,8 @@ class FrameStack:
 
     images:  uint8 (V, F, H, W, 3) RGB
     stamps_ns: int64 (V, F), header stamps of the messages chosen for each slot
-    history: ego history ending at t0, in the t0 ego frame
+    history: ego history ending at t0, in the t0 ego frame (vehicles); joint_state: the joint
+        state at t0 (arms)
     slot_error_ms: (V, F) chosen stamp minus slot target time (t0 + offset), milliseconds
     """
 
@@ -23,9 +25,10 @@ class FrameStack:
     offsets_s: tuple[float, ...]
     images: np.ndarray
     stamps_ns: np.ndarray
-    history: EgoHistory
+    history: EgoHistory | None  # a vehicle's ego history (None for an arm)
     slot_error_ms: np.ndarray
     tick_ns: int | None = None
+    joint_state: JointSample | None = None  # an arm's joint state at t0 (control.mode chunk)
 
     @property
     def t0(self) -> float:

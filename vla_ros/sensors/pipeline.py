@@ -20,6 +20,7 @@ from vla_ros.sensors.drops import DropCounter
 from vla_ros.sensors.ego_buffer import EgoBuffer, EgoHistoryError, history_span_ns
 from vla_ros.sensors.frame_stack import FrameStack, StackSkip
 from vla_ros.sensors.image_decode import DecodeError, image_size_bound
+from vla_ros.sensors.joint_state_buffer import JointStateBuffer, JointStateError
 from vla_ros.sensors.stamps import StampError, stamp_ns, to_ns
 
 _LOG = logging.getLogger("vla_ros.sensors")
@@ -63,14 +64,20 @@ class SensingPipeline:
             for cam in config.cameras
         ]
         self._by_topic = {c.topic: c for c in self.cameras}
-        ego_keep = history_span_ns(config.ego.history_steps, config.ego.history_interval_s) + span + to_ns(1.0)
-        self.ego = EgoBuffer(
-            config.ego.odometry_topic,
-            keep_ns=ego_keep,
-            max_gap_ns=to_ns(config.ego.max_gap_s),
-            max_extrapolation_ns=to_ns(config.ego.max_extrapolation_s),
-            drops=self.drops,
-        )
+        # The state stream: odometry of a vehicle, or joint states of an arm (control.mode chunk).
+        self.ego: EgoBuffer | JointStateBuffer
+        if config.chunk_mode:
+            self.ego = JointStateBuffer(config.arm.joint_state_topic, config.arm.joint_names, keep_ns=span + to_ns(1.0),
+                                        max_age_ns=to_ns(config.arm.max_state_age_s), drops=self.drops)
+        else:
+            ego_keep = history_span_ns(config.ego.history_steps, config.ego.history_interval_s) + span + to_ns(1.0)
+            self.ego = EgoBuffer(
+                config.ego.odometry_topic,
+                keep_ns=ego_keep,
+                max_gap_ns=to_ns(config.ego.max_gap_s),
+                max_extrapolation_ns=to_ns(config.ego.max_extrapolation_s),
+                drops=self.drops,
+            )
         self.time_jumps = 0
         # Messages stamped more than time_jump_s behind their stream's newest, per topic: a time
         # jump once most streams hold some, dropped as stale_stamp when their stream goes on.
@@ -129,10 +136,10 @@ class SensingPipeline:
             self.ego.received += 1
             return self._ingest(self.ego, msg, now_ns)
 
-    def _streams(self) -> list[CameraBuffer | EgoBuffer]:
+    def _streams(self) -> list[CameraBuffer | EgoBuffer | JointStateBuffer]:
         return [*self.cameras, self.ego]
 
-    def _ingest(self, stream: CameraBuffer | EgoBuffer, msg: Any, now_ns: int | None) -> bool:
+    def _ingest(self, stream: CameraBuffer | EgoBuffer | JointStateBuffer, msg: Any, now_ns: int | None) -> bool:
         """Check a message's stamp against the clock and its stream, then store it."""
         try:
             stamp = stamp_ns(msg)
@@ -162,7 +169,7 @@ class SensingPipeline:
             self._after_jump = False
         return stored
 
-    def _fell_behind(self, stream: CameraBuffer | EgoBuffer, msg: Any, stamp: int) -> bool:
+    def _fell_behind(self, stream: CameraBuffer | EgoBuffer | JointStateBuffer, msg: Any, stamp: int) -> bool:
         """A message far behind its stream: held until most streams agree time went back (then
         a time jump: buffers reset, held messages stored) or its stream goes on (stale_stamp)."""
         held = self._behind.setdefault(stream.topic, [])
@@ -178,7 +185,7 @@ class SensingPipeline:
         stored = self._time_jump(f"{agreeing} of {with_data} streams", newest - stamp)
         return id(msg) in stored
 
-    def _settle(self, stream: CameraBuffer | EgoBuffer) -> None:
+    def _settle(self, stream: CameraBuffer | EgoBuffer | JointStateBuffer) -> None:
         """Its stream went on in line: the messages held behind it were lone old ones."""
         held = self._behind.pop(stream.topic, None)
         for stamp, _ in held or ():
@@ -264,9 +271,13 @@ class SensingPipeline:
             )
         if self.skip_repeated_t0 and t0 == self._last_t0_ns:
             return StackSkip("no_new_frames", f"t0 {t0 / 1e9:.3f} was already used by the previous stack")
+        history, joints = None, None
         try:
-            history = self.ego.history(t0, self.config.ego.history_steps, self.history_interval_ns)
-        except EgoHistoryError as exc:
+            if isinstance(self.ego, JointStateBuffer):
+                joints = self.ego.state_at(t0)
+            else:
+                history = self.ego.history(t0, self.config.ego.history_steps, self.history_interval_ns)
+        except (EgoHistoryError, JointStateError) as exc:
             return StackSkip(exc.kind, exc.detail)
         V, F = len(self.cameras), len(self.offsets_ns)
         images = np.empty((V, F, *self.size_hw, 3), dtype=np.uint8)
@@ -304,6 +315,7 @@ class SensingPipeline:
             images=images,
             stamps_ns=stamps,
             history=history,
+            joint_state=joints,
             slot_error_ms=(stamps - target[None, :]) / 1e6,
             tick_ns=tick_ns,
         )
