@@ -35,3 +35,4 @@ class Context:
     timings: Timings = field(default_factory=Timings)
     vision_encoded: int = 0
     vision_reused: int = 0
+    prompt_tokens_dropped: int = 0  # instruction tokens cut off at the model's token budget

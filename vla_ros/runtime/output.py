@@ -51,6 +51,8 @@ class PolicyOutput:
     timings: Timings = field(default_factory=Timings)
     vision_encoded: int = 0
     vision_reused: int = 0
+    # Instruction tokens beyond the model's token budget, cut off (the node counts and warns).
+    prompt_tokens_dropped: int = 0
 
     @property
     def is_trajectory(self) -> bool:

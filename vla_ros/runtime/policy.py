@@ -141,7 +141,8 @@ class Policy:
                        next_position=state.next_position, logits=state.logits, history_xyz=torch.from_numpy(xyz),
                        history_rot=torch.from_numpy(rot), t0_ns=inp.t0_ns,
                        timings=Timings(vision_ms=(t1 - t0) * 1e3, prefill_ms=(t2 - t1) * 1e3),
-                       vision_encoded=encoded, vision_reused=v * f - encoded)
+                       vision_encoded=encoded, vision_reused=v * f - encoded,
+                       prompt_tokens_dropped=int(getattr(plan, "tokens_dropped", 0)))
 
     def _check(self, context: Context) -> None:
         if not self.backend.is_current(context):
@@ -255,4 +256,5 @@ class Policy:
                             dt=self.config.action_space.dt,
                             xyz=None if out.xyz is None else out.xyz.numpy(),
                             rot=None if out.rot is None else out.rot.numpy(), reasoning=text, timings=timings,
-                            vision_encoded=ctx.vision_encoded, vision_reused=ctx.vision_reused)
+                            vision_encoded=ctx.vision_encoded, vision_reused=ctx.vision_reused,
+                            prompt_tokens_dropped=ctx.prompt_tokens_dropped)

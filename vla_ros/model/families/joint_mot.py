@@ -241,10 +241,14 @@ class JointMoT(nn.Module):
     def prefix_plan(self, embeds: list[ImageEmbedding], history_xyz: np.ndarray, tokenizer: Any, *,
                     state: np.ndarray, task: str) -> SimpleNamespace:
         state_norm = self.normalize_state(torch.as_tensor(state, dtype=torch.float32))
-        ids = tokenizer.encode_prompt(self.prompt(task, state_norm), self.spec.tokenizer_max_length)
+        prompt = self.prompt(task, state_norm)
+        # LeRobot cuts the prompt at its token budget; how much was cut is reported, not hidden
+        full = len(tokenizer.encode_prompt(prompt, 1 << 30))
+        ids = tokenizer.encode_prompt(prompt, self.spec.tokenizer_max_length)
         images = sum(e.tokens.shape[0] for e in embeds)
         extra = sum(self.spec.middle_tokens) + (1 if self.spec.variant == "pi0" else 0)  # cached after the prefix
-        return SimpleNamespace(ids=ids, state_norm=state_norm, images=images, length=images + len(ids) + extra)
+        return SimpleNamespace(ids=ids, state_norm=state_norm, images=images, length=images + len(ids) + extra,
+                               tokens_dropped=full - len(ids))
 
     def _cache_stream(self, model: nn.Module, size: GemmaSize, h: torch.Tensor, start: int, cache: Any) -> None:
         """One stream through its own expert's layers, as one block: it attends to everything cached
