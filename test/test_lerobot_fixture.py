@@ -23,6 +23,7 @@ VARIANTS = {"pi0": FIXTURES / "lerobot_pi0_tiny", "pi05": FIXTURES / "lerobot_pi
 EXPECTED_FILES = {
     "config.json", "model.safetensors", "policy_preprocessor.json", "policy_postprocessor.json",
     "tokenizer.json", "tokenizer_config.json", "lerobot_overrides.json", "reference.json", "reference.safetensors",
+    "rtc.json", "rtc.safetensors",
 }
 EXPERT = "model.paligemma_with_expert.gemma_expert.model."
 VLM = "model.paligemma_with_expert.paligemma.model."
@@ -220,3 +221,19 @@ def test_recorded_actions_depend_on_every_input(fx):
     assert set(sens) == set(fx.meta["cameras"]) | {"observation.state", "task", "noise"}
     for name, change in sens.items():  # far above the 1e-4 tolerance of the compatibility check
         assert change > 1e-2, f"{name}: {change}"
+
+
+def test_rtc_record_is_complete_and_guidance_mattered(fx):
+    """rtc.{json,safetensors} (LeRobot's real-time chunking on this fixture): listed tensors, one case
+    per prefix schedule, each leftover the tail of the recorded chunk, guided chunks pulled to it."""
+    meta = json.loads((fx.path / "rtc.json").read_text())
+    rtc = load_file(str(fx.path / "rtc.safetensors"))
+    assert set(meta["tensors"]) == set(rtc)
+    assert {c["schedule"] for c in meta["cases"].values()} == {"ZEROS", "ONES", "LINEAR", "EXP"}
+    prev = fx.ref["output.actions_normalized"]
+    for name, case in meta["cases"].items():
+        assert torch.equal(rtc[f"{name}.leftover"], prev[:, case["executed"]:]), name
+        d, far = case["inference_delay"], case["max_abs_first_d_to_leftover"]
+        near = float((rtc[f"{name}.actions_normalized"][:, :d] - rtc[f"{name}.leftover"][:, :d]).abs().max())
+        assert near == pytest.approx(far["guided"]) and near < 0.1 * far["unguided"], name
+    assert all(len(w["weights"]) == w["total"] for w in meta["prefix_weights"])

@@ -5,6 +5,8 @@ Run through the dispatcher, which makes the side venv (python 3.12, lerobot[pi]=
 
     scripts/make_reference_fixtures lerobot                  # writes test/fixtures/lerobot_{pi0,pi05}_tiny/
     scripts/make_reference_fixtures lerobot --variant pi05   # one variant
+    scripts/make_reference_fixtures lerobot --rtc-only       # only (re)write rtc.{safetensors,json} of the
+                                                             # existing fixtures (their other files untouched)
     scripts/make_reference_fixtures lerobot --time test/fixtures/lerobot_pi0_tiny --repeats 10
                                                              # bench mode: time predict_action_chunk, print JSON
     python3 scripts/reference_fixtures/lerobot.py --time-full-size pi0 --device cuda
@@ -20,6 +22,11 @@ policy_preprocessor.json / policy_postprocessor.json and their normalizer .safet
   - reference.safetensors + reference.json: raw inputs, the preprocessed batch, the model's images and
     prefix embedding, the noise, every flow step's x/t/v, the normalized and unnormalized action chunk,
     and select_action's first action.
+  - rtc.safetensors + rtc.json: real-time chunking (RTC) as LeRobot runs it: the reloaded policy with
+    `rtc_config=RTCConfig(enabled=True, ...)` through `predict_action_chunk(batch, noise=...,
+    inference_delay=d, prev_chunk_left_over=..., execution_horizon=H)`, one case per prefix schedule,
+    the leftover being the end of the recorded chunk; the same noise unguided; and LeRobot's prefix
+    weights (RTCProcessor.get_prefix_weights) for a grid of (schedule, d, H, T).
 After writing, the directory is reloaded from disk with LeRobot (from_pretrained + processors) and must
 reproduce the recorded actions bit for bit; every input is perturbed to show that the actions depend on
 it (recorded under "sensitivity"). Weights are random (seeded) and rescaled so that nothing vanishes.
@@ -85,6 +92,17 @@ BATCH = 2
 TASKS = ["pick up the red cube and place it in the bowl", "open the top drawer"]
 SEED = 1234
 NOISE_SEED = 77
+RTC_NOISE_SEED = 78  # the new chunk's noise (the previous chunk is the recorded one)
+# name: LeRobot schedule, inference delay d, execution horizon H, max guidance weight, actions of the
+# recorded chunk already executed (the leftover starts there). exp's leftover (15) is shorter than H.
+RTC_CASES = {
+    "zeros": ("ZEROS", 5, 10, 10.0, 8),
+    "ones": ("ONES", 3, 8, 5.0, 8),
+    "linear": ("LINEAR", 4, 12, 10.0, 10),
+    "exp": ("EXP", 2, 20, 10.0, 35),
+}
+RTC_WEIGHT_GRID = [(0, 5, 10), (3, 8, 20), (4, 4, 10), (6, 4, 10), (2, 12, 12), (5, 30, 20), (1, 1, 50),
+                   (3, 10, 50), (12, 40, 50)]  # (d, H, T) for get_prefix_weights
 
 
 def log(msg: str) -> None:
@@ -389,6 +407,7 @@ def build_variant(variant: str, out_root: Path) -> dict:
     }
     (out / "reference.json").write_text(json.dumps(meta, indent=2) + "\n")
     check_reload(variant, out, obs, noise, actions)
+    record_rtc(out)
     return meta
 
 
@@ -424,6 +443,76 @@ def check_reload(variant: str, out: Path, obs, noise, actions) -> None:
     if diff != 0.0:
         raise SystemExit(f"{variant}: reloaded directory gives different actions (max abs diff {diff})")
     log(f"{variant}: reloaded from {out} with LeRobot: identical actions")
+
+
+def record_rtc(path: Path) -> dict:
+    """LeRobot's own RTC on the fixture as saved: rtc.safetensors + rtc.json beside it (nothing else written)."""
+    from lerobot.configs import RTCAttentionSchedule
+    from lerobot.policies.rtc.configuration_rtc import RTCConfig
+    from lerobot.policies.rtc.modeling_rtc import RTCProcessor
+    from safetensors.torch import load_file, save_file
+
+    policy, pre, post = load_fixture(path)
+    ref = load_file(str(path / "reference.safetensors"))
+    meta = json.loads((path / "reference.json").read_text())
+    obs = {k[len("input."):]: v for k, v in ref.items() if k.startswith("input.")}
+    obs["task"] = list(meta["tasks"])
+    prev = ref["output.actions_normalized"]  # (B, T, action_dim): the previous chunk
+    _, again, _ = run_once(policy, pre, post, obs, NOISE_SEED, noise=ref["flow.noise"].clone())
+    if not torch.equal(again, prev):
+        raise SystemExit(f"{path}: the saved policy no longer gives the recorded chunk; rebuild the fixture first")
+    noise = torch.randn(ref["flow.noise"].shape, generator=torch.Generator().manual_seed(RTC_NOISE_SEED))
+    tensors = {"noise": noise.contiguous()}
+    _, free, free_actions = run_once(policy, pre, post, obs, NOISE_SEED, noise=noise.clone())
+    tensors["unguided.actions_normalized"], tensors["unguided.actions"] = free.contiguous(), free_actions.contiguous()
+    cases = {}
+    for name, (schedule, d, h, w, executed) in RTC_CASES.items():
+        policy.config.rtc_config = RTCConfig(enabled=True, prefix_attention_schedule=RTCAttentionSchedule[schedule],
+                                             max_guidance_weight=w, execution_horizon=h)
+        policy.init_rtc_processor()
+        leftover = prev[:, executed:].clone().contiguous()
+        batch = pre(dict(obs))
+        runs = [policy.predict_action_chunk(batch, noise=noise.clone(), inference_delay=d,
+                                            prev_chunk_left_over=leftover.clone(), execution_horizon=h)
+                for _ in range(2)]
+        if not torch.equal(runs[0], runs[1]):
+            raise SystemExit(f"{path}: RTC case {name} is not deterministic")
+        guided = runs[0]
+        # guidance must matter, and pull the first d actions towards the leftover
+        near, far = ((a[:, :d] - leftover[:, :d]).abs().max().item() for a in (guided, free))
+        if not near < 0.5 * far:
+            raise SystemExit(f"{path}: RTC case {name}: guided {near:.3g} vs unguided {far:.3g} from the leftover")
+        tensors[f"{name}.leftover"] = leftover
+        tensors[f"{name}.actions_normalized"] = guided.contiguous()
+        tensors[f"{name}.actions"] = post(guided).contiguous()
+        cases[name] = {"schedule": schedule, "inference_delay": d, "execution_horizon": h, "max_guidance_weight": w,
+                       "executed": executed, "leftover_length": int(leftover.shape[1]),
+                       "max_abs_first_d_to_leftover": {"guided": near, "unguided": far}}
+        log(f"{path.name}: RTC {name}: first {d} actions within {near:.3g} of the leftover (unguided {far:.3g})")
+    policy.config.rtc_config = None
+    policy.init_rtc_processor()
+    weights = []
+    for schedule in RTCAttentionSchedule:
+        proc = RTCProcessor(RTCConfig(enabled=True, prefix_attention_schedule=schedule))
+        for d, h, t in RTC_WEIGHT_GRID:
+            weights.append({"schedule": schedule.value, "inference_delay": d, "execution_horizon": h, "total": t,
+                            "weights": proc.get_prefix_weights(d, h, t).tolist()})
+    save_file(tensors, str(path / "rtc.safetensors"))
+    rtc_meta = {
+        "what": f"LeRobot {LEROBOT_VERSION} real-time chunking on this fixture, recorded by "
+                "scripts/reference_fixtures/lerobot.py (record_rtc; see docs/pi0.md)",
+        "lerobot": LEROBOT_VERSION, "torch": torch.__version__, "noise_seed": RTC_NOISE_SEED,
+        "calls": "policy.config.rtc_config = RTCConfig(enabled=True, prefix_attention_schedule=S, "
+                 "max_guidance_weight=W, execution_horizon=H); policy.init_rtc_processor(); "
+                 "predict_action_chunk(preprocessor(observation), noise=noise, inference_delay=d, "
+                 "prev_chunk_left_over=<case>.leftover, execution_horizon=H); <case>.actions = postprocessor(...)",
+        "leftover": "reference output.actions_normalized[:, executed:] (the recorded chunk is the previous one)",
+        "cases": cases, "prefix_weights": weights,
+        "tensors": {k: {"shape": list(v.shape), "dtype": str(v.dtype).replace("torch.", "")}
+                    for k, v in sorted(tensors.items())},
+    }
+    (path / "rtc.json").write_text(json.dumps(rtc_meta, indent=2) + "\n")
+    return rtc_meta
 
 
 def load_fixture(path: Path):
@@ -547,6 +636,8 @@ def main() -> int:
     ap.add_argument("--device", default="cuda", help="--time-full-size only (default cuda)")
     ap.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float32"], help="--time-full-size only")
     ap.add_argument("--batch", type=int, default=1, help="--time-full-size only")
+    ap.add_argument("--rtc-only", action="store_true",
+                    help="only record the RTC cases (rtc.safetensors, rtc.json) of the existing fixtures")
     args = ap.parse_args()
     if args.time_full_size:
         print(json.dumps(time_full_size(args.time_full_size, args.device, args.repeats, args.batch, args.dtype)))
@@ -556,6 +647,10 @@ def main() -> int:
         return 0
     torch.use_deterministic_algorithms(True)
     variants = ["pi0", "pi05"] if args.variant == "all" else [args.variant]
+    if args.rtc_only:
+        for v in variants:
+            record_rtc(args.out / VARIANTS[v]["dir"])
+        return 0
     for v in variants:
         meta = build_variant(v, args.out)
         size = sum(f.stat().st_size for f in (args.out / VARIANTS[v]["dir"]).iterdir())

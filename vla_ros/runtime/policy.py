@@ -7,7 +7,8 @@ file holds what every family and backend share. Per tick:
 1. inputs are validated; images not in the (camera, stamp) cache are encoded by the backend;
 2. prefill: the family plans its prefix, the backend runs it into its K/V cache;
 3. reasoning (optional, torch backend, families with text): decoding on the cache;
-4. denoise: the start noise (scaled, or drawn here), then N Euler steps on the backend;
+4. denoise: the start noise (scaled, or drawn here), then N Euler steps on the backend,
+   optionally guided towards the previous chunk's leftover (real-time chunking, `rtc.py`);
 5. the family decodes the actions (a trajectory or an action chunk); NaN/inf anywhere raises.
 """
 from __future__ import annotations
@@ -26,6 +27,7 @@ from vla_ros.runtime.backends.protocol import Backend
 from vla_ros.runtime.context import Context, StaleContextError
 from vla_ros.runtime.inputs import PolicyInputError, PolicyInputs, validate_inputs, validate_robot_inputs
 from vla_ros.runtime.output import NonFiniteOutputError, PolicyOutput, Timings
+from vla_ros.runtime.rtc import ChunkGuide
 from vla_ros.runtime.start_noise import start_noise
 from vla_ros.runtime.vision_cache import VisionEmbeddingCache
 
@@ -211,15 +213,24 @@ class Policy:
         return self.backend.velocity(context, x, t)
 
     def denoise(self, context: Context, noise: torch.Tensor | None = None, steps: int | None = None,
-                samples: int = 1, generator: torch.Generator | None = None) -> torch.Tensor:
+                samples: int = 1, generator: torch.Generator | None = None,
+                guide: ChunkGuide | None = None) -> torch.Tensor:
         """N Euler steps against the cached prefix -> normalized actions (S, T, A).
 
-        noise (S, T, A) or None (drawn from `generator`); all S samples share one prefix cache."""
+        noise (S, T, A) or None (drawn from `generator`); all S samples share one prefix cache.
+        guide: real-time chunking; every step's velocity is guided towards guide.leftover (the
+        same leftover for every sample). PolicyInputError for a guide that does not fit."""
         self._check(context)
         samples = self._checked_samples(noise, samples)
+        if guide is not None and not isinstance(guide, ChunkGuide):
+            raise PolicyInputError(f"guide must be a vla_ros.runtime.rtc.ChunkGuide, got {type(guide).__name__}")
         t0 = self._now()
         x = self.make_noise(samples, generator) if noise is None else noise
-        out = self.backend.denoise(context, x, steps)
+        if guide is None:
+            out = self.backend.denoise(context, x, steps)
+        else:
+            tensors = guide.tensors((self.num_waypoints, self.action_dim), self.device, self.dtype)
+            out = self.backend.denoise(context, x, steps, guide=tensors)
         context.timings.denoise_ms = (self._now() - t0) * 1e3
         return out
 
@@ -231,18 +242,19 @@ class Policy:
 
     def act(self, stack: Any, *, reasoning: bool = False, max_reasoning_tokens: int | None = None,
             samples: int = 1, steps: int | None = None, noise: torch.Tensor | None = None,
-            generator: torch.Generator | None = None, noise_scale: float = 1.0) -> PolicyOutput:
+            generator: torch.Generator | None = None, noise_scale: float = 1.0,
+            guide: ChunkGuide | None = None) -> PolicyOutput:
         """One tick: prefill, optional reasoning, denoise, decode. Raises on NaN/inf output.
         Without `noise`, the start noise is drawn here from `generator`, scaled by `noise_scale`
         (inference.noise_scale: 0 = deterministic), so a caller in another process (the node)
-        sends a number, not a tensor."""
+        sends a number, not a tensor. guide: real-time chunking (see `denoise`)."""
         start = time.perf_counter()
         if noise is None and noise_scale != 1.0:
             noise = start_noise(self.num_waypoints, self.action_dim, samples, noise_scale, generator)
         budget = (max_reasoning_tokens or self.max_reasoning_tokens) if reasoning else 0
         ctx = self.prefill(stack, reasoning_budget=budget)
         text = self.reason(ctx, budget) if reasoning else None
-        actions = self.denoise(ctx, noise=noise, steps=steps, samples=samples, generator=generator)
+        actions = self.denoise(ctx, noise=noise, steps=steps, samples=samples, generator=generator, guide=guide)
         t0 = time.perf_counter()
         out = self.decode(actions, ctx)
         for name, value in (("actions", actions), ("xyz", out.xyz), ("rot", out.rot), ("physical actions", out.actions)):

@@ -6,7 +6,8 @@ and the timings. A backend owns where the prefix K/V live and how the stages run
 
     encode_images(images)                 uint8 (N, H, W, 3) -> one ImageEmbedding per image
     prefill(plan, embeds, budget)         the family's prefix plan -> PrefixState (K/V kept inside)
-    denoise(context, x, steps)            all Euler steps from x (S, T, A) -> actions (S, T, A)
+    denoise(context, x, steps, guide)     all Euler steps from x (S, T, A) -> actions (S, T, A),
+                                          guided by a real-time-chunking guide if given
     velocity(context, x, t)               one step's velocity (parity checks)
     reason(context, max_tokens, ...)      decoded token ids (backends without a decoder raise)
     is_current(context)                   whether the context's K/V are still the backend's
@@ -43,7 +44,9 @@ class Backend(Protocol):
 
     def prefill(self, plan: Any, embeds: list[ImageEmbedding], budget: int) -> PrefixState: ...
 
-    def denoise(self, context: Any, x: torch.Tensor, steps: int | None) -> torch.Tensor: ...
+    def denoise(self, context: Any, x: torch.Tensor, steps: int | None, guide: Any = None) -> torch.Tensor:
+        """guide: a `rtc.GuideTensors` (real-time chunking) applied on every step, or None; a
+        backend that cannot apply it raises BackendError."""
 
     def velocity(self, context: Any, x: torch.Tensor, t: float) -> torch.Tensor: ...
 

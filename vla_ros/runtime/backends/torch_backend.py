@@ -5,7 +5,8 @@
 3. reasoning (families with text): decoding on the cache, masked tokens never decoded;
 4. denoise: rotary tables and the mask for the action tokens are built once per tick, then N
    Euler steps of `ExpertKernel` over the family's suffix layers (eager, or one CUDA graph on
-   CUDA); samples share the prefix cache.
+   CUDA); samples share the prefix cache. A guide (real-time chunking, `runtime/rtc.py`) adds
+   its correction to every step's velocity, in the eager loop and inside the CUDA graph.
 """
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from vla_ros.runtime.cuda_graph import DenoiseGraph
 from vla_ros.runtime.expert_kernel import ExpertKernel
 from vla_ros.runtime.inputs import PolicyInputError
 from vla_ros.runtime.kv_buffers import KVBuffers, KVCapacityError
+from vla_ros.runtime.rtc import GuideTensors, guided_velocity, step_coefficients
 
 
 class TorchBackend:
@@ -43,7 +45,7 @@ class TorchBackend:
         self.num_waypoints = model.action_shape[0]
         self.kv: KVBuffers | None = None
         self._schedules: dict[int, tuple[FlowSchedule, torch.Tensor]] = {}
-        self._graphs: dict[tuple[int, int, int], DenoiseGraph] = {}
+        self._graphs: dict[tuple[int, int, int, bool], DenoiseGraph] = {}
         self._suppress = model.text_logit_mask(tokenizer)  # None: the family has no text decoder
 
     def synchronize(self) -> None:
@@ -185,32 +187,51 @@ class TorchBackend:
             cos, sin, mask, off, kv_len = self._suffix_tables(context, x.shape[0], graph=False)
             return self._velocity(x.to(self.device, self.dtype), tt, cos, sin, mask, off, kv_len)
 
-    def denoise(self, context: Any, x: torch.Tensor, steps: int | None) -> torch.Tensor:
+    def _guide_inputs(self, sched: FlowSchedule, guide: GuideTensors) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(target (T, A), weights (T, 1), per-step scales (steps,)) on the device: the guide's
+        tensors, the static inputs of a guided CUDA graph (a new guide needs no re-capture)."""
+        scales = step_coefficients(self.config.flow, sched, guide.max_guidance_weight).scales
+        return (guide.target.to(self.device, self.dtype), guide.weights.to(self.device, self.dtype),
+                torch.tensor(scales, device=self.device, dtype=self.dtype))
+
+    def _steps(self, sched: FlowSchedule, time_terms: torch.Tensor, off: int, kv_len: int, x: torch.Tensor,
+               cos: torch.Tensor, sin: torch.Tensor, mask: torch.Tensor | None, *guide: torch.Tensor) -> torch.Tensor:
+        """The Euler loop, guided when `guide` = (target, weights, scales) is given."""
+        reaches = step_coefficients(self.config.flow, sched, 1.0).reaches if guide else ()
+        for i, dt in enumerate(sched.dts):
+            v = self._velocity(x, time_terms[i], cos, sin, mask, off, kv_len)
+            if guide:
+                target, weights, scales = guide
+                v = guided_velocity(x, v, target, weights, scales[i], reaches[i])
+            x = x + dt * v
+        return x
+
+    def denoise(self, context: Any, x: torch.Tensor, steps: int | None,
+                guide: GuideTensors | None = None) -> torch.Tensor:
         sched, time_terms = self.schedule(steps)
         samples = x.shape[0]
         with torch.inference_mode():
             x = x.to(self.device, self.dtype)
+            extra = () if guide is None else self._guide_inputs(sched, guide)
             cos, sin, mask, off, kv_len = self._suffix_tables(context, samples, graph=self.use_cuda_graph)
             if self.use_cuda_graph:
-                return self._graph(samples, sched, time_terms, x, cos, sin, mask).run(x, cos, sin, mask)
-            for i, dt in enumerate(sched.dts):
-                x = x + dt * self._velocity(x, time_terms[i], cos, sin, mask, off, kv_len)
-        return x
+                return self._graph(samples, sched, time_terms, x, cos, sin, mask, extra).run(x, cos, sin, mask, extra)
+            return self._steps(sched, time_terms, off, kv_len, x, cos, sin, mask, *extra)
 
     def _graph(self, samples: int, sched: FlowSchedule, time_terms: torch.Tensor, x: torch.Tensor,
-               cos: torch.Tensor, sin: torch.Tensor, mask: torch.Tensor) -> DenoiseGraph:
+               cos: torch.Tensor, sin: torch.Tensor, mask: torch.Tensor,
+               extra: tuple[torch.Tensor, ...] = ()) -> DenoiseGraph:
         kv = self.kv
         assert kv is not None
-        key = (samples, sched.steps, kv.capacity)
+        key = (samples, sched.steps, kv.capacity, bool(extra))
         if key not in self._graphs:
             off, kv_len = kv.capacity, kv.capacity + samples * self.num_waypoints
 
-            def loop(xs: torch.Tensor, c: torch.Tensor, s: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
-                for i, dt in enumerate(sched.dts):
-                    xs = xs + dt * self._velocity(xs, time_terms[i], c, s, m, off, kv_len)
-                return xs
+            def loop(xs: torch.Tensor, c: torch.Tensor, s: torch.Tensor, m: torch.Tensor,
+                     *guide: torch.Tensor) -> torch.Tensor:
+                return self._steps(sched, time_terms, off, kv_len, xs, c, s, m, *guide)
 
-            self._graphs[key] = DenoiseGraph(loop, x, cos, sin, mask)
+            self._graphs[key] = DenoiseGraph(loop, x, cos, sin, mask, extra)
         return self._graphs[key]
 
 
