@@ -118,7 +118,7 @@ def prefix_weights(delay: int, horizon: int, total: int, schedule: str) -> torch
         w[d:d + ramp] = 1.0
     elif ramp > 0 and schedule in ("linear", "exp"):
         lin = torch.linspace(1.0, 0.0, ramp + 2)[1:-1]
-        w[d:d + ramp] = lin * torch.expm1(lin) / (math.e - 1) if schedule == "exp" else lin
+        w[d:d + ramp] = lin * torch.expm1(lin).div(math.e - 1) if schedule == "exp" else lin
     return w
 
 

@@ -14,7 +14,9 @@ Providers are chosen by availability: TensorRT EP, CUDA EP, CPU on `device="cuda
 ProviderUnavailableError. The prefix K/V are bound as OrtValues that stay where prefill left
 them (on the GPU with the CUDA EP, host memory otherwise) and are read by every denoising step
 through IO binding; the noisy actions ping-pong between two preallocated buffers, so nothing is
-allocated or copied per step.
+allocated or copied per step. A real-time-chunking guide (`runtime/rtc.py`) is applied on the
+host after each step from the step's x and velocity (the loop is host-side; the guided step
+reads both buffers back and writes the guided x_next).
 """
 from __future__ import annotations
 
@@ -31,6 +33,7 @@ from vla_ros.model.flow_matching import flow_schedule
 from vla_ros.runtime.backends import exported_io
 from vla_ros.runtime.backends.protocol import BackendError, PrefixState
 from vla_ros.runtime.export import DEFAULT_OPSET, CorruptExportError, dtype_name, ensure_export, model_hash, remove_export
+from vla_ros.runtime.rtc import GuideTensors, guided_velocity, step_coefficients
 
 TRT_EP, CUDA_EP, CPU_EP = "TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"
 
@@ -243,18 +246,27 @@ class OnnxRuntimeBackend:
         dts = [self._value(np.array([d], dtype=np.float32)) for d in sched.dts]
         return ts, dts, sched.steps
 
-    def denoise(self, context: Any, x: torch.Tensor, steps: int | None) -> torch.Tensor:
+    def denoise(self, context: Any, x: torch.Tensor, steps: int | None,
+                guide: GuideTensors | None = None) -> torch.Tensor:
         """N Euler steps (each one denoise_step.onnx run) -> normalized actions (S, T, A) float32."""
         x0 = x.float().cpu().numpy()
         even, odd, bufs = self._bindings(x0.shape[0], context.next_position)
         ts, dts, n = self._times(steps)
         bufs[0].update_inplace(np.ascontiguousarray(x0))
         sess = self.sessions["denoise_step"]
+        if guide is not None:
+            sched = flow_schedule(self.config.flow, steps)
+            coef = step_coefficients(self.config.flow, sched, guide.max_guidance_weight)
+            target, weights = guide.target.float().cpu(), guide.weights.float().cpu()
         for i in range(n):
             io = even if i % 2 == 0 else odd
             io.bind_ortvalue_input("t", ts[i])
             io.bind_ortvalue_input("dt", dts[i])
             sess.run_with_iobinding(io)
+            if guide is not None:  # replace the graph's x + dt * v by the guided step
+                xi, vi = torch.from_numpy(bufs[i % 2].numpy()), torch.from_numpy(bufs[2].numpy())
+                v = guided_velocity(xi, vi, target, weights, coef.scales[i], coef.reaches[i])
+                bufs[(i + 1) % 2].update_inplace(np.ascontiguousarray((xi + sched.dts[i] * v).numpy()))
         return torch.from_numpy(bufs[n % 2].numpy().copy())
 
     def velocity(self, context: Any, x: torch.Tensor, t: float) -> torch.Tensor:

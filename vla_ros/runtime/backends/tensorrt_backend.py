@@ -301,8 +301,11 @@ class TensorRTBackend:
             eng.bind(feeds, {"x_next": bufs[(i + 1) % 2], "velocity": st["v"]}, device=self.cuda)
             eng.enqueue(stream)
 
-    def denoise(self, context: Any, x: torch.Tensor, steps: int | None) -> torch.Tensor:
+    def denoise(self, context: Any, x: torch.Tensor, steps: int | None, guide: Any = None) -> torch.Tensor:
         """All steps replayed from one CUDA graph (captured per samples/steps/prefix length)."""
+        if guide is not None:  # the steps are enqueued back to back in one graph: no host-side step to guide
+            raise BackendError("real-time chunking (a denoise guide) is not implemented on the tensorrt backend; "
+                               "use the torch or onnxruntime backend")
         samples = x.shape[0]
         n = flow_schedule(self.config.flow, steps).steps
         p = context.length
