@@ -97,6 +97,16 @@ def test_guidance_joins_the_new_chunk_to_the_leftover(record, case):
     assert np.abs(guided[d:] - free[d:]).max() > 1e-3  # a different chunk, not a copy of the leftover
 
 
+def test_every_sample_is_guided_by_the_one_leftover(record):
+    """Samples share the prefix and the guide: sample 0 of a batch is the single-sample chunk."""
+    g = record.guide("linear", 0)
+    other = torch.randn(1, *record.rtc["noise"].shape[1:], generator=torch.Generator().manual_seed(5))
+    both = record.replay.policy.act(record.replay.inputs(0), noise=torch.cat([record.rtc["noise"][0:1], other]),
+                                    guide=g).raw_actions
+    assert np.abs(both[0, :, :ACTION_DIM] - record.rtc["linear.actions_normalized"][0].numpy()).max() <= TOL
+    assert _distance(both[1], g.leftover, g.inference_delay) < 0.1  # the other noise joins the leftover too
+
+
 def test_zero_delay_with_the_zeros_schedule_changes_nothing(record):
     g = record.guide("zeros", 0, inference_delay=0)
     assert np.array_equal(record.act(0, g).raw_actions, record.act(0, None).raw_actions)
