@@ -93,11 +93,12 @@ BAG_VERSION = 8
 _UNSET = QosTime(0, 0)  # deadline/lifespan/lease "unspecified": the middleware's default (infinite)
 
 
-def offered_qos(topic: str) -> Qos:
+def offered_qos(topic: str, latched: bool = False) -> Qos:
     """The QoS a bag records as offered for `topic`, which `ros2 bag play` then offers: reliable
-    (heard by reliable and best-effort subscribers alike), keep last 10; /tf_static transient
-    local, keep last 1, as tf2's static broadcaster offers it, so late subscribers get it."""
-    latched = topic == TF_STATIC_TOPIC
+    (heard by reliable and best-effort subscribers alike), keep last 10; /tf_static and `latched`
+    topics (an arm's instruction) transient local, keep last 1, as tf2's static broadcaster
+    offers it, so late subscribers get the last message."""
+    latched = latched or topic == TF_STATIC_TOPIC
     return Qos(
         history=QosHistory.KEEP_LAST,
         depth=1 if latched else 10,
@@ -118,8 +119,11 @@ class BagWriter:
         bag.write("/ego/odom", odometry_msg, stamp_ns)
     """
 
-    def __init__(self, path: str | Path, fmt: BagFormat = "mcap", overwrite: bool = False) -> None:
+    def __init__(self, path: str | Path, fmt: BagFormat = "mcap", overwrite: bool = False,
+                 latched: Iterable[str] = ()) -> None:
+        """`latched`: topics recorded as offered transient local (besides /tf_static)."""
         self.path = Path(path)
+        self._latched = {resolve_topic(t) for t in latched}
         if self.path.exists():
             if not overwrite:
                 raise FileExistsError(f"output bag '{self.path}' exists (use --force to overwrite)")
@@ -145,7 +149,7 @@ class BagWriter:
         topic = resolve_topic(topic)  # bags hold fully qualified names (a Config() built in code has relative ones)
         conn = self._connections.get(topic)
         if conn is None:
-            conn = self._writer.add_connection(topic, msgtype, typestore=TYPESTORE, offered_qos_profiles=[offered_qos(topic)])
+            conn = self._writer.add_connection(topic, msgtype, typestore=TYPESTORE, offered_qos_profiles=[offered_qos(topic, topic in self._latched)])
             self._connections[topic] = conn
         self._writer.write(conn, log_time_ns, data)
 

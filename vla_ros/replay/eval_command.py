@@ -21,6 +21,13 @@ Writes into --out:
   predictions.mcap  input odometry + /vla/trajectory, /vla/ground_truth_path, /vla/baseline/*,
                     /vla/reasoning (with several bags: predictions/<bag>.mcap each)
 
+Robot arms (control.mode chunk in the config, e.g. config/arm.yaml, or --arm): at every tick with
+a stack (cameras and the joint state at t0), an instruction (the bag's latest std_msgs/String, else
+arm.instruction) and recorded commands covering the chunk, the policy's chunk is compared with the
+recorded trajectory_msgs/JointTrajectory commands (action i due at t0 + i * arm.action_dt_s) and
+with holding the joint state at t0: MAE and RMSE per joint and per step, their ratio, latency.
+Writes metrics.json, ticks.csv, report.html and report.md (no output bag); see docs/arm.md.
+
 Exit status: 0 when at least one tick was evaluated, 1 when nothing could be (the reason is
 printed), 2 for a usage, config or model error (reported before any work).
 """
@@ -52,6 +59,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="'cameras': replace every camera image by flat grey before the policy")
     p.add_argument("--limit", type=int, default=None, help="stop each bag after N evaluated ticks (quick runs)")
     p.add_argument("--front-camera", default=None, help="camera shown in the report gallery (default: front_wide or the first 'front*')")
+    p.add_argument("--arm", action="store_true",
+                   help="evaluate a robot arm's action chunks against its recorded joint commands (implied by control.mode: chunk)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars (they are off anyway when stderr is not a terminal)")
 
 
@@ -103,6 +112,10 @@ def run(args: argparse.Namespace) -> int:
 
     _validate_flags(args)
     config = load_config(args.config)  # ConfigError -> message naming the key, exit 2
+    if args.arm or config.chunk_mode:
+        from vla_ros.replay.arm_eval import run_arm_eval
+
+        return run_arm_eval(args, config)
     if args.backend:
         config = config.replace(inference__backend=args.backend)
     inf = config.inference
@@ -247,6 +260,8 @@ def command_line(args: argparse.Namespace) -> str:
         parts.append("--reasoning" if args.reasoning else "--no-reasoning")
     for a in args.ablate:
         parts += ["--ablate", a]
+    if getattr(args, "arm", False):
+        parts.append("--arm")
     if args.no_progress:
         parts.append("--no-progress")
     return shlex.join(parts)

@@ -220,12 +220,21 @@ def _init_worker(spec: ModelSpec, config: Config, options: EvalOptions, workers:
         _WORKER["error"] = str(exc)
 
 
+def _evaluate_ticks(config: Config) -> Callable[..., Any]:
+    """The evaluation of a bag's ticks: a vehicle's trajectories, or an arm's chunks (control.mode chunk)."""
+    if config.chunk_mode:
+        from vla_ros.replay.arm_evaluator import evaluate_arm_ticks
+
+        return evaluate_arm_ticks
+    return evaluate_ticks
+
+
 def _run_job(job: BagJob, position: int) -> BagEvaluation:
     if "error" in _WORKER:
         raise ModelSpecError(_WORKER["error"])
     label = f" {job.part + 1}/{job.parts}" if job.parts > 1 else ""
-    return evaluate_ticks(job.bag, _WORKER["config"], _WORKER["policy"], _WORKER["options"], name=job.name,
-                          first=job.first, stop=job.stop, progress_position=position, progress_label=label)
+    return _evaluate_ticks(_WORKER["config"])(job.bag, _WORKER["config"], _WORKER["policy"], _WORKER["options"], name=job.name,
+                                              first=job.first, stop=job.stop, progress_position=position, progress_label=label)
 
 
 def _run_numbered(numbered: tuple[int, BagJob]) -> BagEvaluation:
@@ -265,7 +274,10 @@ def run_jobs(
             raise ValueError("parts of a bag need worker processes (workers > 1)")
         policy = policy if policy is not None else load_policy(spec)
         for job in jobs:
-            r = evaluate_bag(job.bag, config, policy, options, name=job.name, predictions_bag=job.predictions_bag, progress_position=0)
+            if config.chunk_mode:
+                r = _evaluate_ticks(config)(job.bag, config, policy, options, name=job.name, progress_position=0)
+            else:
+                r = evaluate_bag(job.bag, config, policy, options, name=job.name, predictions_bag=job.predictions_bag, progress_position=0)
             results.append(r)
             if on_done:
                 on_done(r)
@@ -277,9 +289,14 @@ def run_jobs(
             pending.append(r)
             if job.part + 1 < job.parts:
                 continue
-            whole = merge_parts(pending)
-            pending = []
-            finish_bag(whole, config, options, job.predictions_bag)
+            pending, parts = [], pending
+            if config.chunk_mode:  # an arm's evaluation has no gallery or output bag to finish
+                from vla_ros.replay.arm_evaluator import merge_arm_parts
+
+                whole = merge_arm_parts(parts)
+            else:
+                whole = merge_parts(parts)
+                finish_bag(whole, config, options, job.predictions_bag)
             results.append(whole)
             if on_done:
                 on_done(whole)

@@ -217,12 +217,17 @@ def render_html(els: Sequence[Element]) -> str:
 
 def write_report(out_dir: str | Path, metrics: dict[str, Any], evals: Sequence[BagEvaluation]) -> tuple[Path, Path]:
     """Write report.md, plots/*.png and report.html into out_dir; returns (html, md) paths."""
+    return write_elements(out_dir, build_elements(metrics, evals))
+
+
+def write_elements(out_dir: str | Path, els: Sequence[Element]) -> tuple[Path, Path]:
+    """Render report elements (the vehicle's or an arm's) into out_dir: report.md with its figures
+    in plots/*.png, and the self-contained report.html; returns (html, md) paths."""
     out = Path(out_dir)
     plots_dir = out / "plots"
     plots_dir.mkdir(parents=True, exist_ok=True)
     for old in plots_dir.glob("*.png"):  # a previous run's gallery may have had more ticks
         old.unlink()
-    els = build_elements(metrics, evals)
     for el in els:
         if isinstance(el, Figure):
             (plots_dir / el.name).write_bytes(el.png)
