@@ -20,7 +20,12 @@ def check_arm_model(path: str, config: Config) -> Any:
     from vla_ros.model.safetensors_io import CheckpointError
     from vla_ros.model.lerobot_checkpoint import is_lerobot_policy_dir, lerobot_spec
 
+    from vla_ros.model.presets import is_preset
+
     root = Path(path)
+    if is_preset(path):
+        raise CommandError(f"model '{path}' is not a robot-arm policy: presets are driving models; arm evaluation "
+                           "(control.mode chunk) takes a LeRobot pi0 / pi0.5 policy directory")
     if not root.exists():
         raise CommandError(f"model '{path}' not found (arm evaluation takes a LeRobot pi0 / pi0.5 policy directory)")
     if not is_lerobot_policy_dir(root):
