@@ -117,12 +117,6 @@ class InstructionTrack:
                 "distinct": len(set(self.texts)), "default": self.default}
 
 
-def prompt_overflow(policy: Any, task: str, state: np.ndarray) -> int:
-    """Prompt tokens the policy's model cuts off at this tick (0 for models without a budget)."""
-    measure = getattr(getattr(policy, "model", None), "prompt_overflow", None)
-    return int(measure(policy.tokenizer, task, state)) if measure is not None else 0
-
-
 def evaluate_arm_ticks(
     bag: str | Path,
     config: Config,
@@ -195,14 +189,6 @@ def evaluate_arm_ticks(
             except FutureUnavailable as exc:
                 result.skipped[exc.key] += 1
                 continue
-            state = np.asarray(stack.joint_state.positions, dtype=np.float64)
-            cut = prompt_overflow(policy, task, state)
-            if cut:
-                result.warnings["instruction_truncated"] += 1
-                if task not in logged:
-                    logged.add(task)
-                    _LOG.warning("%s: the instruction %r is %d token(s) over the model's budget and is cut off "
-                                 "(counted as instruction_truncated; logged once per instruction)", bag, task[:60], cut)
             generator = torch.Generator(device="cpu").manual_seed(tick_seed(options.seed, stack.t0_ns))
             t_policy = time.perf_counter()
             try:
@@ -216,12 +202,20 @@ def evaluate_arm_ticks(
                     _LOG.warning("%s: policy failed at t0=%.3f (%s); further failures of this kind are only counted", bag, stack.t0, exc)
                 continue
             policy_ms = (time.perf_counter() - t_policy) * 1e3
+            cut = int(getattr(out, "prompt_tokens_dropped", 0))
+            if cut:
+                result.warnings["instruction_truncated"] += 1
+                if task not in logged:
+                    logged.add(task)
+                    _LOG.warning("%s: the instruction %r is %d token(s) over the model's budget and was cut off "
+                                 "(counted as instruction_truncated; logged once per instruction)", bag, task[:60], cut)
             timings = {k[:-3]: float(v) for k, v in out.timings_ms.items() if k.endswith("_ms") and k != "total_ms"}
             timings["stack"] = stack_ms
             timings["policy"] = float(out.timings_ms.get("total_ms", policy_ms))
             timings["total"] = stack_ms + policy_ms
             result.records.append(ArmTickRecord(
-                bag=result.name, index=tick.index, tick_ns=tick.time_ns, t0_ns=stack.t0_ns, instruction=task, state=state,
+                bag=result.name, index=tick.index, tick_ns=tick.time_ns, t0_ns=stack.t0_ns, instruction=task,
+                state=np.asarray(stack.joint_state.positions, dtype=np.float64),
                 commanded=commanded, predicted=np.asarray(out.actions, dtype=np.float64), timings_ms=timings,
                 truncated_tokens=cut))
             bar.set_postfix(evaluated=result.ticks_evaluated, refresh=False)

@@ -238,14 +238,6 @@ class JointMoT(nn.Module):
         bins = np.digitize(state_norm.numpy(), bins=np.linspace(-1, 1, 256 + 1)[:-1]) - 1
         return f"Task: {clean}, State: {' '.join(map(str, bins.tolist()))};\nAction: "
 
-    def prompt_overflow(self, tokenizer: Any, task: str, state: np.ndarray) -> int:
-        """Tokens of this tick's prompt beyond the tokenizer's budget (tokenizer_max_length), which
-        `prefix_plan` cuts off as LeRobot's tokenizer step does; 0 when it fits. For callers that
-        count and log a cut instruction (pi0.5's prompt holds the state, so it depends on it)."""
-        state_norm = self.normalize_state(torch.as_tensor(state, dtype=torch.float32))
-        length = len(tokenizer.encode_prompt(self.prompt(task, state_norm), 1 << 62))
-        return max(0, length - self.spec.tokenizer_max_length)
-
     def prefix_plan(self, embeds: list[ImageEmbedding], history_xyz: np.ndarray, tokenizer: Any, *,
                     state: np.ndarray, task: str) -> SimpleNamespace:
         state_norm = self.normalize_state(torch.as_tensor(state, dtype=torch.float32))
