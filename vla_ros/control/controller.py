@@ -5,9 +5,9 @@ Interface shared by the control modes (the node calls only these):
 - `note_input(t0_ns)`: a complete frame stack was assembled;
 - `note_ego(state)`: the latest odometry;
 - `step(now_ns) -> ControlStep`: what to publish at this control tick.
-An action-chunk mode for manipulators implements the same four calls: `accept` takes a chunk of
-joint targets stamped at t0, `step` returns the action due now at 50 Hz, blending the overlap of
-consecutive chunks; the watchdog and fallback (hold position) wrap it the same way.
+The action-chunk mode for robot arms (chunk_controller.ChunkController) implements the same calls,
+with note_state (joint states) for note_ego: `accept` takes a chunk of joint targets stamped at
+t0, `step` returns the command due now, holding position as its safe state (docs/arm.md).
 """
 from __future__ import annotations
 
