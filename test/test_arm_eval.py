@@ -253,3 +253,26 @@ def test_eval_arm_pi05_counts_cut_instructions(arm_bag: Path, tmp_path: Path) ->
     assert late and all(int(r["truncated_tokens"]) > 0 for r in late)
     assert m["overall"]["warnings"]["instruction_truncated"] == len(late)
     assert m["overall"]["model"]["mae"] > 0 and len(m["overall"]["model"]["mae_by_step"]) == 50
+
+
+def test_eval_arm_long_bag_cut_into_parts_gives_the_whole_bag_results(tmp_path: Path) -> None:
+    """With more workers than bags a bag is cut into tick ranges (each warmed up on the second
+    before it); merged, they give the one-process result (errors to float rounding, counts exactly)."""
+    from vla_ros.replay.summary import strip_nondeterministic
+
+    bag = tmp_path / "long"
+    assert main(["pattern-bag", "--arm", "--config", str(CONFIG), "--out", str(bag), "--duration", "10.5", "--camera-hz", "10",
+                 "--instruction", SHORT]) == 0
+    results = []
+    for workers in ("1", "2"):
+        out = tmp_path / f"w{workers}"
+        assert main(["eval", "--bag", str(bag), "--config", str(CONFIG), "--model", str(MODEL), "--out", str(out),
+                     "--workers", workers, "--threads", "1", "--no-progress"]) == 0
+        results.append(json.loads((out / "metrics.json").read_text()))
+    one, two = (strip_nondeterministic(r["bags"]["long"]) for r in results)
+    assert results[1]["run"]["workers"] == 2 and one["ticks_total"] == 106
+    for key in ("ticks_total", "ticks_evaluated", "ticks_skipped", "warnings", "joint_states", "commands", "input_drops"):
+        assert two[key] == one[key], key
+    for method in ("model", "hold"):
+        for key, value in one[method].items():
+            np.testing.assert_allclose(two[method][key], value, rtol=1e-6, atol=1e-9, err_msg=f"{method}.{key}")
