@@ -135,7 +135,7 @@ def test_holds_before_anything_is_known_and_then_at_the_measured_position():
     assert step.hold and step.positions is None and step.velocities is None
     assert set(step.reasons) == {"no_state", "no_input", "no_chunk"}
     step = rig.tick(T0 + DT)
-    assert step.hold and step.reasons == ("no_chunk",)
+    assert step.hold and step.reasons == ("no_chunk",) and rig.ctrl.holding and rig.ctrl.hold_reasons == ("no_chunk",)
     np.testing.assert_array_equal(step.positions, [0.4, -0.2, 1.0])
     np.testing.assert_array_equal(step.velocities, 0.0)
     stats = rig.ctrl.stats
@@ -182,6 +182,7 @@ def test_stale_inputs_hold_the_last_command_and_recover_only_with_a_fresh_chunk(
     rig.ctrl.accept(fresh, now + 5 * MS)
     first = rig.tick(now + DT)
     assert not first.hold and first.chunk_t0_ns == fresh.t0_ns
+    assert not rig.ctrl.holding and rig.ctrl.hold_reasons == ()
     w = 1 / 5
     np.testing.assert_allclose(first.positions, (1 - w) * last.positions + w * at(fresh, now + DT), atol=1e-12)
     for j in range(2, 8):
@@ -315,7 +316,7 @@ def test_rtc_guided_chunks_are_used_as_is_and_the_join_is_measured():
     assert not join.blended and (join.from_t0_ns, join.to_t0_ns) == (T0, t0)
     assert join.position_step == pytest.approx(expected.max())
     assert join.velocity_step == pytest.approx(0.5)
-    assert rig.ctrl.stats.join_max_position_step == join.position_step and rig.ctrl.stats.switches == 1
+    assert rig.ctrl.stats.max_join_position_step == join.position_step and rig.ctrl.stats.switches == 1
     assert rig.ctrl.stats.late_chunk_ticks == 0
     # A chunk whose inference got no prefix is faded in even with RTC on.
     c = ramp(t0 + 5 * DT, start=at(b, t0 + 5 * DT))

@@ -51,7 +51,8 @@ Asynchronous inference. `wants_inference(now, latency)` is true when there is no
 the current one has less than latency + arm.start_margin_s left. `rtc_prefix(t0, latency)` gives
 the inference whose inputs are stamped t0 the current chunk's leftover from t0 on (raw, normalized
 actions resampled on the grid t0 + j*dt), the inference delay d = ceil(latency / dt) (actions of
-the leftover executed before the new chunk arrives, at most the leftover's length) and the
+the leftover executed before the new chunk arrives, at most the leftover's length; latency here
+runs from t0, the inputs' stamp, to the chunk's acceptance) and the
 execution horizon; None with RTC off, no chunk to follow (holding), nothing left, or while a
 fade-in is under way at t0 (what executes then is not the chunk's own actions).
 Call it once per inference started, RTC on or off: it also records d for the late-chunk metric.
@@ -163,8 +164,8 @@ class ChunkStats:
     late_ticks: int = 0  # held because the chunk ran out before the next one arrived
     late_chunk_ticks: int = 0  # served by a chunk that arrived after its planned delay
     switches: int = 0
-    join_max_position_step: float = 0.0
-    join_max_velocity_step: float = 0.0
+    max_join_position_step: float = 0.0
+    max_join_velocity_step: float = 0.0
     joins: deque = field(default_factory=lambda: deque(maxlen=JOIN_HISTORY))
     bad_states: int = 0  # note_state calls ignored (names missing, NaN)
 
@@ -253,6 +254,7 @@ class ChunkController:
         self._last_stamp: int | None = None
         self._last_source: _Served | None = None  # None: the last tick held (or none yet)
         self._holding = False
+        self._hold_reasons: tuple[str, ...] = ()
 
     # -- inputs ----------------------------------------------------------------------------------
 
@@ -307,6 +309,11 @@ class ChunkController:
     def holding(self) -> bool:
         return self._holding
 
+    @property
+    def hold_reasons(self) -> tuple[str, ...]:
+        """Why the last tick held (empty when it followed a chunk)."""
+        return self._hold_reasons if self._holding else ()
+
     def step(self, now_ns: int) -> ChunkStep:
         stats = self.stats
         stats.steps += 1
@@ -359,6 +366,7 @@ class ChunkController:
                     served.arrival_ns > served.chunk.t0_ns + served.planned_delay * self.dt_ns:
                 stats.late_chunk_ticks += 1
         self._holding = hold
+        self._hold_reasons = tuple(reasons)
         self._last_source = served
         self._last_fd_vel = fd_vel
         if pos is not None:
@@ -376,7 +384,8 @@ class ChunkController:
     # -- scheduling asynchronous inference -------------------------------------------------------
 
     def wants_inference(self, now_ns: int, latency_s: float) -> bool:
-        """Start the next inference now: no usable chunk, or less than latency + margin left."""
+        """Start the next inference now: no usable chunk, or less than latency + margin left
+        (latency_s: from starting an inference to its chunk being accepted)."""
         served = self._served
         if served is None or now_ns > served.end_ns:
             return True
@@ -384,8 +393,9 @@ class ChunkController:
         return left_s < max(latency_s, 0.0) + self.arm.start_margin_s
 
     def rtc_prefix(self, t0_ns: int, latency_s: float) -> RtcPrefix | None:
-        """The guide of an inference on inputs stamped t0 expected to take latency_s (see the
-        module docstring); records the planned delay either way."""
+        """The guide of an inference on inputs stamped t0 whose chunk is expected to be accepted
+        latency_s after t0 (measured from the inputs' stamp, not from the start of the run: the
+        new chunk's actions are due from t0); records the planned delay either way."""
         delay = max(math.ceil(max(latency_s, 0.0) / self.arm.action_dt_s - _CEIL_EPS), 0)
         _remember(self._plans, t0_ns, delay)
         served = self._served
@@ -495,8 +505,8 @@ class ChunkController:
                         float(np.max(np.abs(vel - self._last_vel))), blended=new.blend_window_ns > 0)
         stats = self.stats
         stats.switches += 1
-        stats.join_max_position_step = max(stats.join_max_position_step, step.position_step)
-        stats.join_max_velocity_step = max(stats.join_max_velocity_step, step.velocity_step)
+        stats.max_join_position_step = max(stats.max_join_position_step, step.position_step)
+        stats.max_join_velocity_step = max(stats.max_join_velocity_step, step.velocity_step)
         stats.joins.append(step)
 
     def _forget_history(self) -> None:
