@@ -70,6 +70,7 @@ import logging
 import math
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
+from typing import NoReturn
 
 import numpy as np
 
@@ -416,7 +417,7 @@ class ChunkController:
 
     # -- internals -------------------------------------------------------------------------------
 
-    def _reject(self, chunk: ActionChunk, exc: RejectedOutput) -> None:
+    def _reject(self, chunk: ActionChunk, exc: RejectedOutput) -> NoReturn:
         _count(self.stats.rejected, exc.reason)
         _LOG.warning("action chunk for t0=%.3f rejected: %s", chunk.t0_ns / 1e9, exc)
         raise exc
