@@ -6,8 +6,9 @@ the joint state at t0 for the whole chunk.
 
 The instruction of a tick is the newest one received at or before the tick (the node's rule: the
 latest latched String), else arm.instruction; none at all skips the tick (no_instruction). An
-instruction longer than the model's token budget is cut as the model cuts it, counted
-(warnings.instruction_truncated) and logged once per instruction; the tick is still evaluated.
+instruction longer than the model's token budget is cut as the model cuts it (LeRobot's rule); the
+ticks the policy reports it for (PolicyOutput.prompt_tokens_dropped) are counted
+(warnings.instruction_truncated) and it is logged once per instruction; they are still evaluated.
 
 Deterministic as the vehicle evaluation is: the noise at a tick is seeded by (seed, t0).
 """
@@ -85,7 +86,6 @@ class ArmBagEvaluation:
     error: str | None = None
     wall_s: float = 0.0
     model_info: dict[str, Any] = field(default_factory=dict)
-    predictions_bag: str | None = None  # none for arms yet (the runner's interface)
 
     @property
     def ticks_evaluated(self) -> int:
