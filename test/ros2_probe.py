@@ -1,7 +1,9 @@
 """A plain rclpy subscriber for the real-ROS tests: prints one JSON line per message received on
-the drive node's trajectory and diagnostics topics (run as its own process, under ROS 2).
+the drive node's trajectory (or an arm's joint trajectory) and diagnostics topics (run as its own
+process, under ROS 2).
 
     python test/ros2_probe.py --trajectory /vla/trajectory --seconds 60
+    python test/ros2_probe.py --joint-trajectory /joint_trajectory_controller/joint_trajectory
 """
 from __future__ import annotations
 
@@ -16,11 +18,13 @@ from nav_msgs.msg import Path
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import QoSProfile
+from trajectory_msgs.msg import JointTrajectory
 
 
 def main() -> int:
     p = argparse.ArgumentParser()
     p.add_argument("--trajectory", default="/vla/trajectory")
+    p.add_argument("--joint-trajectory", default="", help="also an arm's trajectory_msgs/JointTrajectory topic")
     p.add_argument("--diagnostics", default="/diagnostics")
     p.add_argument("--seconds", type=float, default=60.0)
     args = p.parse_args()
@@ -42,7 +46,15 @@ def main() -> int:
                                                             "message": s.message, "values": {kv.key: kv.value for kv in s.values}}
                                                    for s in msg.status}})
 
+    def on_joints(msg: JointTrajectory) -> None:
+        point = msg.points[0] if msg.points else None
+        emit({"topic": "joints", "stamp_ns": msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec, "joint_names": list(msg.joint_names),
+              "positions": None if point is None else list(point.positions),
+              "velocities": None if point is None else list(point.velocities), "n_points": len(msg.points)})
+
     node.create_subscription(Path, args.trajectory, on_path, QoSProfile(depth=10))
+    if args.joint_trajectory:
+        node.create_subscription(JointTrajectory, args.joint_trajectory, on_joints, QoSProfile(depth=50))
     node.create_subscription(DiagnosticArray, args.diagnostics, on_diag, QoSProfile(depth=10))
     emit({"topic": "ready"})
     end = time.monotonic() + args.seconds

@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -131,11 +132,12 @@ def drive_bag(tmp_path_factory: pytest.TempPathFactory) -> Path:
 class Probe:
     """test/ros2_probe.py in its own process; its JSON lines collected by a reader thread."""
 
-    def __init__(self, ws: Ws, domain: int, seconds: float, log: Path, trajectory: str = "/vla/trajectory") -> None:
+    def __init__(self, ws: Ws, domain: int, seconds: float, log: Path, trajectory: str = "/vla/trajectory",
+                 joint_trajectory: str = "") -> None:
         self.lines: list[dict] = []
         self.log = log
         self.proc = subprocess.Popen(ws.cmd(sys.executable, str(ROOT / "test" / "ros2_probe.py"), "--seconds", str(seconds),
-                                            "--trajectory", trajectory),
+                                            "--trajectory", trajectory, "--joint-trajectory", joint_trajectory),
                                      env=ws.env(domain), stdout=subprocess.PIPE, stderr=open(log, "w"), text=True, start_new_session=True)
         _started.append(self.proc)
         self._thread = threading.Thread(target=self._read, daemon=True)
@@ -301,6 +303,64 @@ def test_launch_replayed_bag_in_path_out_heard_by_rclpy_ros2_cli_and_dds(ws: Ws,
     assert "process has finished cleanly" in text
     assert "while the node's publishers are not enabled" not in text  # nothing handed over before activation
     assert "type hash" not in text.lower()  # rmw_cyclonedds found our endpoints' RIHS01 hashes
+
+
+@pytest.fixture(scope="session")
+def arm_bag(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("bags") / "arm"
+    res = subprocess.run([sys.executable, "-m", "vla_ros.cli", "pattern-bag", "--arm", "--config", str(ROOT / "config" / "arm.yaml"),
+                          "--out", str(out), "--duration", str(BAG_SECONDS), "--instruction", "pick up the cube"],
+                         capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    return out
+
+
+def test_arm_launch_replayed_arm_bag_in_joint_commands_out_at_control_rate(ws: Ws, arm_bag: Path, tmp_path: Path) -> None:
+    """An arm under real ROS 2: `ros2 launch` with the installed config/arm.yaml and the LeRobot
+    pi0 fixture, a replayed arm bag (cameras, joint states, the latched instruction, /clock) in;
+    trajectory_msgs/JointTrajectory commands for joint_trajectory_controller out, heard by an
+    rclpy node: in the configured joint order, one point each, 50 Hz, from policy chunks."""
+    domain = _domain()
+    log = tmp_path / "launch.log"
+    share = ws.install / "vla_ros" / "share" / "vla_ros"
+    topic = "/joint_trajectory_controller/joint_trajectory"
+    launch = ws.start("ros2", "launch", "vla_ros", "drive.launch.py", f"config:={share / 'config' / 'arm.yaml'}",
+                      f"model:={ROOT / 'test' / 'fixtures' / 'lerobot_pi0_tiny'}", "use_sim_time:=true", domain=domain, log=log, cwd=tmp_path)
+    probe = Probe(ws, domain, seconds=240, log=tmp_path / "probe.log", joint_trajectory=topic)
+    play = None
+    try:
+        wait_for(lambda: lifecycle_state(ws, domain) == "active", START_TIMEOUT_S, "the arm node to become active", log)
+        t_play = time.monotonic()
+        play = ws.start("vla-ros", "play", "--bag", str(arm_bag), "--clock", "--start-delay", "1", "--topics", "/cameras/top/image_raw/compressed",
+                        "/cameras/wrist/image_raw/compressed", "/joint_states", "/vla/instruction", domain=domain, log=tmp_path / "play.log")
+
+        def chunks(n: int) -> bool:
+            return any(int(d["statuses"]["vla_ros: control"]["values"].get("chunks_accepted", "0")) >= n
+                       for d in probe.of("diagnostics", t_play))
+
+        wait_for(lambda: chunks(3), 150, "three chunks accepted (diagnostics)", log)
+        t_a = time.monotonic()
+        wait_for(lambda: len(probe.of("joints", t_a)) >= 100, 60, "100 joint commands at the rclpy probe", log)
+        cmds = probe.of("joints", t_a)
+        assert all(c["joint_names"] == [f"joint{i}" for i in range(1, 7)] and c["n_points"] == 1 for c in cmds)
+        assert all(len(c["positions"]) == 6 and all(abs(x) <= 3.0 for x in c["positions"]) for c in cmds)
+        stamps = [c["stamp_ns"] for c in cmds]
+        assert stamps == sorted(stamps) and 1000e9 <= stamps[0] <= (1000 + BAG_SECONDS + 5) * 1e9  # sim time from the bag
+        period = np.median(np.diff(stamps)) / 1e9
+        assert period == pytest.approx(0.02, rel=0.25), period  # 50 Hz in the node's (sim) time
+        control = probe.of("diagnostics", t_a)[-1]["statuses"]["vla_ros: control"]
+        assert control["values"]["instruction"] == "pick up the cube", control
+        assert "input_age_s/joint_states" in probe.of("diagnostics", t_a)[-1]["statuses"]["vla_ros: inputs"]["values"]
+        assert stop(play) == 0
+        play = None
+    finally:
+        if play is not None:
+            stop(play)
+        probe.close()
+        rc = stop(launch)
+    text = log.read_text()
+    assert rc == 0, text[-3000:]
+    assert "Traceback" not in text, text[-4000:]
 
 
 def test_lifecycle_walk_parameters_namespace_and_one_policy_process(ws: Ws, tmp_path: Path) -> None:

@@ -10,10 +10,15 @@ from vla_ros.config import Config
 from vla_ros.ros.clock import SimClock, WallClock
 from vla_ros.ros.conversions import path_cdr_message
 from vla_ros.ros.dds_transport import DdsTransport
-from vla_ros.ros.node_core import OUTPUT_TYPES, DriveNodeCore
+from vla_ros.ros.node_core import DriveNodeCore, input_topics, output_topics
+from vla_ros.ros.node_factory import make_node_core
 from vla_ros.sensors.stamps import NS_PER_S
 
 _LOG = logging.getLogger("vla_ros.node")
+
+# InputTopic.qos -> the DDS transport's profile and depth ('state': best effort hears reliable
+# publishers too; deep enough for 100 Hz states while a callback is busy)
+_DDS_QOS = {"sensor": ("sensor", None), "state": ("sensor", 50), "latched": ("latched", None), "default": ("default", None)}
 
 def run_dds_node(config: Config, use_sim_time: bool = False, duration_s: float | None = None, status_every_s: float = 5.0) -> int:
     """Load the model, run until SIGINT/SIGTERM (or `duration_s`), return an exit status."""
@@ -36,20 +41,18 @@ def _serve(config: Config, policy: object, use_sim_time: bool, duration_s: float
         signal.signal(sig, lambda *_: stop.set())
     clock = SimClock() if use_sim_time else WallClock()
     with DdsTransport() as dds:
-        topics = {getattr(config.outputs, key): msgtype for key, msgtype in OUTPUT_TYPES.items() if getattr(config.outputs, key)}
-        pubs = {topic: dds.publisher(topic, msgtype) for topic, msgtype in topics.items()}
-        core = DriveNodeCore(config, policy, lambda topic, msg: pubs[topic].publish(msg), clock, model_name=config.model.path,
-                             path_encoder=path_cdr_message)  # DDS writes bytes: skip building message objects
-        for cam in config.cameras:
-            msgtype = "sensor_msgs/msg/CompressedImage" if cam.compressed else "sensor_msgs/msg/Image"
-            dds.subscribe(cam.topic, msgtype, _handler(core, cam.topic), qos="sensor")
-        # best effort matches both reliable and best-effort odometry publishers
-        dds.subscribe(config.ego.odometry_topic, "nav_msgs/msg/Odometry", _handler(core, config.ego.odometry_topic), qos="sensor", depth=50)
+        pubs = {topic: dds.publisher(topic, msgtype) for topic, msgtype in output_topics(config).items()}
+        core = make_node_core(config, policy, lambda topic, msg: pubs[topic].publish(msg), clock, model_name=config.model.path,
+                              path_encoder=path_cdr_message)  # DDS writes bytes: skip building message objects
+        for sub in input_topics(config):
+            qos, depth = _DDS_QOS[sub.qos]
+            dds.subscribe(sub.topic, sub.msgtype, _handler(core, sub.topic), qos=qos, depth=depth)
         if use_sim_time:
             dds.subscribe("/clock", "rosgraph_msgs/msg/Clock", lambda msg: core.on_clock(msg.clock.sec * NS_PER_S + msg.clock.nanosec), qos="clock")
         core.start()
         _LOG.info(
-            "drive node running on DDS domain %d: %d cameras, inference %.0f Hz, control %.0f Hz%s",
+            "%s node running on DDS domain %d: %d cameras, inference %.0f Hz, control %.0f Hz%s",
+            "arm" if config.chunk_mode else "drive",
             dds.domain_id,
             len(config.cameras),
             config.inference.rate_hz,

@@ -30,19 +30,34 @@ from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.signals import SignalHandlerOptions
 from rclpy.lifecycle import Node as LifecycleNode
 from rclpy.lifecycle import State, TransitionCallbackReturn
-from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 
 from vla_ros.config import DEFAULT_NODE_NAME, ConfigError, load_config
 from vla_ros.ros.clock import WallClock
 from vla_ros.ros.model_path import resolve_model_path
-from vla_ros.ros.node_core import OUTPUT_TYPES, DriveNodeCore
+from vla_ros.ros.node_core import DriveNodeCore, input_topics, output_topics
+from vla_ros.ros.node_factory import make_node_core
 from vla_ros.ros.parameters import from_parameters, to_parameters
 from vla_ros.ros.rclpy_convert import rclpy_class, to_rclpy
 
-# Odometry: best effort (matches reliable and best-effort publishers), deep enough for 50 Hz
-# odometry while a callback is busy.
-_ODOMETRY_QOS = QoSProfile(reliability=ReliabilityPolicy.BEST_EFFORT, history=HistoryPolicy.KEEP_LAST, depth=50)
+# InputTopic.qos -> rclpy profile. State (odometry, joint states): best effort (matches reliable
+# and best-effort publishers), deep enough for 100 Hz while a callback is busy. Latched: the
+# instruction a publisher keeps for late joiners.
+_INPUT_QOS = {
+    "sensor": qos_profile_sensor_data,
+    "state": QoSProfile(reliability=ReliabilityPolicy.BEST_EFFORT, history=HistoryPolicy.KEEP_LAST, depth=50),
+    "latched": QoSProfile(reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL,
+                          history=HistoryPolicy.KEEP_LAST, depth=1),
+    "default": QoSProfile(depth=10),
+}
 _OUTPUT_QOS = QoSProfile(depth=10)
+
+
+def _command_topics(config: Any) -> str:
+    """Where the node's commands go: the trajectory topic, or an arm's controller topics."""
+    if not config.chunk_mode:
+        return config.outputs.trajectory_topic
+    return " and ".join(t for t in (config.arm.joint_trajectory_topic, config.arm.forward_command_topic) if t)
 
 
 def _importable(package: str) -> bool:
@@ -130,17 +145,15 @@ class DriveNode(LifecycleNode):
             policy, _ = load_node_policy(config)
             self._policy = policy
             autoware = bool(config.outputs.autoware_trajectory_topic) and _importable("autoware_planning_msgs")
-            for key, msgtype in OUTPUT_TYPES.items():
-                topic = getattr(config.outputs, key)
-                if topic and (key != "autoware_trajectory_topic" or autoware):
-                    self._pubs[topic] = self.create_lifecycle_publisher(rclpy_class(msgtype), topic, _OUTPUT_QOS)
-            self.core = DriveNodeCore(config, policy, self._publish, NodeClock(self), model_name=config.model.path, autoware=autoware)
+            for topic, msgtype in output_topics(config, autoware).items():
+                self._pubs[topic] = self.create_lifecycle_publisher(rclpy_class(msgtype), topic, _OUTPUT_QOS)
+            self.core = make_node_core(config, policy, self._publish, NodeClock(self), model_name=config.model.path, autoware=autoware)
         except Exception as exc:  # noqa: BLE001 - configure failure: stay unconfigured, say why
             self.get_logger().error(f"configure failed: {exc}")
             self._release()
             return TransitionCallbackReturn.FAILURE
         self.get_logger().info(f"configured: model {config.model.path} ({config.inference.backend}), "
-                               f"{len(config.cameras)} cameras, output on {config.outputs.trajectory_topic}")
+                               f"{len(config.cameras)} cameras, output on {_command_topics(config)}")
         return TransitionCallbackReturn.SUCCESS
 
     def _load_config(self) -> Any:
@@ -176,11 +189,8 @@ class DriveNode(LifecycleNode):
             if result != TransitionCallbackReturn.SUCCESS:
                 return result
             cfg = self.core.config
-            for cam in cfg.cameras:
-                msgtype = "sensor_msgs/msg/CompressedImage" if cam.compressed else "sensor_msgs/msg/Image"
-                self._subs.append(self.create_subscription(rclpy_class(msgtype), cam.topic, self._callback(cam.topic), qos_profile_sensor_data))
-            odom = cfg.ego.odometry_topic
-            self._subs.append(self.create_subscription(rclpy_class("nav_msgs/msg/Odometry"), odom, self._callback(odom), _ODOMETRY_QOS))
+            for sub in input_topics(cfg):
+                self._subs.append(self.create_subscription(rclpy_class(sub.msgtype), sub.topic, self._callback(sub.topic), _INPUT_QOS[sub.qos]))
             # /clock going back (a looped bag with use_sim_time) resets the sensing buffers, as the
             # DDS node does from its /clock subscription
             self._jump_handle = self.get_clock().create_jump_callback(

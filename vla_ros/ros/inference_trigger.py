@@ -24,9 +24,12 @@ FRESH_NS = 20_000_000
 
 
 class InferenceTrigger:
-    def __init__(self, clock: Clock, rate_hz: float, ready_t0: Callable[[], int | None], run: Callable[[int], None]) -> None:
+    def __init__(self, clock: Clock, rate_hz: float, ready_t0: Callable[[], int | None], run: Callable[[int], None],
+                 due: Callable[[int], bool] | None = None) -> None:
         """`ready_t0()` gives the t0 a stack would have now (None: not every stream yet);
-        `run(now_ns)` assembles and runs one inference."""
+        `run(now_ns)` assembles and runs one inference; `due(now_ns)`, when given, must also be
+        true (an arm starts the next chunk only when the current one is about to run out)."""
+        self.due = due
         self.clock = clock
         self.min_period_ns = round(1e9 / rate_hz)
         self.ready_t0 = ready_t0
@@ -78,6 +81,8 @@ class InferenceTrigger:
             if self._last_t0 is not None and t0 - self._last_t0 < self.min_period_ns - self.min_period_ns // 10:
                 continue  # within one period of the last input used: wait for a newer set
             now = self.clock.now_ns()
+            if self.due is not None and not self.due(now):
+                continue  # not needed yet; the caller notifies when it is
             with self._count_lock:
                 stale = t0 == self._announced and now - self._announced_at > FRESH_NS
             if stale and self._last_start is not None and now - self._last_start < 2 * self.min_period_ns:

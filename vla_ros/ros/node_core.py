@@ -20,6 +20,7 @@ import time
 import traceback
 from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
@@ -72,6 +73,48 @@ OUTPUT_TYPES = {
 }
 
 
+@dataclass(frozen=True)
+class InputTopic:
+    """A subscription every transport makes. qos: 'sensor' (cameras: best effort, shallow),
+    'state' (odometry, joint states: best effort, so it hears reliable publishers too, deep
+    enough for 100 Hz while a callback is busy), 'latched' (an instruction: reliable and
+    transient local, so a late node still gets the last one), 'default' (reliable, volatile: the
+    same instruction from publishers that do not latch)."""
+
+    topic: str
+    msgtype: str
+    qos: str
+
+
+def input_topics(config: Config) -> list[InputTopic]:
+    inputs = [InputTopic(c.topic, "sensor_msgs/msg/CompressedImage" if c.compressed else "sensor_msgs/msg/Image", "sensor")
+              for c in config.cameras]
+    if config.chunk_mode:
+        inputs.append(InputTopic(config.arm.joint_state_topic, messages.JOINT_STATE, "state"))
+        # both durabilities: a transient-local reader does not match a volatile writer, a volatile one misses the latched value
+        inputs += [InputTopic(config.arm.instruction_topic, "std_msgs/msg/String", q) for q in ("latched", "default")]
+    else:
+        inputs.append(InputTopic(config.ego.odometry_topic, "nav_msgs/msg/Odometry", "state"))
+    return inputs
+
+
+def output_topics(config: Config, autoware: bool = True) -> dict[str, str]:
+    """topic -> message type of everything the node publishes in its mode."""
+    out = config.outputs
+    topics = {out.reasoning_topic: OUTPUT_TYPES["reasoning_topic"], out.diagnostics_topic: OUTPUT_TYPES["diagnostics_topic"],
+              out.latency_topic: OUTPUT_TYPES["latency_topic"]}
+    if config.chunk_mode:
+        if config.arm.joint_trajectory_topic:
+            topics[config.arm.joint_trajectory_topic] = messages.JOINT_TRAJECTORY
+        if config.arm.forward_command_topic:
+            topics[config.arm.forward_command_topic] = "std_msgs/msg/Float64MultiArray"
+    else:
+        topics[out.trajectory_topic] = OUTPUT_TYPES["trajectory_topic"]
+        if autoware and out.autoware_trajectory_topic:
+            topics[out.autoware_trajectory_topic] = OUTPUT_TYPES["autoware_trajectory_topic"]
+    return topics
+
+
 class DriveNodeCore:
     def __init__(
         self, config: Config, policy: PolicyLike, publish: Publish, clock: Clock, model_name: str = "", autoware: bool = True,
@@ -89,7 +132,7 @@ class DriveNodeCore:
         self.path_encoder = path_encoder
         size = None if config.image.override_model else getattr(policy, "image_size_hw", None)
         self.pipeline = SensingPipeline(config, image_size_hw=size)
-        self.controller = TrajectoryController(config)
+        self.controller = self._make_controller(config)
         self.tick_skips: dict[str, int] = {}
         self.inference_errors = 0
         self.ticks_run = 0
@@ -99,12 +142,18 @@ class DriveNodeCore:
         self._run_ns: deque[int] = deque(maxlen=_LATENCY_WINDOW)  # trigger to accepted output
         self._last_error: str = ""
         self._lock = threading.Lock()
-        self.trigger = InferenceTrigger(clock, config.inference.rate_hz, lambda: self.pipeline.input_t0_ns(include_ego=False), self.inference_tick)
+        self.trigger = InferenceTrigger(clock, config.inference.rate_hz, lambda: self.pipeline.input_t0_ns(include_ego=False), self.inference_tick,
+                                        due=self._inference_due)
         self.control_timer = Timer("control", clock, 1.0 / config.control.hz, self.control_tick,
                                    realtime_priority=config.control.realtime_priority)
         self.diagnostics_timer = Timer("diagnostics", clock, DIAGNOSTICS_PERIOD_S, self.diagnostics_tick)
         self._locked = False
         self._stamp_drops_seen: dict[str, tuple[int, int | None]] = {}  # reason -> (count, when it last grew)
+
+    _state_name = "odometry"  # the state stream, as diagnostics name it
+
+    def _make_controller(self, config: Config) -> Any:
+        return TrajectoryController(config)
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -133,14 +182,18 @@ class DriveNodeCore:
             # (not before a /clock message has set sim time).
             now_ns = self.clock.now_ns() if self.clock.started() else None
             stored = self.pipeline.on_message(topic, msg, now_ns)
-            if stored and topic == self.config.ego.odometry_topic:
-                self.controller.note_ego(ego_state_from_odometry(msg))
+            if stored and topic == self.pipeline.ego.topic:
+                self._note_state(msg)
             elif stored:
                 self.trigger.notify()
         except (ValueError, StampError) as exc:
             self.pipeline.drops.drop("bad_message", topic, str(exc))
         except Exception as exc:  # noqa: BLE001 - a malformed message must not stop the node
             self.pipeline.drops.drop("bad_message", topic, f"{type(exc).__name__}: {exc}")
+
+    def _note_state(self, msg: Any) -> None:
+        """A stored state message: the controller's latest ego state (its fallback starts there)."""
+        self.controller.note_ego(ego_state_from_odometry(msg))
 
     def on_clock(self, stamp_ns: int) -> None:
         """A /clock message (use_sim_time); ignored with the system clock."""
@@ -160,12 +213,16 @@ class DriveNodeCore:
             self._count_skip(result.key)
             return
         self.controller.note_input(result.t0_ns)
+        request = self._policy_request(result, now_ns)
+        if request is None:
+            return
+        inputs, extra = request
         try:
             inf = self.config.inference
             t_call = time.perf_counter()
             # the policy draws the (scaled) start noise itself: no torch in this process, no tensor to send
-            out = self.policy.act(result, reasoning=inf.reasoning, max_reasoning_tokens=inf.max_reasoning_tokens, samples=1,
-                                  steps=inf.steps, noise_scale=inf.noise_scale)
+            out = self.policy.act(inputs, reasoning=inf.reasoning, max_reasoning_tokens=inf.max_reasoning_tokens, samples=1,
+                                  steps=inf.steps, noise_scale=inf.noise_scale, **extra)
             call_ms = (time.perf_counter() - t_call) * 1e3
         except Exception as exc:  # noqa: BLE001 - one failed inference is reported, the next tick runs
             self.inference_errors += 1
@@ -177,18 +234,9 @@ class DriveNodeCore:
                 _LOG.warning("inference failed at t0=%.3f: %s", result.t0, exc)
             return
         self.ticks_run += 1
-        traj = PlannedTrajectory(
-            t0_ns=result.t0_ns,
-            dt_s=float(out.dt),
-            xyz=np.asarray(out.xyz[0], dtype=np.float64),
-            rot=np.asarray(out.rot[0], dtype=np.float64),
-            pose_t0_xyz=result.history.pose_t0_xyz,
-            pose_t0_rot=result.history.pose_t0_rot,
-            reasoning=out.reasoning,
-        )
         done_ns = self.clock.now_ns()
         try:
-            self.controller.accept(traj, done_ns)
+            self._accept(out, result, done_ns)
         except RejectedOutput as exc:
             self._count_skip(f"rejected_output/{exc.reason}")
             return
@@ -209,6 +257,27 @@ class DriveNodeCore:
             self.publish(self.config.outputs.reasoning_topic, messages.string(out.reasoning))
         self._run_ns.append(done_ns - now_ns)
         self._lock_publish_phase(now_ns)
+
+    def _inference_due(self, now_ns: int) -> bool:
+        """Whether an inference is wanted now, beyond new frames and the rate limit (always, for a vehicle)."""
+        return True
+
+    def _policy_request(self, stack: FrameStack, now_ns: int) -> tuple[Any, dict[str, Any]] | None:
+        """What the policy gets for this stack, and extra keywords for `act` (None: skip, counted)."""
+        return stack, {}
+
+    def _accept(self, out: Any, stack: FrameStack, done_ns: int) -> None:
+        """Hand the policy's output to the controller (RejectedOutput when it is refused)."""
+        traj = PlannedTrajectory(
+            t0_ns=stack.t0_ns,
+            dt_s=float(out.dt),
+            xyz=np.asarray(out.xyz[0], dtype=np.float64),
+            rot=np.asarray(out.rot[0], dtype=np.float64),
+            pose_t0_xyz=stack.history.pose_t0_xyz,
+            pose_t0_rot=stack.history.pose_t0_rot,
+            reasoning=out.reasoning,
+        )
+        self.controller.accept(traj, done_ns)
 
     def _lock_publish_phase(self, started_ns: int) -> None:
         """Nudge the control timer so its ticks fall just after results are usually ready."""
@@ -294,7 +363,7 @@ class DriveNodeCore:
             ages[f"input_age_s/{cam.name}"] = "never" if age is None else f"{age:.3f}"
             worst = max(worst, float("inf") if age is None else age)
         ego_age = None if self.pipeline.ego.newest_ns is None else (now_ns - self.pipeline.ego.newest_ns) / 1e9
-        ages["input_age_s/odometry"] = "never" if ego_age is None else f"{ego_age:.3f}"
+        ages[f"input_age_s/{self._state_name}"] = "never" if ego_age is None else f"{ego_age:.3f}"
         problems = [] if worst <= self.config.safety.max_input_age_s else ["camera input stale or missing"]
         problems += self._stamp_problems(now_ns, stats["drops"])
         input_level = messages.DIAG_WARN if problems else messages.DIAG_OK
@@ -318,9 +387,12 @@ class DriveNodeCore:
                 **{f"skipped/{k}": str(v) for k, v in skipped.items()},
             },
         )
+        return [model, inputs, inference, self._control_status(now_ns)]
+
+    def _control_status(self, now_ns: int) -> Any:
         fallback = self.controller.fallback_active
         wd = self.controller.watchdog.check(now_ns)
-        control = messages.diagnostic_status(
+        return messages.diagnostic_status(
             f"{name}: control",
             messages.DIAG_ERROR if fallback else messages.DIAG_OK,
             f"fallback active: {', '.join(wd.reasons) or 'output expired'}" if fallback else "following policy",
@@ -332,4 +404,3 @@ class DriveNodeCore:
                 **{f"rejected/{k}": str(v) for k, v in self.controller.stats.rejected.items()},
             },
         )
-        return [model, inputs, inference, control]
