@@ -28,12 +28,12 @@ JOINTS = [f"joint{i}" for i in range(1, 7)]
 MAX_VELOCITY = 20.0
 
 
-def arm_test_config(path: Path, **arm: object) -> Path:
+def arm_test_config(path: Path, source: Path = ARM_YAML, **arm: object) -> Path:
     """config/arm.yaml for this CPU: the fixture policy takes a few hundred ms per chunk beside
     the publishers, so the input age limit is widened (the default, 0.5 s, is for a GPU); its
     weights are random, its chunks move faster than a real arm's limits allow, so the joint
     limits are widened too. `arm` replaces further keys of the arm section."""
-    data = yaml.safe_load(ARM_YAML.read_text())
+    data = yaml.safe_load(Path(source).read_text())
     data["safety"] = {"max_input_age_s": 1.0, "max_output_age_s": 2.0}
     data["arm"]["limits"] = {"position_min": [-6.0], "position_max": [6.0], "max_velocity": [MAX_VELOCITY], "max_acceleration": [5000.0]}
     data["arm"].update(arm)

@@ -324,7 +324,10 @@ def test_arm_launch_replayed_arm_bag_in_joint_commands_out_at_control_rate(ws: W
     log = tmp_path / "launch.log"
     share = ws.install / "vla_ros" / "share" / "vla_ros"
     topic = "/joint_trajectory_controller/joint_trajectory"
-    launch = ws.start("ros2", "launch", "vla_ros", "drive.launch.py", f"config:={share / 'config' / 'arm.yaml'}",
+    from test_arm_node_dds import arm_test_config
+    # the installed config/arm.yaml with the joint limits widened for the random-weight fixture
+    config = arm_test_config(tmp_path / "arm.yaml", source=share / "config" / "arm.yaml")
+    launch = ws.start("ros2", "launch", "vla_ros", "drive.launch.py", f"config:={config}",
                       f"model:={ROOT / 'test' / 'fixtures' / 'lerobot_pi0_tiny'}", "use_sim_time:=true", domain=domain, log=log, cwd=tmp_path)
     probe = Probe(ws, domain, seconds=240, log=tmp_path / "probe.log", joint_trajectory=topic)
     play = None
