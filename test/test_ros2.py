@@ -224,7 +224,8 @@ def test_colcon_build_installs_the_node_launch_config_and_model(ws: Ws) -> None:
     assert os.access(prefix / "lib" / "vla_ros" / "drive_node", os.X_OK)  # ros2 run / launch look here
     assert (prefix / "bin" / "vla-ros").exists()
     share = prefix / "share" / "vla_ros"
-    for rel in ("package.xml", "launch/drive.launch.py", "config/drive.yaml", "models/drive-tiny/config.json",
+    for rel in ("package.xml", "launch/drive.launch.py", "launch/arm.launch.py", "config/drive.yaml", "config/arm.yaml",
+                "models/drive-tiny/config.json",
                 "models/drive-tiny/model.safetensors"):
         assert (share / rel).is_file(), rel
     res = ws.run("ros2", "pkg", "executables", "vla_ros", domain=_domain())
@@ -316,7 +317,7 @@ def arm_bag(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_arm_launch_replayed_arm_bag_in_joint_commands_out_at_control_rate(ws: Ws, arm_bag: Path, tmp_path: Path) -> None:
-    """An arm under real ROS 2: `ros2 launch` with the installed config/arm.yaml and the LeRobot
+    """An arm under real ROS 2: `ros2 launch vla_ros arm.launch.py` with the installed config/arm.yaml and the LeRobot
     pi0 fixture, a replayed arm bag (cameras, joint states, the latched instruction, /clock) in;
     trajectory_msgs/JointTrajectory commands for joint_trajectory_controller out, heard by an
     rclpy node: in the configured joint order, one point each, 50 Hz, from policy chunks."""
@@ -327,7 +328,7 @@ def test_arm_launch_replayed_arm_bag_in_joint_commands_out_at_control_rate(ws: W
     from test_arm_node_dds import arm_test_config
     # the installed config/arm.yaml with the joint limits widened for the random-weight fixture
     config = arm_test_config(tmp_path / "arm.yaml", source=share / "config" / "arm.yaml")
-    launch = ws.start("ros2", "launch", "vla_ros", "drive.launch.py", f"config:={config}",
+    launch = ws.start("ros2", "launch", "vla_ros", "arm.launch.py", f"config:={config}",
                       f"model:={ROOT / 'test' / 'fixtures' / 'lerobot_pi0_tiny'}", "use_sim_time:=true", domain=domain, log=log, cwd=tmp_path)
     probe = Probe(ws, domain, seconds=240, log=tmp_path / "probe.log", joint_trajectory=topic)
     play = None
