@@ -76,6 +76,23 @@ def test_commands_interpolate_the_chunk_at_their_stamps():
     assert step.velocities[2] == pytest.approx(-1.0)
 
 
+def test_next_position_is_the_chunk_one_control_period_ahead_and_the_hold_position_while_holding():
+    """What a trajectory controller is sent: the point it reaches one period later."""
+    rig = Rig(make_config(blend=0, max_acceleration=500.0))
+    pos = ramp(T0).positions.copy()
+    pos[11:, 0] = pos[10, 0] - np.arange(1, 40) * 0.02 * 0.5  # a kink: a tick before it must not extrapolate across it
+    chunk = ActionChunk(T0, 0.02, pos, ramp(T0).raw)
+    rig.ctrl.accept(chunk, T0 + 5 * MS)
+    for now in (T0 + 10 * MS, T0 + 190 * MS, T0 + 205 * MS, T0 + 210 * MS):
+        step = rig.tick(now)
+        np.testing.assert_allclose(step.next_positions, at(chunk, now + DT), atol=1e-12)
+    end = T0 + 49 * DT
+    step = rig.tick(end - 5 * MS)  # the period ahead lies past the last action: its position
+    np.testing.assert_allclose(step.next_positions, chunk.positions[-1], atol=1e-12)
+    held = rig.tick(end + 50 * MS)  # exhausted: hold
+    assert held.hold and np.array_equal(held.next_positions, held.positions)
+
+
 def test_commands_come_in_command_joint_order():
     rig = Rig(make_config(blend=0, command=("wrist", "shoulder")), measured=(0.1, 0.2, 0.3))
     assert rig.ctrl.command_joint_names == ("wrist", "shoulder")

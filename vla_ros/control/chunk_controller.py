@@ -138,6 +138,9 @@ class ChunkStep:
     hold: bool
     reasons: tuple[str, ...]  # why it holds; empty when following a chunk
     chunk_t0_ns: int | None = None  # t0 of the chunk it was taken from (None while holding)
+    # (J,) the position due one control period later (the held one while holding): what a
+    # trajectory controller, which reaches a point at its time_from_start, is sent
+    next_positions: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -380,6 +383,7 @@ class ChunkController:
             hold=hold,
             reasons=tuple(reasons),
             chunk_t0_ns=None if served is None else served.chunk.t0_ns,
+            next_positions=None if pos is None else (pos if served is None else served.at(min(now_ns + self.period_ns, served.end_ns))[0])[idx],
         )
 
     # -- scheduling asynchronous inference -------------------------------------------------------

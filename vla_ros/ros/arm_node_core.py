@@ -126,7 +126,9 @@ class ArmNodeCore(DriveNodeCore):
             return
         joints = self.arm.command_joints
         if self.arm.joint_trajectory_topic:
-            point = messages.joint_trajectory_point(step.positions, step.velocities, 1.0 / self.config.control.hz)
+            # the controller reaches its point one period later: the chunk's position due then
+            period = 1.0 / self.config.control.hz
+            point = messages.joint_trajectory_point(step.next_positions, step.velocities, period)
             self.publish(self.arm.joint_trajectory_topic, messages.joint_trajectory(int(step.stamp_ns), joints, [point]))
         if self.arm.forward_command_topic:
             self.publish(self.arm.forward_command_topic, messages.float64_multiarray(joints, step.positions))
