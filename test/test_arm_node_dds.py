@@ -202,3 +202,45 @@ def test_arm_node_commands_joints_from_chunks_holds_when_joint_states_stop_and_r
         assert _stop(proc, tmp_path) == 0
     text = log.read_text()
     assert "Traceback" not in text, text[-3000:]
+
+
+def test_replayed_arm_bag_gives_pi05_joint_commands_at_50_hz_of_bag_time(tmp_path):
+    """A recorded arm bag (`vla-ros pattern-bag --arm`) replayed with `vla-ros play --clock`
+    into the node in sim time with the pi0.5 fixture: commands stamped in the bag's time, 50 Hz
+    of it, from accepted chunks, smooth within the velocity limit."""
+    domain = _domain()
+    config = load_config(ARM_YAML)
+    bag = tmp_path / "arm_bag"
+    res = subprocess.run([sys.executable, "-m", "vla_ros.cli", "pattern-bag", "--arm", "--config", str(ARM_YAML), "--out", str(bag),
+                          "--duration", "10", "--instruction", "stack the cubes"], capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert res.returncode == 0, res.stderr[-2000:]
+    cfg = arm_test_config(tmp_path / "arm.yaml")
+    log_path = tmp_path / "node.log"
+    proc = subprocess.Popen([sys.executable, "-m", "vla_ros.cli", "node", "--transport", "dds", "--config", str(cfg), "--use-sim-time",
+                             "--model", str(ROOT / "test" / "fixtures" / "lerobot_pi05_tiny"), "--status-every", "1"],
+                            env=_env(domain), stdout=open(log_path, "w"), stderr=subprocess.STDOUT, cwd=ROOT)
+    try:
+        with DdsTransport(domain_id=domain) as dds:
+            out = ArmOutputs(dds, config)
+            out.wait_for(lambda: "arm node running" in log_path.read_text(), NODE_START_TIMEOUT_S, "node start", log_path)
+            topics = [c.topic for c in config.cameras] + [config.arm.joint_state_topic, config.arm.instruction_topic]
+            play = subprocess.run([sys.executable, "-m", "vla_ros.cli", "play", "--bag", str(bag), "--transport", "dds", "--clock",
+                                   "--wait-subscribers", "20", "--start-delay", "0.5", "--topics", *topics],
+                                  env=_env(domain), capture_output=True, text=True, timeout=120)
+            assert play.returncode == 0, play.stderr[-2000:]
+            time.sleep(0.5)
+            diags = out.diag_since(0)
+            assert diags and max(int(d.get("chunks_accepted", "0")) for d in diags) >= 3, log_path.read_text()[-3000:]
+            assert any(d.get("instruction") == "stack the cubes" for d in diags)
+            cmds = [m for m in out.since(0) if not np.allclose(m.points[0].velocities, 0.0)]  # following a chunk
+            assert len(cmds) >= 50
+            stamps = np.array([_stamp(m) for m in cmds])
+            assert np.all(np.diff(stamps) > 0) and 999e9 < stamps[0] and stamps[-1] < 1020e9  # the bag's time, not the wall clock
+            assert np.median(np.diff(stamps)) == pytest.approx(20e6, rel=0.1)  # 50 Hz of bag time
+            pos = _positions(cmds)
+            gaps = np.diff(stamps) / 1e9
+            steps = np.abs(np.diff(pos, axis=0)).max(axis=1)
+            assert np.all(steps <= MAX_VELOCITY * np.maximum(gaps, 0.02) * 1.05 + 1e-9), steps.max()
+    finally:
+        assert _stop(proc, tmp_path) == 0
+    assert "Traceback" not in log_path.read_text()

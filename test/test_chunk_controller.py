@@ -160,6 +160,22 @@ def test_holds_before_anything_is_known_and_then_at_the_measured_position():
     assert stats.hold_ticks == {"no_state": 1, "no_input": 1, "no_chunk": 2} and stats.hold_steps == 2
 
 
+def test_a_first_chunk_far_from_the_arm_is_approached_within_the_limits():
+    """A policy's first action 0.6 rad from where the arm stands: a 5-action fade would ask for
+    6 rad/s (limit 3) and be refused; the approach is slowed to stay within the limits instead."""
+    rig = Rig(make_config(blend=5), measured=(0.0, 0.0, 0.0))
+    rig.tick(T0)  # holding at the measured position
+    chunk = ramp(T0, start=(0.6, -0.3, 0.2), vel=(0.0, 0.0, 0.0), n=200)  # 4 s standing 0.6 rad away
+    rig.ctrl.accept(chunk, T0 + 5 * MS)
+    steps = [rig.tick(T0 + k * DT) for k in range(1, 150)]
+    assert not any(s.hold for s in steps), [s.reasons for s in steps if s.hold][:3]
+    pos = np.array([np.zeros(3)] + [s.positions for s in steps])
+    vel = np.diff(pos, axis=0) / 0.02
+    assert np.abs(vel).max() <= 3.0 * 1.05 and np.abs(np.diff(vel, axis=0)).max() / 0.02 <= 60.0 * 1.05
+    np.testing.assert_allclose(steps[-1].positions, chunk.positions[0], atol=1e-9)  # arrived
+    assert rig.ctrl.stats.rejected == {}
+
+
 def _following(cfg=None):
     rig = Rig(cfg or make_config(blend=0))
     rig.ctrl.accept(ramp(T0), T0 + 5 * MS)

@@ -454,7 +454,19 @@ class ChunkController:
                 served.blend_from = blend_from
                 served.blend_start_ns = self._last_stamp if self._last_stamp is not None else now_ns
                 served.blend_window_ns = steps * self.dt_ns
+                if isinstance(blend_from, np.ndarray):
+                    served.blend_window_ns = max(served.blend_window_ns, self._approach_ns(chunk, blend_from, served.blend_start_ns))
         return served
+
+    def _approach_ns(self, chunk: ActionChunk, held: np.ndarray, start_ns: int) -> int:
+        """From standstill (a hold, the first chunk) the fade lasts long enough to close the gap to
+        the chunk however far it starts from the arm (a policy's first action is rarely exactly
+        where the arm stands): its own speed, gap / window, stays within half of each joint's
+        velocity limit and is a velocity step (at its start and end) within half the
+        acceleration limit over one control period."""
+        gap = np.abs(_chunk_at(chunk, start_ns)[0] - held)
+        speed = np.minimum(0.5 * self.limits.max_velocity, 0.5 * self.limits.max_acceleration * self.period_ns / 1e9)
+        return int(math.ceil(float(np.max(gap / speed)) * 1e9))
 
     def _check_join(self, candidate: _Served, now_ns: int) -> None:
         """The first command `candidate` would give (at the next tick) against the last one."""
