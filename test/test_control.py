@@ -131,3 +131,91 @@ def test_rejected_output_is_counted_and_the_previous_one_kept():
     assert ctl.stats.rejected == {"not_finite": 1}
     step = ctl.step(T0 + S // 5)
     assert step.command.stamp_ns == T0 and not step.fallback_active
+
+
+def unicycle(accel, curvature, v0):
+    """A kv_expert-style output: the action space's own integration of physical (a, k) per step,
+    from speed v0 at the origin heading +x, with the actions named as the checkpoint names them."""
+    import torch
+
+    from vla_ros.model.action_space import ActionStats, UnicycleAccelCurvature
+    from vla_ros.model.config import ActionSpaceConfig
+
+    phys = np.stack([np.asarray(accel, float), np.asarray(curvature, float)], -1)
+    space = UnicycleAccelCurvature(ActionSpaceConfig(num_waypoints=len(phys), clip=False), ActionStats())
+    xyz, rot = space.integrate(torch.from_numpy(phys)[None], torch.tensor([float(v0)], dtype=torch.float64),
+                               torch.zeros(1, 3, dtype=torch.float64), torch.zeros(1, dtype=torch.float64))
+    return PlannedTrajectory(T0, 0.1, xyz[0].numpy(), np.zeros(3), np.eye(3), rot=rot[0].numpy(), actions=phys,
+                             action_names=("acceleration", "curvature"), action_units=("m/s^2", "1/m"))
+
+
+def _reason(traj, max_a=9.8, max_k=0.33):
+    try:
+        validate_trajectory(traj, max_a, max_k)
+    except RejectedOutput as exc:
+        return exc.reason
+    return None
+
+
+def test_named_actions_are_checked_against_the_limits_at_every_step():
+    n = 64
+    assert _reason(unicycle(np.full(n, -9.8), np.full(n, 0.33), 30.0)) is None  # at the limits: accepted
+    spike = np.zeros(n)
+    spike[0] = 11.0  # the first step: finite differences cannot see it (the speed at t0 is unknown)
+    traj = unicycle(spike, np.zeros(n), 10.0)
+    assert _reason(traj) == "acceleration_limit"
+    assert _reason(PlannedTrajectory(T0, 0.1, traj.xyz, traj.pose_t0_xyz, traj.pose_t0_rot, rot=traj.rot)) is None
+    # curvature beyond the limit while moving is refused; standing still it steers nothing
+    k = np.zeros(n)
+    k[40] = 0.5
+    assert _reason(unicycle(np.zeros(n), k, 5.0)) == "curvature_limit"
+    assert _reason(unicycle(np.zeros(n), k, 0.0)) is None
+    # the safety limits are what counts, not the training bounds: a tighter deployment refuses more
+    assert _reason(unicycle(np.full(n, 2.0), np.zeros(n), 5.0), max_a=1.5) == "acceleration_limit"
+    with pytest.raises(RejectedOutput, match=r"acceleration action 11 m/s\^2 at step 0"):
+        validate_trajectory(unicycle(spike, np.zeros(n), 10.0), 9.8, 0.33)
+
+
+def test_named_actions_that_cannot_be_trusted_are_refused():
+    good = unicycle(np.zeros(8), np.zeros(8), 5.0)
+
+    def with_actions(**kw):
+        fields = dict(actions=good.actions, action_names=good.action_names, action_units=good.action_units) | kw
+        return PlannedTrajectory(T0, 0.1, good.xyz, good.pose_t0_xyz, good.pose_t0_rot, rot=good.rot, **fields)
+
+    bad = good.actions.copy()
+    bad[3, 1] = np.nan
+    assert _reason(with_actions(actions=bad)) == "not_finite"
+    assert _reason(with_actions(actions=good.actions[:5])) == "malformed"  # 5 actions for 8 waypoints
+    assert _reason(with_actions(action_units=("g", "1/m"))) == "malformed"  # a limit in m/s^2 says nothing about g
+    assert _reason(with_actions(action_names=("acceleration",), action_units=("m/s^2",))) == "malformed"
+
+
+def test_limits_a_family_does_not_name_come_from_finite_differences():
+    tight = circle(radius=2.0)  # 0.5 1/m at 8 m/s
+    n = len(tight.xyz)
+    # an action chunk of other quantities: both limits from the waypoints, as without actions
+    other = PlannedTrajectory(T0, 0.1, tight.xyz, tight.pose_t0_xyz, tight.pose_t0_rot, rot=tight.rot,
+                              actions=np.zeros((n, 1)), action_names=("throttle",), action_units=("1",))
+    assert _reason(other) == "curvature_limit"
+    # only acceleration named: curvature still from the waypoints
+    accel_only = PlannedTrajectory(T0, 0.1, tight.xyz, tight.pose_t0_xyz, tight.pose_t0_rot, rot=tight.rot,
+                                   actions=np.zeros((n, 1)), action_names=("acceleration",), action_units=("m/s^2",))
+    assert _reason(accel_only) == "curvature_limit"
+    assert _reason(circle(radius=5.0)) is None
+
+
+def test_the_controller_counts_action_rejections_under_the_same_keys():
+    ctl = TrajectoryController(Config())
+    ctl.note_input(T0)
+    ok = unicycle(np.zeros(64), np.zeros(64), 10.0)
+    ctl.accept(ok, T0)
+    k = np.zeros(64)
+    k[10] = -0.4
+    bad = unicycle(np.zeros(64), k, 10.0)
+    with pytest.raises(RejectedOutput):
+        ctl.accept(PlannedTrajectory(T0 + S // 10, 0.1, bad.xyz, bad.pose_t0_xyz, bad.pose_t0_rot, rot=bad.rot,
+                                     actions=bad.actions, action_names=bad.action_names, action_units=bad.action_units),
+                   T0 + S // 10)
+    assert ctl.stats.rejected == {"curvature_limit": 1}
+    assert ctl.latest is ok

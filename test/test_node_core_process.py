@@ -34,7 +34,9 @@ core.inference_tick(last)
 core.control_tick(last + 10_000_000)
 policy.close()
 print(json.dumps({"torch_in_node": "torch" in sys.modules, "ticks_run": core.ticks_run, "errors": core.inference_errors,
-                  "published": sorted(set(published)), "noise_scale": cfg.inference.noise_scale}))
+                  "published": sorted(set(published)), "noise_scale": cfg.inference.noise_scale,
+                  "accepted": core.controller.stats.accepted, "rejected": core.controller.stats.rejected,
+                  "validated_actions": list(core.controller.latest.action_names) if core.controller.latest else None}))
 """
 
 
@@ -48,4 +50,7 @@ def test_a_node_inference_with_the_default_config_does_not_import_torch_in_the_n
     assert result["noise_scale"] == 0.0  # the deterministic default, whose noise the policy process draws
     assert result["ticks_run"] == 1 and result["errors"] == 0
     assert "/vla/trajectory" in result["published"]
+    # the model's own actions reached validation, named as the checkpoint declares them
+    assert result["accepted"] == 1 and result["rejected"] == {}
+    assert result["validated_actions"] == ["acceleration", "curvature"]
     assert result["torch_in_node"] is False  # torch lives in the policy process only

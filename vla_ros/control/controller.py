@@ -74,6 +74,11 @@ class TrajectoryController:
         self._ego = state
 
     @property
+    def latest(self) -> PlannedTrajectory | None:
+        """The trajectory being followed (the newest accepted one)."""
+        return self._latest
+
+    @property
     def fallback_active(self) -> bool:
         return self._in_fallback
 

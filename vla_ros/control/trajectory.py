@@ -22,6 +22,9 @@ class PlannedTrajectory:
     """A policy output: waypoints at t0 + (i+1)*dt in the ego frame at t0 (x fwd, y left, z up).
 
     xyz: (N, 3); rot: (N, 3, 3) or None; pose_t0: where the ego frame at t0 is in odom.
+    actions: (N, A) the model's own physical actions (step i ends at waypoint i), named by
+    `action_names` in `action_units` as the checkpoint declares them (validation checks the
+    ones it has limits for); None when the producer has none.
     """
 
     t0_ns: int
@@ -31,6 +34,9 @@ class PlannedTrajectory:
     pose_t0_rot: np.ndarray  # (3, 3)
     rot: np.ndarray | None = None
     reasoning: str | None = None
+    actions: np.ndarray | None = None
+    action_names: tuple[str, ...] = ()
+    action_units: tuple[str, ...] = ()
 
     @property
     def times_ns(self) -> np.ndarray:

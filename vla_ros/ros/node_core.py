@@ -276,6 +276,10 @@ class DriveNodeCore:
             pose_t0_xyz=stack.history.pose_t0_xyz,
             pose_t0_rot=stack.history.pose_t0_rot,
             reasoning=out.reasoning,
+            # the model's physical actions, checked against the safety limits by name (control/validation.py)
+            actions=np.asarray(out.actions[0], dtype=np.float64),
+            action_names=tuple(out.action_names),
+            action_units=tuple(out.action_units),
         )
         self.controller.accept(traj, done_ns)
 
