@@ -28,10 +28,9 @@ import numpy as np
 from vla_ros.config import Config
 from vla_ros.replay.bag_io import bag_info, read_messages
 from vla_ros.replay.command_track import CommandTrack
-from vla_ros.replay.evaluator import EvalOptions, _sum_counts, ablate, model_info, tick_seed
+from vla_ros.replay.evaluator import EvalOptions, _sum_counts, ablate, count_policy_error, model_info, tick_seed, tick_timings
 from vla_ros.replay.ground_truth import FutureUnavailable
-from vla_ros.replay.tick_replay import count_ticks, replay_ticks
-from vla_ros.sensors.frame_stack import StackSkip
+from vla_ros.replay.tick_replay import evaluated_stacks
 from vla_ros.sensors.pipeline import SensingPipeline
 
 _LOG = logging.getLogger("vla_ros.replay")
@@ -132,7 +131,6 @@ def evaluate_arm_ticks(
     `skipped` (by reason), `warnings` or the sensing drops, or, if the bag stops being readable,
     noted in `error`."""
     import torch
-    from tqdm import tqdm
 
     from vla_ros.runtime.inputs import PolicyInputs
 
@@ -158,70 +156,38 @@ def evaluate_arm_ticks(
         policy.vision_cache.clear()  # keyed by (camera, stamp): another bag may reuse the stamps
     steps_ns = np.round(np.arange(T) * dt * 1e9).astype(np.int64)
     logged: set[str] = set()
-    ticks = replay_ticks(bag, pipeline, options.rate_hz, first, stop)
-    total = count_ticks(bag, options.rate_hz)
-    bar = tqdm(total=min(total, stop if stop is not None else total) - first, desc=(result.name[:24] + progress_label),
-               unit="tick", position=progress_position, leave=True, disable=not options.progress, dynamic_ncols=True)
-    try:
-        while options.limit is None or result.ticks_evaluated < options.limit:
-            t_stack = time.perf_counter()
-            try:
-                tick = next(ticks, None)
-            except Exception as exc:  # noqa: BLE001 - a bag that breaks mid-way keeps what was evaluated
-                result.error = f"bag became unreadable after {result.ticks_total} ticks: {exc}"
-                _LOG.warning("%s: %s", bag, result.error)
-                break
-            if tick is None:
-                break
-            stack_ms = (time.perf_counter() - t_stack) * 1e3
-            result.ticks_total += 1
-            bar.update(1)
-            stack = tick.result
-            if isinstance(stack, StackSkip):
-                result.skipped[stack.key] += 1
-                continue
-            task = instructions.at(tick.time_ns)
-            if task is None:
-                result.skipped["no_instruction"] += 1
-                continue
-            try:
-                commanded = commands.at(stack.t0_ns + steps_ns)
-            except FutureUnavailable as exc:
-                result.skipped[exc.key] += 1
-                continue
-            generator = torch.Generator(device="cpu").manual_seed(tick_seed(options.seed, stack.t0_ns))
-            t_policy = time.perf_counter()
-            try:
-                out = policy.act(PolicyInputs.from_stack(ablate(stack, options.ablate), task=task), samples=options.samples,
-                                 steps=options.steps, noise_scale=options.noise_scale, generator=generator)
-            except (ValueError, RuntimeError) as exc:  # bad input or NaN output: counted, not fatal
-                key = f"policy_error/{type(exc).__name__}"
-                result.skipped[key] += 1
-                if key not in logged:
-                    logged.add(key)
-                    _LOG.warning("%s: policy failed at t0=%.3f (%s); further failures of this kind are only counted", bag, stack.t0, exc)
-                continue
-            policy_ms = (time.perf_counter() - t_policy) * 1e3
-            cut = int(getattr(out, "prompt_tokens_dropped", 0))
-            if cut:
-                result.warnings["instruction_truncated"] += 1
-                if task not in logged:
-                    logged.add(task)
-                    _LOG.warning("%s: the instruction %r is %d token(s) over the model's budget and was cut off "
-                                 "(counted as instruction_truncated; logged once per instruction)", bag, task[:60], cut)
-            timings = {k[:-3]: float(v) for k, v in out.timings_ms.items() if k.endswith("_ms") and k != "total_ms"}
-            timings["stack"] = stack_ms
-            timings["policy"] = float(out.timings_ms.get("total_ms", policy_ms))
-            timings["total"] = stack_ms + policy_ms
-            result.records.append(ArmTickRecord(
-                bag=result.name, index=tick.index, tick_ns=tick.time_ns, t0_ns=stack.t0_ns, instruction=task,
-                state=np.asarray(stack.joint_state.positions, dtype=np.float64),
-                commanded=commanded, predicted=np.asarray(out.actions, dtype=np.float64), timings_ms=timings,
-                truncated_tokens=cut))
-            bar.set_postfix(evaluated=result.ticks_evaluated, refresh=False)
-    finally:
-        bar.close()
-        ticks.close()
+    for tick, stack, stack_ms in evaluated_stacks(bag, pipeline, options, result, first, stop, progress_position, progress_label):
+        task = instructions.at(tick.time_ns)
+        if task is None:
+            result.skipped["no_instruction"] += 1
+            continue
+        try:
+            commanded = commands.at(stack.t0_ns + steps_ns)
+        except FutureUnavailable as exc:
+            result.skipped[exc.key] += 1
+            continue
+        generator = torch.Generator(device="cpu").manual_seed(tick_seed(options.seed, stack.t0_ns))
+        t_policy = time.perf_counter()
+        try:
+            out = policy.act(PolicyInputs.from_stack(ablate(stack, options.ablate), task=task), samples=options.samples,
+                             steps=options.steps, noise_scale=options.noise_scale, generator=generator)
+        except (ValueError, RuntimeError) as exc:  # bad input or NaN output: counted, not fatal
+            count_policy_error(result, exc, bag, stack.t0, logged)
+            continue
+        policy_ms = (time.perf_counter() - t_policy) * 1e3
+        cut = int(getattr(out, "prompt_tokens_dropped", 0))
+        if cut:
+            result.warnings["instruction_truncated"] += 1
+            if task not in logged:
+                logged.add(task)
+                _LOG.warning("%s: the instruction %r is %d token(s) over the model's budget and was cut off "
+                             "(counted as instruction_truncated; logged once per instruction)", bag, task[:60], cut)
+        timings = tick_timings(out, stack_ms, policy_ms)
+        result.records.append(ArmTickRecord(
+            bag=result.name, index=tick.index, tick_ns=tick.time_ns, t0_ns=stack.t0_ns, instruction=task,
+            state=np.asarray(stack.joint_state.positions, dtype=np.float64),
+            commanded=commanded, predicted=np.asarray(out.actions, dtype=np.float64), timings_ms=timings,
+            truncated_tokens=cut))
     result.sensing = pipeline.stats()
     result.wall_s = time.perf_counter() - start
     return result

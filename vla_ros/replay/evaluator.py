@@ -29,8 +29,8 @@ from vla_ros.replay.labels import GROUND_TRUTH_TOPIC, read_maneuver_labels
 from vla_ros.replay.metrics import trajectory_errors
 from vla_ros.replay.prediction_bag import write_prediction_bag
 from vla_ros.replay.tick_record import MODEL, TickRecord
-from vla_ros.replay.tick_replay import count_ticks, replay_ticks
-from vla_ros.sensors.frame_stack import FrameStack, StackSkip
+from vla_ros.replay.tick_replay import evaluated_stacks
+from vla_ros.sensors.frame_stack import FrameStack
 from vla_ros.sensors.pipeline import SensingPipeline
 from vla_ros.sensors.stamps import to_ns
 
@@ -139,6 +139,27 @@ def read_odometry(bag: str | Path, config: Config) -> OdometryTrack:
     return OdometryTrack.from_bag(bag, config.ego.odometry_topic, to_ns(config.ego.max_gap_s), to_ns(config.sensing.time_jump_s))
 
 
+def count_policy_error(result: Any, exc: Exception, bag: Path, t0_s: float, logged: set[str]) -> None:
+    """A tick the policy failed on (bad input, NaN output): counted by exception type in
+    `result.skipped`, the first of each kind logged."""
+    key = f"policy_error/{type(exc).__name__}"
+    result.skipped[key] += 1
+    if key not in logged:
+        logged.add(key)
+        _LOG.warning("%s: policy failed at t0=%.3f (%s); further failures of this kind are only counted", bag, t0_s, exc)
+
+
+def tick_timings(out: Any, stack_ms: float, policy_ms: float) -> dict[str, float]:
+    """A tick's milliseconds by stage: the policy's own (vision, prefill, denoise, ...), assembling
+    the stack, the whole policy call and both together."""
+    own = out.timings.as_dict()
+    timings = {k[:-3]: v for k, v in own.items() if k.endswith("_ms") and k != "total_ms"}
+    timings["stack"] = stack_ms
+    timings["policy"] = float(own.get("total_ms", policy_ms))
+    timings["total"] = stack_ms + policy_ms
+    return timings
+
+
 def evaluate_ticks(
     bag: str | Path,
     config: Config,
@@ -155,7 +176,6 @@ def evaluate_ticks(
     records and counts only, without gallery images or output bag (`finish_bag` adds them).
     `track`: the bag's odometry when the caller has read it already."""
     import torch
-    from tqdm import tqdm
 
     start = time.perf_counter()
     bag = Path(bag)
@@ -182,87 +202,53 @@ def evaluate_ticks(
         policy.vision_cache.clear()
     horizon_s = (np.arange(T) + 1) * dt
     logged_policy_errors: set[str] = set()
-    ticks = replay_ticks(bag, pipeline, options.rate_hz, first, stop)
-    total = count_ticks(bag, options.rate_hz)
-    bar = tqdm(total=min(total, stop if stop is not None else total) - first, desc=(result.name[:24] + progress_label),
-               unit="tick", position=progress_position,
-               leave=True, disable=not options.progress, dynamic_ncols=True)
-    try:
-        while options.limit is None or result.ticks_evaluated < options.limit:
-            t_stack = time.perf_counter()
-            try:
-                tick = next(ticks, None)
-            except Exception as exc:  # noqa: BLE001 - a bag that breaks mid-way keeps what was evaluated
-                result.error = f"bag became unreadable after {result.ticks_total} ticks: {exc}"
-                _LOG.warning("%s: %s", bag, result.error)
-                break
-            if tick is None:
-                break
-            stack_ms = (time.perf_counter() - t_stack) * 1e3
-            result.ticks_total += 1
-            bar.update(1)
-            stack = tick.result
-            if isinstance(stack, StackSkip):
-                result.skipped[stack.key] += 1
-                continue
-            hist = stack.history
-            try:
-                future = track.future(tick.time_ns, stack.t0_ns, hist.pose_t0_xyz, hist.pose_t0_rot, T, dt)
-            except FutureUnavailable as exc:
-                result.skipped[exc.key] += 1
-                continue
-            generator = torch.Generator(device="cpu").manual_seed(tick_seed(options.seed, stack.t0_ns))
-            t_policy = time.perf_counter()
-            try:
-                out = policy.act(
-                    ablate(stack, options.ablate),
-                    reasoning=options.reasoning,
-                    max_reasoning_tokens=options.max_reasoning_tokens if options.reasoning else None,
-                    samples=options.samples,
-                    steps=options.steps,
-                    noise_scale=options.noise_scale,  # drawn in the policy from this tick's generator
-                    generator=generator,
-                )
-            except (ValueError, RuntimeError) as exc:  # bad input or NaN output: counted, not fatal
-                key = f"policy_error/{type(exc).__name__}"
-                result.skipped[key] += 1
-                if key not in logged_policy_errors:
-                    logged_policy_errors.add(key)
-                    _LOG.warning("%s: policy failed at t0=%.3f (%s); further failures of this kind are only counted", bag, stack.t0, exc)
-                continue
-            policy_ms = (time.perf_counter() - t_policy) * 1e3
-            timings = {k[:-3]: float(v) for k, v in out.timings_ms.items() if k.endswith("_ms") and k != "total_ms"}
-            timings["stack"] = stack_ms
-            timings["policy"] = float(out.timings_ms.get("total_ms", policy_ms))
-            timings["total"] = stack_ms + policy_ms
-            baselines = baseline_predictions(hist, horizon_s)
-            errors = {MODEL: trajectory_errors(out.xyz, future)}
-            errors.update({k: trajectory_errors(v, future) for k, v in baselines.items()})
-            result.records.append(
-                TickRecord(
-                    bag=result.name,
-                    index=tick.index,
-                    tick_ns=tick.time_ns,
-                    t0_ns=stack.t0_ns,
-                    dt_s=float(out.dt),
-                    pose_t0_xyz=hist.pose_t0_xyz,
-                    pose_t0_rot=hist.pose_t0_rot,
-                    history_xyz=hist.xyz,
-                    future=future,
-                    pred_xyz=np.asarray(out.xyz, dtype=np.float64),
-                    pred_rot=None if out.rot is None else np.asarray(out.rot[:1], dtype=np.float64),
-                    baselines=baselines,
-                    errors=errors,
-                    timings_ms=timings,
-                    reasoning=out.reasoning,
-                    front_stamp_ns=int(stack.stamps_ns[front_index, -1]),
-                    label_maneuver=None if labels is None else labels.at(stack.t0_ns),
-                )
+    for tick, stack, stack_ms in evaluated_stacks(bag, pipeline, options, result, first, stop, progress_position, progress_label):
+        hist = stack.history
+        try:
+            future = track.future(tick.time_ns, stack.t0_ns, hist.pose_t0_xyz, hist.pose_t0_rot, T, dt)
+        except FutureUnavailable as exc:
+            result.skipped[exc.key] += 1
+            continue
+        generator = torch.Generator(device="cpu").manual_seed(tick_seed(options.seed, stack.t0_ns))
+        t_policy = time.perf_counter()
+        try:
+            out = policy.act(
+                ablate(stack, options.ablate),
+                reasoning=options.reasoning,
+                max_reasoning_tokens=options.max_reasoning_tokens if options.reasoning else None,
+                samples=options.samples,
+                steps=options.steps,
+                noise_scale=options.noise_scale,  # drawn in the policy from this tick's generator
+                generator=generator,
             )
-            bar.set_postfix(evaluated=result.ticks_evaluated, refresh=False)
-    finally:
-        bar.close()
-        ticks.close()
+        except (ValueError, RuntimeError) as exc:  # bad input or NaN output: counted, not fatal
+            count_policy_error(result, exc, bag, stack.t0, logged_policy_errors)
+            continue
+        timings = tick_timings(out, stack_ms, (time.perf_counter() - t_policy) * 1e3)
+        baselines = baseline_predictions(hist, horizon_s)
+        errors = {MODEL: trajectory_errors(out.xyz, future)}
+        errors.update({k: trajectory_errors(v, future) for k, v in baselines.items()})
+        result.records.append(
+            TickRecord(
+                bag=result.name,
+                index=tick.index,
+                tick_ns=tick.time_ns,
+                t0_ns=stack.t0_ns,
+                dt_s=float(out.dt),
+                pose_t0_xyz=hist.pose_t0_xyz,
+                pose_t0_rot=hist.pose_t0_rot,
+                history_xyz=hist.xyz,
+                future=future,
+                pred_xyz=np.asarray(out.xyz, dtype=np.float64),
+                pred_rot=None if out.rot is None else np.asarray(out.rot[:1], dtype=np.float64),
+                baselines=baselines,
+                errors=errors,
+                timings_ms=timings,
+                reasoning=out.reasoning,
+                front_stamp_ns=int(stack.stamps_ns[front_index, -1]),
+                label_maneuver=None if labels is None else labels.at(stack.t0_ns),
+            )
+        )
     result.sensing = pipeline.stats()
     result.wall_s = time.perf_counter() - start
     return result

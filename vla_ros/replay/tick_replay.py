@@ -14,14 +14,19 @@ keeps are those of a replay from the start.
 """
 from __future__ import annotations
 
+import logging
 import math
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from vla_ros.replay.bag_io import bag_info, read_messages
 from vla_ros.sensors.frame_stack import FrameStack, StackSkip
 from vla_ros.sensors.pipeline import SensingPipeline
+
+_LOG = logging.getLogger("vla_ros.replay")
 
 
 @dataclass(frozen=True)
@@ -69,3 +74,40 @@ def replay_ticks(bag: str | Path, pipeline: SensingPipeline, rate_hz: float, fir
 def count_ticks(bag: str | Path, rate_hz: float) -> int:
     info = bag_info(bag)
     return len(tick_times(info.start_ns, info.end_ns, rate_hz))
+
+
+def evaluated_stacks(bag: Path, pipeline: SensingPipeline, options: Any, result: Any, first: int, stop: int | None,
+                     progress_position: int, progress_label: str) -> Iterator[tuple[Tick, FrameStack, float]]:
+    """The ticks [first, stop) of a bag for an evaluation, with a progress bar: every tick is
+    counted in `result.ticks_total`, a skipped stack in `result.skipped` by its key, a bag that
+    breaks mid-way ends the loop with `result.error` set (what was evaluated is kept); yields
+    (tick, stack, milliseconds it took to assemble) until `options.limit` ticks are evaluated
+    (`result.ticks_evaluated`, which the caller advances)."""
+    from tqdm import tqdm
+
+    ticks = replay_ticks(bag, pipeline, options.rate_hz, first, stop)
+    total = count_ticks(bag, options.rate_hz)
+    bar = tqdm(total=min(total, stop if stop is not None else total) - first, desc=(result.name[:24] + progress_label),
+               unit="tick", position=progress_position, leave=True, disable=not options.progress, dynamic_ncols=True)
+    try:
+        while options.limit is None or result.ticks_evaluated < options.limit:
+            t_stack = time.perf_counter()
+            try:
+                tick = next(ticks, None)
+            except Exception as exc:  # noqa: BLE001 - a bag that breaks mid-way keeps what was evaluated
+                result.error = f"bag became unreadable after {result.ticks_total} ticks: {exc}"
+                _LOG.warning("%s: %s", bag, result.error)
+                return
+            if tick is None:
+                return
+            stack_ms = (time.perf_counter() - t_stack) * 1e3
+            result.ticks_total += 1
+            bar.update(1)
+            if isinstance(tick.result, StackSkip):
+                result.skipped[tick.result.key] += 1
+                continue
+            yield tick, tick.result, stack_ms
+            bar.set_postfix(evaluated=result.ticks_evaluated, refresh=False)
+    finally:
+        bar.close()
+        ticks.close()
