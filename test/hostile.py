@@ -41,6 +41,7 @@ RAW_CAMERA_FAULTS = {
 ODOMETRY_FAULTS = {
     "nan_pose": "bad_pose",
     "zero_quaternion": "bad_pose",
+    "nan_twist": "bad_pose",
     "future_stamp": "future_stamp",
     "stale_stamp": "stale_stamp",
 }
@@ -122,6 +123,8 @@ def odometry_fault(kind: str, stamp: int) -> Any:
         return messages.odometry(stamp, [float("nan"), 0.0, 0.0], [0.0, 0.0, 0.0, 1.0])
     if kind == "zero_quaternion":
         return messages.odometry(stamp, [0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0])
+    if kind == "nan_twist":
+        return messages.odometry(stamp, [0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 1.0], linear=[float("nan"), 0.0, 0.0])
     if kind == "future_stamp":
         return messages.odometry(stamp + HOUR_NS, [0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 1.0])
     if kind == "stale_stamp":

@@ -5,8 +5,9 @@ import pytest
 from vla_ros.config import Config
 from vla_ros.control.controller import TrajectoryController
 from vla_ros.control.fallback import stopping_trajectory
-from vla_ros.control.trajectory import EgoState, PlannedTrajectory, retime
+from vla_ros.control.trajectory import PlannedTrajectory, retime
 from vla_ros.control.validation import RejectedOutput, validate_trajectory
+from vla_ros.sensors.ego_buffer import EgoState
 
 S = 1_000_000_000
 T0 = 500 * S

@@ -36,6 +36,7 @@ policy.close()
 print(json.dumps({"torch_in_node": "torch" in sys.modules, "ticks_run": core.ticks_run, "errors": core.inference_errors,
                   "published": sorted(set(published)), "noise_scale": cfg.inference.noise_scale,
                   "accepted": core.controller.stats.accepted, "rejected": core.controller.stats.rejected,
+                  "ego_state_from_buffer": core.controller.ego is core.pipeline.ego.newest() is not None,
                   "validated_actions": list(core.controller.latest.action_names) if core.controller.latest else None}))
 """
 
@@ -53,4 +54,5 @@ def test_a_node_inference_with_the_default_config_does_not_import_torch_in_the_n
     # the model's own actions reached validation, named as the checkpoint declares them
     assert result["accepted"] == 1 and result["rejected"] == {}
     assert result["validated_actions"] == ["acceleration", "curvature"]
+    assert result["ego_state_from_buffer"]  # odometry parsed once: the controller holds the buffer's state
     assert result["torch_in_node"] is False  # torch lives in the policy process only

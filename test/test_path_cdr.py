@@ -5,11 +5,12 @@ import numpy as np
 import pytest
 
 from vla_ros.control.fallback import stopping_trajectory
-from vla_ros.control.trajectory import EgoState, PlannedTrajectory, retime
+from vla_ros.control.trajectory import PlannedTrajectory, retime
 from vla_ros.replay.bag_io import TYPESTORE
 from vla_ros.ros import messages
 from vla_ros.ros.conversions import path_cdr_message, path_message
 from vla_ros.ros.path_cdr import PATH_MSGTYPE, path_cdr
+from vla_ros.sensors.ego_buffer import EgoState
 
 
 @pytest.mark.parametrize("n", [0, 1, 2, 65])

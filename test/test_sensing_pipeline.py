@@ -68,7 +68,14 @@ def test_frames_decoded_side_by_side_equal_those_decoded_one_by_one(tmp_path):
 def test_ego_history_is_the_arc_in_the_t0_frame(tmp_path):
     cfg = small_config()
     write_pattern_bag(tmp_path / "bag", cfg, SPEC)
-    _, results = replay(tmp_path / "bag", cfg)
+    pipeline, results = replay(tmp_path / "bag", cfg)
+    # the newest odometry, parsed once on receipt, is also the state the controller gets
+    state = pipeline.ego.newest()
+    assert state.stamp_ns == pipeline.ego.newest_ns
+    p, yaw = SPEC.motion.pose(state.stamp_ns / 1e9 - SPEC.start_s)
+    np.testing.assert_allclose(state.xyz, p, atol=1e-9)
+    assert np.angle(np.exp(1j * (state.yaw - yaw))) == pytest.approx(0.0, abs=1e-9)
+    assert state.speed == SPEC.motion.speed
     stack = stacks_of(results)[-1]
     t0 = stack.t0 - SPEC.start_s
     p0, yaw0 = SPEC.motion.pose(t0)

@@ -16,9 +16,10 @@ from dataclasses import dataclass, field
 
 from vla_ros.config import Config
 from vla_ros.control.fallback import stopping_trajectory
-from vla_ros.control.trajectory import EgoState, OdomTrajectory, PlannedTrajectory, retime
+from vla_ros.control.trajectory import OdomTrajectory, PlannedTrajectory, retime
 from vla_ros.control.validation import RejectedOutput, validate_trajectory
 from vla_ros.control.watchdog import Watchdog, WatchdogState
+from vla_ros.sensors.ego_buffer import EgoState
 
 _LOG = logging.getLogger("vla_ros.control")
 
@@ -72,6 +73,11 @@ class TrajectoryController:
 
     def note_ego(self, state: EgoState) -> None:
         self._ego = state
+
+    @property
+    def ego(self) -> EgoState | None:
+        """The latest ego state (the fallback starts there)."""
+        return self._ego
 
     @property
     def latest(self) -> PlannedTrajectory | None:

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from vla_ros.control.trajectory import EgoState, OdomTrajectory
+from vla_ros.control.trajectory import OdomTrajectory
+from vla_ros.sensors.ego_buffer import EgoState
 
 
 def stopping_trajectory(

@@ -8,16 +8,6 @@ import numpy as np
 
 
 @dataclass(frozen=True)
-class EgoState:
-    """Latest ego state from odometry, in the odometry frame."""
-
-    stamp_ns: int
-    xyz: np.ndarray  # (3,)
-    yaw: float
-    speed: float  # m/s along the heading (twist.linear.x)
-
-
-@dataclass(frozen=True)
 class PlannedTrajectory:
     """A policy output: waypoints at t0 + (i+1)*dt in the ego frame at t0 (x fwd, y left, z up).
 

@@ -3,14 +3,10 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
-
-from vla_ros.control.trajectory import EgoState, OdomTrajectory
+from vla_ros.control.trajectory import OdomTrajectory
 from vla_ros.ros import messages
 from vla_ros.ros.path_cdr import path_cdr
-from vla_ros.sensors.ego_buffer import pose_from_odometry
 from vla_ros.sensors.geometry import yaw_to_quat
-from vla_ros.sensors.stamps import stamp_ns
 
 # Order of the entries of the latency topic (std_msgs/Float64MultiArray); also written into
 # layout.dim[0].label so a subscriber can check it.
@@ -28,21 +24,6 @@ LATENCY_FIELDS = (
     "start_delay_ms",
     "policy_call_ms",
 )
-
-
-def ego_state_from_odometry(msg: Any) -> EgoState:
-    """nav_msgs/Odometry -> EgoState (yaw from the orientation, speed from twist.linear.x).
-    Raises ValueError/StampError for unusable messages."""
-    xyz, quat = pose_from_odometry(msg)
-    x, y, z, w = quat
-    yaw = float(np.arctan2(2 * (w * z + x * y), 1 - 2 * (y * y + z * z)))
-    try:
-        speed = float(msg.twist.twist.linear.x)
-    except AttributeError:
-        speed = 0.0
-    if not np.isfinite(speed):
-        raise ValueError("twist contains NaN or inf")
-    return EgoState(stamp_ns(msg), xyz, yaw, speed)
 
 
 def path_message(traj: OdomTrajectory, frame_id: str) -> Any:

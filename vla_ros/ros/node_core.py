@@ -33,7 +33,7 @@ from vla_ros.ros import messages
 from vla_ros.ros.autoware_msgs import TRAJECTORY as AUTOWARE_TRAJECTORY
 from vla_ros.ros.autoware_msgs import autoware_trajectory
 from vla_ros.ros.clock import Clock, SimClock, Timer
-from vla_ros.ros.conversions import ego_state_from_odometry, latency_message, path_message
+from vla_ros.ros.conversions import latency_message, path_message
 from vla_ros.ros.inference_trigger import InferenceTrigger
 from vla_ros.sensors.frame_stack import FrameStack, StackSkip
 from vla_ros.sensors.pipeline import SensingPipeline
@@ -192,8 +192,11 @@ class DriveNodeCore:
             self.pipeline.drops.drop("bad_message", topic, f"{type(exc).__name__}: {exc}")
 
     def _note_state(self, msg: Any) -> None:
-        """A stored state message: the controller's latest ego state (its fallback starts there)."""
-        self.controller.note_ego(ego_state_from_odometry(msg))
+        """A stored state message: the controller's latest ego state (its fallback starts there),
+        as the ego buffer parsed it on receipt."""
+        state = self.pipeline.ego.newest()
+        if state is not None:
+            self.controller.note_ego(state)
 
     def on_clock(self, stamp_ns: int) -> None:
         """A /clock message (use_sim_time); ignored with the system clock."""

@@ -1,7 +1,9 @@
 """Ego poses from nav_msgs/Odometry and the ego history at a tick time t0.
 
 The history is `steps` poses at `interval` spacing ending at t0, interpolated (linear position,
-slerp orientation) and expressed in the ego frame at t0 (x forward, y left, z up).
+slerp orientation) and expressed in the ego frame at t0 (x forward, y left, z up). Each message
+is parsed once, on receipt: its pose goes into the history, and the newest one is also kept as an
+EgoState (pose, yaw, speed) for the control layer's fallback.
 """
 from __future__ import annotations
 
@@ -36,6 +38,16 @@ class EgoHistory:
     pose_t0_rot: np.ndarray  # (3, 3)
 
 
+@dataclass(frozen=True)
+class EgoState:
+    """Latest ego state from odometry, in the odometry frame."""
+
+    stamp_ns: int
+    xyz: np.ndarray  # (3,)
+    yaw: float
+    speed: float  # m/s along the heading (twist.linear.x)
+
+
 def pose_from_odometry(msg: Any) -> tuple[np.ndarray, np.ndarray]:
     """nav_msgs/Odometry -> position (3,), quaternion (x, y, z, w) (4,); ValueError if unusable."""
     try:
@@ -53,6 +65,23 @@ def pose_from_odometry(msg: Any) -> tuple[np.ndarray, np.ndarray]:
     return xyz, quat / norm
 
 
+def ego_state_from_odometry(msg: Any, stamp_ns: int) -> tuple[EgoState, np.ndarray]:
+    """nav_msgs/Odometry -> (EgoState, quaternion (x, y, z, w)): yaw from the orientation, speed
+    from twist.linear.x (0 when the message has no twist). ValueError if unusable."""
+    xyz, quat = pose_from_odometry(msg)
+    x, y, z, w = quat
+    yaw = float(np.arctan2(2 * (w * z + x * y), 1 - 2 * (y * y + z * z)))
+    try:
+        speed = float(msg.twist.twist.linear.x)
+    except AttributeError:
+        speed = 0.0
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"twist.linear.x is not a number: {exc}") from exc
+    if not math.isfinite(speed):
+        raise ValueError("twist contains NaN or inf")
+    return EgoState(stamp_ns, xyz, yaw, speed), quat
+
+
 # Poses kept at most (a burst of odometry evicts the oldest): 4096 covers 1 kHz over the window.
 MAX_POSES = 4096
 
@@ -67,6 +96,7 @@ class EgoBuffer:
         self._stamps: list[int] = []
         self._xyz: list[np.ndarray] = []
         self._quat: list[np.ndarray] = []
+        self._newest: EgoState | None = None
         self.received = 0
         self.accepted = 0
         self.drops: dict[str, int] = {}
@@ -78,6 +108,10 @@ class EgoBuffer:
     def __len__(self) -> int:
         return len(self._stamps)
 
+    def newest(self) -> EgoState | None:
+        """The state of the newest stored message (None when the buffer is empty)."""
+        return self._newest
+
     def drop(self, reason: str, detail: str = "") -> None:
         self.drops[reason] = self.drops.get(reason, 0) + 1
         self._drops.drop(reason, self.topic, detail)
@@ -85,12 +119,13 @@ class EgoBuffer:
     def add(self, msg: Any, stamp: int) -> bool:
         """Store a pose whose stamp the caller has checked to be newer than `newest_ns`."""
         try:
-            xyz, quat = pose_from_odometry(msg)
+            state, quat = ego_state_from_odometry(msg, stamp)
         except ValueError as exc:
             self.drop("bad_pose", str(exc))
             return False
+        self._newest = state
         self._stamps.append(stamp)
-        self._xyz.append(xyz)
+        self._xyz.append(state.xyz)
         self._quat.append(quat)
         self.accepted += 1
         cut = max(bisect.bisect_left(self._stamps, stamp - self.keep_ns), len(self._stamps) - MAX_POSES)
@@ -99,6 +134,7 @@ class EgoBuffer:
         return True
 
     def reset(self) -> None:
+        self._newest = None
         self._stamps.clear()
         self._xyz.clear()
         self._quat.clear()
