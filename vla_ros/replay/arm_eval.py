@@ -72,18 +72,7 @@ def run_arm_eval(args: argparse.Namespace, config: Config) -> int:
     device = args.device or config.model.device
     if not (device == "cpu" or device.startswith("cuda")):
         raise CommandError(f"--device must be 'cpu', 'cuda' or 'cuda:N', got {device!r}")
-    options = EvalOptions(
-        rate_hz=args.rate if args.rate is not None else inf.rate_hz,
-        steps=args.steps if args.steps is not None else inf.steps,
-        samples=args.samples if args.samples is not None else inf.samples,
-        seed=args.seed if args.seed is not None else inf.seed,
-        reasoning=False,
-        max_reasoning_tokens=inf.max_reasoning_tokens,
-        ablate=tuple(sorted(set(args.ablate))),
-        limit=args.limit,
-        noise_scale=args.noise_scale if args.noise_scale is not None else inf.noise_scale,
-        progress=not args.no_progress and sys.stderr.isatty(),
-    )
+    options = EvalOptions.from_command_line(args, inf, reasoning=False)
     if options.samples > 1 and options.noise_scale == 0:
         raise CommandError(f"{options.samples} samples with noise scale 0 give {options.samples} identical chunks; "
                            "add --noise-scale 1 to sample the distribution")

@@ -10,7 +10,7 @@ import numpy as np
 from vla_ros.replay import arm_plots, plots
 from vla_ros.replay.arm_evaluator import ArmBagEvaluation, ArmTickRecord
 from vla_ros.replay.arm_metrics import HOLD, METHOD_LABELS, METHODS, MODEL
-from vla_ros.replay.report import Element, Figure, Heading, Para, Table, _fmt, write_elements
+from vla_ros.replay.report import Element, Figure, Heading, Para, Table, _fmt, run_rows, write_elements
 
 
 def chosen_ticks(evals: Sequence[ArmBagEvaluation]) -> list[tuple[str, ArmTickRecord]]:
@@ -34,14 +34,7 @@ def build_arm_elements(metrics: dict[str, Any], evals: Sequence[ArmBagEvaluation
     joints = d["joint_names"]
     els: list[Element] = [Heading("vla_ros open-loop evaluation: robot arm (action chunks)", 1)]
     els.append(Table(["", ""], [
-        ["model", run["model"]],
-        ["model name / parameters", f"{run.get('model_name') or '–'} / {_fmt(run.get('model_parameters'))}"],
-        ["config", run["config"]],
-        ["code version", run["code_version"]],
-        ["device", run["device"]],
-        ["command line", run["command"]],
-        ["inference", f"steps {run['steps']}, samples {run['samples']}, seed {run['seed']}, noise scale {run['noise_scale']}, "
-                      f"rate {run['rate_hz']} Hz, ablation {', '.join(run['ablate']) or 'none'}, limit {run['limit'] or 'none'}"],
+        *run_rows(run, f"noise scale {run['noise_scale']}"),
         ["chunk", f"{d['steps']} actions, {d['action_dt_s']} s apart (horizon {d['horizon_s']} s); joints {', '.join(joints)}"],
         ["bags", ", ".join(metrics["bags"])],
     ]))

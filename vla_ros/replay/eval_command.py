@@ -123,19 +123,8 @@ def run(args: argparse.Namespace) -> int:
     device = args.device or config.model.device
     if not (device == "cpu" or device.startswith("cuda")):
         raise CommandError(f"--device must be 'cpu', 'cuda' or 'cuda:N', got {device!r}")
-    options = EvalOptions(
-        rate_hz=args.rate if args.rate is not None else inf.rate_hz,
-        steps=args.steps if args.steps is not None else inf.steps,
-        samples=args.samples if args.samples is not None else inf.samples,
-        seed=args.seed if args.seed is not None else inf.seed,
-        reasoning=args.reasoning if args.reasoning is not None else inf.reasoning,
-        max_reasoning_tokens=inf.max_reasoning_tokens,
-        ablate=tuple(sorted(set(args.ablate))),
-        limit=args.limit,
-        front_camera=args.front_camera,
-        noise_scale=args.noise_scale if args.noise_scale is not None else inf.noise_scale,
-        progress=not args.no_progress and sys.stderr.isatty(),  # bars in a log file are noise
-    )
+    options = EvalOptions.from_command_line(args, inf, reasoning=args.reasoning if args.reasoning is not None else inf.reasoning,
+                                            front_camera=args.front_camera)
     if options.samples > 1 and options.noise_scale == 0:
         raise CommandError(f"{options.samples} samples (--samples / inference.samples) with noise scale 0 give {options.samples} "
                            "identical trajectories (inference.noise_scale is 0 by default); add --noise-scale 1 to sample the distribution")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import sys
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -55,6 +56,23 @@ class EvalOptions:
     gallery_keep: int = 4  # per bag: worst and most typical ticks whose camera image is kept
     noise_scale: float = 0.0  # flow-matching start noise scale, as inference.noise_scale (vla_ros/runtime/start_noise.py)
     decode_threads: int = 1  # sensing decode threads per worker (its share of the cores)
+
+    @classmethod
+    def from_command_line(cls, args: Any, inf: Any, reasoning: bool, front_camera: str | None = None) -> "EvalOptions":
+        """`vla-ros eval`'s flags, each unset one from the config's inference section `inf`."""
+        return cls(
+            rate_hz=args.rate if args.rate is not None else inf.rate_hz,
+            steps=args.steps if args.steps is not None else inf.steps,
+            samples=args.samples if args.samples is not None else inf.samples,
+            seed=args.seed if args.seed is not None else inf.seed,
+            reasoning=reasoning,
+            max_reasoning_tokens=inf.max_reasoning_tokens,
+            ablate=tuple(sorted(set(args.ablate))),
+            limit=args.limit,
+            front_camera=front_camera,
+            noise_scale=args.noise_scale if args.noise_scale is not None else inf.noise_scale,
+            progress=not args.no_progress and sys.stderr.isatty(),  # bars in a log file are noise
+        )
 
 
 @dataclass

@@ -76,20 +76,27 @@ def gallery(evals: Sequence[BagEvaluation], worst: int = GALLERY_WORST, typical:
     return picks
 
 
-def build_elements(metrics: dict[str, Any], evals: Sequence[BagEvaluation]) -> list[Element]:
-    run = metrics["run"]
-    overall = metrics["overall"]
-    dt = metrics["definitions"].get("dt_s") or 0.1
-    els: list[Element] = [Heading("vla_ros open-loop evaluation", 1)]
-    els.append(Table(["", ""], [
+def run_rows(run: dict[str, Any], inference_detail: str) -> list[list[str]]:
+    """The report's first table: what was run, where, with which settings."""
+    return [
         ["model", run["model"]],
         ["model name / parameters", f"{run.get('model_name') or '–'} / {_fmt(run.get('model_parameters'))}"],
         ["config", run["config"]],
         ["code version", run["code_version"]],
         ["device", run["device"]],
         ["command line", run["command"]],
-        ["inference", f"steps {run['steps']}, samples {run['samples']}, seed {run['seed']}, reasoning {run['reasoning']}, "
+        ["inference", f"steps {run['steps']}, samples {run['samples']}, seed {run['seed']}, {inference_detail}, "
                       f"rate {run['rate_hz']} Hz, ablation {', '.join(run['ablate']) or 'none'}, limit {run['limit'] or 'none'}"],
+    ]
+
+
+def build_elements(metrics: dict[str, Any], evals: Sequence[BagEvaluation]) -> list[Element]:
+    run = metrics["run"]
+    overall = metrics["overall"]
+    dt = metrics["definitions"].get("dt_s") or 0.1
+    els: list[Element] = [Heading("vla_ros open-loop evaluation", 1)]
+    els.append(Table(["", ""], [
+        *run_rows(run, f"reasoning {run['reasoning']}"),
         ["bags", ", ".join(metrics["bags"])],
     ]))
     timing = overall.get("timing", {})
