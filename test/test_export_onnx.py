@@ -90,7 +90,7 @@ def test_full_tick_equals_torch(ort_policy, torch_policy, tick):
     assert type(out) is type(ref) and out.xyz.shape == ref.xyz.shape == (1, 64, 3)
     np.testing.assert_allclose(out.xyz, ref.xyz, atol=1e-4, rtol=0)
     np.testing.assert_allclose(out.actions, ref.actions, atol=1e-4, rtol=0)
-    assert {"vision_ms", "prefill_ms", "denoise_ms", "total_ms"} <= set(out.timings_ms)
+    assert {"vision_ms", "prefill_ms", "denoise_ms", "total_ms"} <= set(out.timings.as_dict())
     nxt = ort_policy.act(synthetic_inputs(1, speed=6.0, yaw_rate=0.1, **HW), noise=noise)
     assert nxt.vision_encoded == 4 and nxt.vision_reused == 12  # only the newest frame per camera
     with pytest.raises(BackendError, match="torch backend only"):

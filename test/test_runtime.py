@@ -165,7 +165,7 @@ def test_act_outputs_a_trajectory(policy, tick):
     assert out.xyz.shape == (2, 64, 3) and out.rot.shape == (2, 64, 3, 3) and out.actions.shape == (2, 64, 2)
     assert out.t0_ns == tick.t0_ns and out.dt == pytest.approx(0.1) and isinstance(out.reasoning, str)
     for k in ("vision_ms", "prefill_ms", "reasoning_ms", "denoise_ms", "decode_ms", "total_ms"):
-        assert out.timings_ms[k] >= 0
+        assert out.timings.as_dict()[k] >= 0
     assert abs(out.actions[..., 0]).max() <= 9.8 and abs(out.actions[..., 1]).max() <= 0.33
     assert policy.image_size_hw == (96, 224)
 

@@ -372,13 +372,6 @@ class DdsTransport:
         self._wake.set(True)
         return sub
 
-    def unsubscribe(self, sub: DdsSubscription) -> None:
-        with self._lock:
-            if sub in self._subs:
-                self._subs.remove(sub)
-                self._waitset.detach(sub.condition)
-        _delete(sub.condition, sub._reader)
-
     def _dispatch(self) -> None:
         timeout = duration(milliseconds=200)  # bounded so close() is noticed even without a wake
         while not self._stop.is_set():

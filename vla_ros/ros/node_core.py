@@ -247,7 +247,7 @@ class DriveNodeCore:
         except RejectedOutput as exc:
             self._count_skip(f"rejected_output/{exc.reason}")
             return
-        timings = dict(out.timings_ms or {})
+        timings = out.timings.as_dict()
         total = float(timings.get("total_ms", sum(v for k, v in timings.items() if k.endswith("_ms"))))
         self._latency_ms.append(total)
         latency = {

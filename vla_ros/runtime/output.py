@@ -57,8 +57,3 @@ class PolicyOutput:
     @property
     def is_trajectory(self) -> bool:
         return self.xyz is not None
-
-    @property
-    def timings_ms(self) -> dict[str, float]:
-        """`timings.as_dict()`: the stages that ran, for callers that log a flat mapping."""
-        return self.timings.as_dict()

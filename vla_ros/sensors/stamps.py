@@ -34,7 +34,3 @@ def to_ns(seconds: float) -> int:
     if not math.isfinite(seconds):
         raise ValueError(f"time must be finite, got {seconds}")
     return round(seconds * NS_PER_S)
-
-
-def to_s(ns: int) -> float:
-    return ns / NS_PER_S
