@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-HELP = "run the drive node (DDS transport without ROS, or rclpy)"
+HELP = "run the node: a vehicle's trajectories or an arm's joint commands (DDS transport without ROS, or rclpy)"
 DESCRIPTION = """\
 Run the drive node: subscribe to the configured camera and odometry topics, run the policy at
 inference.rate_hz, publish nav_msgs/Path on outputs.trajectory_topic at control.rate_hz (re-timed
@@ -14,6 +14,12 @@ latency on outputs.latency_topic and, when inference.reasoning is on, the reason
 ROS 2 wire conventions (ROS_DOMAIN_ID is honoured). --transport ros runs the rclpy lifecycle
 node (configure + activate) and needs ROS 2. With --use-sim-time the node follows /clock, e.g.
 from `vla-ros play --clock`.
+
+With control.mode chunk (a robot arm, e.g. --config config/arm.yaml with a LeRobot pi0 / pi0.5
+policy directory) it subscribes to the cameras, sensor_msgs/JointState on arm.joint_state_topic
+and the instruction (std_msgs/String) on arm.instruction_topic instead, computes action chunks
+asynchronously (real-time chunking joins them) and publishes one joint command per control tick
+(50 Hz) as trajectory_msgs/JointTrajectory and/or std_msgs/Float64MultiArray (docs/arm.md).
 """
 
 
