@@ -23,14 +23,18 @@ What it does, all offline (HF_HUB_OFFLINE=1, TRANSFORMERS_OFFLINE=1):
 3. Builds the reference's own `AlpamayoR1` from a shrunken `AlpamayoR1Config` (the release's
    sub-config classes: DiscreteTrajectoryTokenizer over the unicycle action space for the future,
    DeltaTrajectoryTokenizer for the history, FlowMatching, PerWaypointActionInProjV2, Linear out,
-   an expert_cfg override) with seeded random weights, and saves it with its own
-   `save_pretrained` into OUT/model, plus the reference-built processor (tokenizer with the
-   trajectory and special tokens it adds) via `model.processor.save_pretrained`.
+   an expert_cfg override) with seeded random weights, scales one block of them so the 10-step
+   flow is well conditioned (the action-feature columns of `action_in_proj.encoder.trunk.0.weight`
+   x 0.1: see ACTION_FEATURE_INPUT_SCALE), and saves it with its own `save_pretrained` into
+   OUT/model, plus the reference-built processor (tokenizer with the trajectory and special tokens
+   it adds) via `model.processor.save_pretrained`.
 4. Runs the reference's sampling entry point `sample_trajectories_from_data_with_vlm_rollout` on
    fixed inputs (2 camera images, a 16-pose ego history), greedy (top_k=1) with 2 samples, and
    records: inputs, the fused prompt ids, the rollout (sequences, per-step logits, rope deltas,
    the expert's position ids and visible prefix), the start noise, every Euler step's x, t and v,
-   the final action, xyz and rotation, the t0 speed, the bounds check, and the decoded reasoning.
+   the final action, xyz and rotation, the t0 speed, the bounds check, and the decoded reasoning;
+   and measures, with the reference's own step function, how far one float32 ulp of start noise
+   moves the final action (must be <= 1e-5, so an end-to-end check at 1e-4 means something).
 5. Reloads OUT/model with the reference's `AlpamayoR1.from_pretrained` and re-runs with the same
    seed (so the same start noise): it must give the same tokens and trajectories (meta.json).
 
@@ -107,6 +111,20 @@ N_WAYPOINTS = 64  # the release's horizon: 64 x 0.1 s
 FUTURE_BINS = 300  # DiscreteTrajectoryTokenizer bins (accel, curvature); tokens <i0>..<i299>
 HISTORY_BINS = 100  # DeltaTrajectoryTokenizer bins; history tokens follow the future ones
 FLOW_STEPS = 10
+# Conditioning of the random velocity field. The action-in projection feeds the first Linear of its
+# trunk with Fourier features of the noisy action at up to 100 cycles per unit: d feature / dx is up
+# to 2*pi*100*sqrt(2) ~ 900, so with the Linear's random init the velocity's Jacobian in x is large
+# and each Euler step (dt 0.1) multiplies a perturbation by ~5: float32 rounding (~1e-7) grows to
+# ~1e-2 over 10 steps, and no two exact implementations can agree end to end. Scaling the columns of
+# `action_in_proj.encoder.trunk.0.weight` that read the action features (the first 2F of 3F; the
+# time features' columns, the expert and action_out_proj keep their init) by this factor, in the
+# reference's own model before its save_pretrained, makes v depend gently on x (as a trained flow's
+# does): a one-ulp change of the start noise then moves the final action by ~4e-6 instead of 4e-2,
+# while v keeps its size (~0.2) and its dependence on t, the prefix and x. The generator measures that
+# ulp effect with the reference's own step function and refuses a fixture where it exceeds
+# MAX_ULP_EFFECT.
+ACTION_FEATURE_INPUT_SCALE = 0.1
+MAX_ULP_EFFECT = 1e-5
 
 
 def log(msg: str) -> None:
@@ -221,6 +239,23 @@ def alpamayo_config_kwargs() -> dict:
     )
 
 
+def condition_flow(model) -> dict:
+    """Scale the action-feature input columns of the action-in projection's first Linear (see
+    ACTION_FEATURE_INPUT_SCALE). Draws no random numbers: the weight seed's VLM is unchanged."""
+    proj = model.action_in_proj
+    first = proj.encoder.trunk[0]
+    n_action = sum(s.out_dim for s in proj.sinus)  # features are [enc_accel, enc_curvature, enc_time]
+    if first.in_features != n_action + proj.timestep_fourier_encoder.out_dim:
+        raise SystemExit(f"unexpected action_in_proj layout: trunk.0 takes {first.in_features} features")
+    with torch.no_grad():
+        first.weight[:, :n_action].mul_(ACTION_FEATURE_INPUT_SCALE)
+    return {"tensor": "action_in_proj.encoder.trunk.0.weight", "columns": [0, n_action],
+            "factor": ACTION_FEATURE_INPUT_SCALE,
+            "why": "the columns reading the noisy action's Fourier features (up to 100 cycles per unit): at "
+                   "their random init the 10-step Euler chain is chaotic (one float32 ulp of start noise moves "
+                   "the final action by ~4e-2); scaled, v depends gently on x and the chain is well conditioned"}
+
+
 def ego_history():
     """A 16-pose history at 0.1 s in the t0 frame: ~7 m/s on a gentle left arc, ending at the origin
     with identity rotation, slightly accelerating, with a few mm of vertical wobble."""
@@ -298,7 +333,17 @@ class Recorder:
         x = self._orig_sample(batch_size=batch_size, step_fn=recording_step, device=device,
                               return_all_steps=return_all_steps, **kwargs)
         self.data["action"] = x.clone()
+        self.data["ulp_effect"] = self._ulp_effect(step_fn)
         return x
+
+    def _ulp_effect(self, step_fn) -> float:
+        """How far the final action moves when the start noise moves by one float32 ulp: the chain
+        run again with the reference's own step function (a diagnostic; nothing recorded from it)."""
+        x = torch.nextafter(self.steps[0][0], torch.full_like(self.steps[0][0], 10.0))
+        for i, (_, t, _) in enumerate(self.steps):
+            t_next = self.steps[i + 1][1] if i + 1 < len(self.steps) else torch.ones_like(t)
+            x = x + (t_next - t) * step_fn(x=x, t=t)
+        return float((x - self.data["action"]).abs().max())
 
 
 def run_reference(model, processor, inputs: dict, samples: int, max_len: int, seed: int):
@@ -425,6 +470,7 @@ def main() -> int:
             torch.manual_seed(seed)
             config = AlpamayoR1Config(**kwargs)
             model = AlpamayoR1(config).eval()
+            rescaled = condition_flow(model)
             processor = AutoProcessor.from_pretrained(BASE_VLM_HUB_ID, min_pixels=MIN_PIXELS, max_pixels=MAX_PIXELS)
             processor.tokenizer = model.tokenizer  # as the reference helper.get_processor does
             result = run_reference(model, processor, inputs, args.samples, args.max_generation_length, run_seed)
@@ -440,6 +486,11 @@ def main() -> int:
             raise SystemExit(f"no weight seed in [{args.seed}, {args.seed + args.max_seeds}) gave a rollout that "
                              "ends with <|traj_future_start|>; raise --max-seeds or --max-generation-length")
         pred_xyz, pred_rot, extra, rec, tokenized, prompt_text = result
+        ulp_effect = rec.data["ulp_effect"]
+        if ulp_effect > MAX_ULP_EFFECT:
+            raise SystemExit(f"the flow is ill-conditioned: one ulp of start noise moves the final action by "
+                             f"{ulp_effect:.2e} > {MAX_ULP_EFFECT}; lower ACTION_FEATURE_INPUT_SCALE")
+        log(f"flow conditioning: one ulp of start noise moves the final action by {ulp_effect:.2e}")
         log(f"weight seed {chosen}: reasoning of {int(first[0]) + 1} tokens up to <|traj_future_start|>")
 
         # Save with the reference's own save_pretrained, and its processor (expanded tokenizer).
@@ -469,6 +520,8 @@ def main() -> int:
         if (short_gen == eos).any():
             raise SystemExit(f"--short-generation-length {args.short_generation_length} still reaches "
                              "<|traj_future_start|>; pass a smaller one")
+        if short[3].data["ulp_effect"] > MAX_ULP_EFFECT:
+            raise SystemExit(f"the no-stop case's flow is ill-conditioned (ulp effect {short[3].data['ulp_effect']:.2e})")
 
         d = rec.data
         inputs_out = {
@@ -497,6 +550,7 @@ def main() -> int:
             "python": platform.python_version(), "packages": package_versions(),
             "torch_threads": 1, "deterministic": True,
             "weight_seed": chosen, "run_seed": run_seed, "image_seed": 1234,
+            "weight_rescale": rescaled,
             "call": {"entry_point": "AlpamayoR1.sample_trajectories_from_data_with_vlm_rollout",
                      "top_p": 0.98, "top_k": 1, "temperature": 0.6, "num_traj_samples": args.samples,
                      "num_traj_sets": 1, "max_generation_length": args.max_generation_length, "return_extra": True,
@@ -529,7 +583,11 @@ def main() -> int:
                           "no_stop_generated_text": tok.batch_decode(short[3].data["sequences_raw"][:, prompt_len:],
                                                                      skip_special_tokens=False)},
             "flow": {"direction": "noise_to_data: x starts as N(0, 1) noise at t=0; x += (t[i+1] - t[i]) * v",
-                     "t_grid": torch.linspace(0.0, 1.0, FLOW_STEPS + 1).tolist()},
+                     "t_grid": torch.linspace(0.0, 1.0, FLOW_STEPS + 1).tolist(),
+                     "ulp_effect": {"reference.safetensors": ulp_effect,
+                                    "reference_no_stop.safetensors": short[3].data["ulp_effect"],
+                                    "what": "max |final action change| when the start noise moves by one float32 "
+                                            "ulp, through the reference's own step function"}},
             "reload_check": {"max_abs_xyz_rot_diff": reload_xyz_diff, "same_reasoning_tokens": reload_same_tokens},
             "action_stats": {"accel_mean": 0.03, "accel_std": 0.7, "curvature_mean": 0.0003, "curvature_std": 0.026},
             "files": {},
