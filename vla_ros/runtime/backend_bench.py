@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from vla_ros.runtime.policy import Policy
-from vla_ros.runtime.synthetic import synthetic_inputs
+from vla_ros.runtime.synthetic import synthetic_inputs, synthetic_robot_inputs
 
 
 def timed_ms(fn: Any, device: torch.device) -> float:
@@ -42,8 +42,13 @@ def run_backend_bench(model: str, backend: str, device: str = "cpu", dtype: str 
     dev = ref.device
     cfg = ref.config.image
     h, w = image_hw or ref.image_size_hw
-    ticks = [synthetic_inputs(i, height=h, width=w, cameras=cfg.num_cameras, frames=cfg.num_frames)
-             for i in range(repeats + 1)]
+    state_dim = getattr(ref.model, "robot_state_dim", None)  # pi0 / pi0.5: an arm's ticks (state, task)
+    if state_dim is None:
+        ticks = [synthetic_inputs(i, height=h, width=w, cameras=cfg.num_cameras, frames=cfg.num_frames)
+                 for i in range(repeats + 1)]
+    else:
+        ticks = [synthetic_robot_inputs(i, cameras=cfg.num_cameras, height=h, width=w, state_dim=state_dim)
+                 for i in range(repeats + 1)]
     noise = torch.randn(samples, ref.num_waypoints, ref.action_dim, generator=torch.Generator().manual_seed(0))
     # warm-up: sessions/engines, allocators, IO bindings, CUDA graphs
     for pol in (tested, ref):
@@ -62,7 +67,7 @@ def run_backend_bench(model: str, backend: str, device: str = "cpu", dtype: str 
     out_t = ref.denoise(ctx_t[0], noise=noise.to(dev, ref.dtype), steps=steps)
     med = statistics.median
     return {
-        "model": model, "backend": backend, "ref": "torch", "device": str(dev),
+        "model": model, "family": ref.config.architecture, "backend": backend, "ref": "torch", "device": str(dev),
         "dtype": str(ref.dtype).replace("torch.", ""), "steps": steps, "samples": samples, "repeats": repeats,
         "providers": list(getattr(tested.backend, "providers", [])), "prompt_tokens": ctx_b[0].prompt_length,
         "threads": torch.get_num_threads(), "backend_threads": getattr(tested.backend, "threads", None),

@@ -38,6 +38,37 @@ from vla_ros.model.qwen3_layer import Qwen3Layer, attention_matmul as _attend, r
 _MASKED = -1e30
 
 
+def grouped_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float) -> torch.Tensor:
+    """Unmasked attention with grouped KV heads, without repeating K/V: q (B, H, N, hd), k/v
+    (B, KVH, M, hd) -> (B, H, N, hd); query head h reads KV head h // (H / KVH), as SDPA's
+    enable_gqa (which the TorchScript exporter cannot convert)."""
+    b, nh, _, hd = q.shape
+    nkv = k.shape[1]
+    # -1 for the token axis: a size read from an intermediate tensor may be traced as a constant
+    o = _attend(q.reshape(b, nkv, -1, hd), k, v, scale, None)
+    return o.reshape(b, nh, -1, hd)
+
+
+def cached_step_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, prefix_keys: torch.Tensor,
+                          prefix_values: torch.Tensor, scale: float, prefix_bias: torch.Tensor | None = None
+                          ) -> torch.Tensor:
+    """The denoise step's attention for S samples against one cached prefix: q (S, H, T, hd), the
+    samples' own k/v (S, KVH, T, hd), prefix_keys/values (KVH, P, hd) shared (never copied per
+    sample), prefix_bias (P,) additive float32 or None -> (S, T, H*hd). Each sample's queries see
+    the prefix and its own T keys, in one softmax over the concatenated scores."""
+    _, nh, n, hd = q.shape  # T and hd are static; S is read from no intermediate tensor (traced
+    nkv = k.shape[1]         # as a constant there): -1
+    p = prefix_keys.shape[1]
+    qg = q.reshape(-1, nkv, (nh // nkv) * n, hd)  # query heads grouped under their KV head
+    sp = torch.matmul(qg, prefix_keys.transpose(-1, -2)).float() * scale  # (S, KVH, gT, P)
+    if prefix_bias is not None:
+        sp = sp + prefix_bias
+    ss = torch.matmul(qg, k.transpose(-1, -2)).float() * scale  # (S, KVH, gT, T)
+    prob = torch.softmax(torch.cat((sp, ss), dim=-1), dim=-1).to(v.dtype)
+    o = torch.matmul(prob[..., :p], prefix_values) + torch.matmul(prob[..., p:], v)  # (S, KVH, gT, hd)
+    return o.reshape(-1, nh, n, hd).transpose(1, 2).flatten(2)
+
+
 def text_rope_axes(rotary: nn.Module, head_dim: int) -> torch.Tensor:
     """For each of the hd/2 rotary frequencies, which M-RoPE axis (0 t, 1 h, 2 w) drives it:
     the interleaved layout of Qwen3-VL (t everywhere, h at 1::3 and w at 2::3 up to 3*section)."""
@@ -191,24 +222,16 @@ class DenoiseStepGraph(nn.Module):
     def forward(self, x: torch.Tensor, t: torch.Tensor, dt: torch.Tensor, prefix_keys: torch.Tensor,
                 prefix_values: torch.Tensor, prefix_mask: torch.Tensor,
                 suffix_positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        s, n, _ = x.shape
         dtype = self.action_in.out_proj.weight.dtype
         h = self.action_in.forward_with_time_term(x.to(dtype), self._time_term(t))  # (S, T, D)
         freqs = suffix_positions.float()[:, None] * self.inv_freq  # equal M-RoPE axes: plain RoPE
         emb = torch.cat((freqs, freqs), dim=-1)
         cos = (emb.cos() * self.rope_scale).to(dtype)[None, :, None]  # (1, T, 1, hd)
         sin = (emb.sin() * self.rope_scale).to(dtype)[None, :, None]
-        nkv, g, hd = self.kv_heads, self.num_heads // self.kv_heads, self.head_dim
         bias_p = torch.where(prefix_mask[0] > 0, 0.0, _MASKED)  # (P,) float32
-        p = prefix_keys.shape[2]
         for i, layer in enumerate(self.qwen3):
             def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, i: int = i) -> torch.Tensor:
-                qg = q.reshape(s, nkv, g * n, hd)  # query heads grouped under their KV head
-                sp = torch.matmul(qg, prefix_keys[i].transpose(-1, -2)).float() * layer.scaling + bias_p  # (S, KVH, gT, P)
-                ss = torch.matmul(qg, k.transpose(-1, -2)).float() * layer.scaling  # (S, KVH, gT, T)
-                prob = torch.softmax(torch.cat((sp, ss), dim=-1), dim=-1).to(dtype)
-                o = torch.matmul(prob[..., :p], prefix_values[i]) + torch.matmul(prob[..., p:], v)  # (S, KVH, gT, hd)
-                return o.reshape(s, self.num_heads, n, hd).transpose(1, 2).reshape(s, n, -1)
+                return cached_step_attention(q, k, v, prefix_keys[i], prefix_values[i], layer.scaling, bias_p)
 
             h = layer(h, cos, sin, attend)
         vel = self.action_out(rms_norm(h, self.norm.weight, self.eps)).float()

@@ -5,7 +5,10 @@ Four stages are compared, each by max abs difference, RMSE and the index of the 
     vision      image_embeds and deepstack features of all images of the tick, (N, tokens, D)
     prefix_kv   every layer's prefix K and V after prefill, (2, layers, kv_heads, P, head_dim)
     velocity    one denoising step's velocity at the first flow time, (S, T, A)
-    trajectory  the final xyz of `act` with the same noise, (S, T, 3) metres
+    trajectory  the final xyz of `act` with the same noise, (S, T, 3) metres; for a family fed a
+                robot state (joint_mot: pi0 / pi0.5) instead
+    actions     the unnormalized action chunk of `act` with the same noise, (S, T, action_dim),
+                on a synthetic arm tick (one frame per camera, a state, a task)
 
 Tolerances (absolute, on values of order 1; the trajectory in metres over 6.4 s):
 
@@ -32,6 +35,10 @@ TOLERANCES: dict[str, dict[str, float]] = {
     "bf16": {"vision": 2e-1, "prefix_kv": 2e-1, "velocity": 2.5e-1, "trajectory": 0.5},
 }
 STAGES = ("vision", "prefix_kv", "velocity", "trajectory")
+ROBOT_STAGES = ("vision", "prefix_kv", "velocity", "actions")
+# The action chunk in the robot's units (normalized values of order 1, times its statistics): fp32
+# as the velocity; fp16 / bf16 as the velocity's, unmeasured (no GPU run of an ONNX Runtime arm model yet).
+ACTION_TOLERANCES = {"fp32": 1e-4, "fp16": 5e-2, "bf16": 2.5e-1}
 
 
 def compare(a: Any, b: Any) -> dict[str, Any]:
@@ -51,6 +58,8 @@ def compare(a: Any, b: Any) -> dict[str, Any]:
 def _vision(policy: Any, images: np.ndarray) -> np.ndarray:
     embeds, _ = policy.encode_images(images, None)
     tokens = torch.stack([e.tokens.float().cpu() for e in embeds])
+    if not embeds[0].deepstack:  # a family without DeepStack features (joint_mot)
+        return tokens[:, None].numpy()
     deep = torch.stack([torch.stack([d.float().cpu() for d in e.deepstack]) for e in embeds])
     return torch.cat([tokens[:, None], deep], dim=1).numpy()  # (N, 1 + K, tokens, D)
 
@@ -67,7 +76,7 @@ def run_parity(model: str, backend: str = "onnxruntime", ref: str = "torch", *, 
     from vla_ros.runtime.export import dtype_name
     from vla_ros.model.flow_matching import flow_schedule
     from vla_ros.runtime.policy import Policy
-    from vla_ros.runtime.synthetic import synthetic_inputs
+    from vla_ros.runtime.synthetic import synthetic_inputs, synthetic_robot_inputs
 
     if ref != "torch":
         raise ValueError(f"reference backend must be 'torch' (float32), got {ref!r}")
@@ -80,7 +89,12 @@ def run_parity(model: str, backend: str = "onnxruntime", ref: str = "torch", *, 
     tested = Policy.from_pretrained(model, device=device, dtype=dname, backend=backend, max_samples=max(samples, 1),
                                     **kwargs)
     h, w = reference.image_size_hw
-    tick = synthetic_inputs(0, speed=7.0, yaw_rate=0.05, height=h, width=w, seed=seed)
+    state_dim = getattr(reference.model, "robot_state_dim", None)
+    if state_dim is None:
+        tick = synthetic_inputs(0, speed=7.0, yaw_rate=0.05, height=h, width=w, seed=seed)
+    else:
+        tick = synthetic_robot_inputs(0, cameras=reference.config.image.num_cameras, height=h, width=w,
+                                      state_dim=state_dim, seed=seed)
     images = np.asarray(tick.images).reshape(-1, h, w, 3)
     gen = torch.Generator().manual_seed(seed)
     noise = torch.randn(samples, reference.num_waypoints, reference.action_dim, generator=gen)
@@ -97,13 +111,18 @@ def run_parity(model: str, backend: str = "onnxruntime", ref: str = "torch", *, 
                                      reference.velocity(cr, noise, t_first).float().cpu())
         out_t = tested.act(tick, noise=noise, steps=steps)
         out_r = reference.act(tick, noise=noise, steps=steps)
-        stages["trajectory"] = compare(out_t.xyz, out_r.xyz)
-    tol = TOLERANCES[dname]
-    failures = [s for s in STAGES if not stages[s]["max_abs"] <= tol[s]]
+        if state_dim is None:
+            stages["trajectory"] = compare(out_t.xyz, out_r.xyz)
+        else:
+            stages["actions"] = compare(out_t.actions, out_r.actions)
+    names = STAGES if state_dim is None else ROBOT_STAGES
+    tol = {s: TOLERANCES[dname][s] if s in TOLERANCES[dname] else ACTION_TOLERANCES[dname] for s in names}
+    failures = [s for s in names if not stages[s]["max_abs"] <= tol[s]]
     report: dict[str, Any] = {"model": str(model), "backend": backend, "ref": ref, "device": device, "dtype": dname,
                               "samples": samples, "steps": flow_schedule(reference.config.flow, steps).steps, "prefix_len": cr.length,
-                              "providers": list(getattr(tested.backend, "providers", [])), "tolerances": tol}
-    for s in STAGES:
+                              "providers": list(getattr(tested.backend, "providers", [])), "stages": list(names),
+                              "tolerances": tol}
+    for s in names:
         report[f"{s}_max_abs"] = stages[s]["max_abs"]
         report[f"{s}_rmse"] = stages[s]["rmse"]
         report[f"{s}_worst_index"] = stages[s]["worst_index"]
@@ -118,7 +137,7 @@ def format_report(r: dict[str, Any]) -> str:
     if r.get("providers"):
         lines.append(f"  providers: {', '.join(r['providers'])}")
     lines.append(f"  {'stage':<11} {'max abs':>11} {'rmse':>11} {'tolerance':>10}  worst index")
-    for s in STAGES:
+    for s in r.get("stages", STAGES):
         ok = "ok" if s not in r["failures"] else "FAIL"
         lines.append(f"  {s:<11} {r[f'{s}_max_abs']:11.3e} {r[f'{s}_rmse']:11.3e} {r['tolerances'][s]:10.1e}  "
                      f"{r[f'{s}_worst_index']}  {ok}")

@@ -45,3 +45,15 @@ def synthetic_inputs(tick: int = 0, *, cameras: int = 4, frames: int = 4, height
     names = tuple(f"cam{c}" for c in range(cameras))
     return PolicyInputs(images=images, history_xyz=xyz, history_rot=rot, camera_names=names, stamps_ns=stamps,
                         t0_ns=int(stamps[0, -1]))
+
+
+def synthetic_robot_inputs(tick: int = 0, *, cameras: int, height: int, width: int, state_dim: int,
+                           task: str = "pick up the red cube", seed: int = 0) -> PolicyInputs:
+    """A robot-arm tick (families fed a state and an instruction, e.g. pi0 / pi0.5): frame `tick`
+    of each camera (one frame per camera), a smooth state in [-0.5, 0.5] that moves with the tick,
+    and `task`."""
+    images = np.stack([synthetic_frame(seed, c, tick, height, width)[None] for c in range(cameras)])
+    stamps = np.full((cameras, 1), tick * FRAME_PERIOD_NS, dtype=np.int64)
+    state = (0.5 * np.sin(np.arange(state_dim) + 0.3 * tick)).astype(np.float32)
+    return PolicyInputs(images=images, camera_names=tuple(f"cam{c}" for c in range(cameras)), stamps_ns=stamps,
+                        t0_ns=tick * FRAME_PERIOD_NS, state=state, task=task)

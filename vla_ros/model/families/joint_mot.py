@@ -128,6 +128,10 @@ def sinusoidal(t: torch.Tensor, width: int, min_period: float, max_period: float
     return torch.cat([s.sin(), s.cos()], dim=1).float()
 
 
+def _sdpa_gqa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float) -> torch.Tensor:
+    return F.scaled_dot_product_attention(q, k, v, scale=scale, enable_gqa=True)
+
+
 def _gemma_model(size: GemmaSize, adaptive: bool) -> nn.Module:
     m = nn.Module()
     m.layers = nn.ModuleList(GemmaDecoderLayer(size.width, size.mlp_dim, size.num_heads, size.num_kv_heads,
@@ -214,11 +218,20 @@ class JointMoT(nn.Module):
 
     def encode_images(self, images: np.ndarray, device: torch.device, dtype: torch.dtype) -> list[ImageEmbedding]:
         """uint8 (N, H, W, 3), or float in [0, 1] as LeRobot takes cameras -> one embedding each."""
+        return self.image_embeddings(self.image_tokens(self.preprocess_images(images, device).to(dtype)))
+
+    def preprocess_images(self, images: np.ndarray, device: torch.device) -> torch.Tensor:
+        """uint8 (N, H, W, 3) or float in [0, 1] -> (N, 3, R, R) float32 in [-1, 1], resized with pad."""
         x = torch.from_numpy(np.ascontiguousarray(images)).to(device).permute(0, 3, 1, 2)
         x = x.float() / 255.0 if x.dtype == torch.uint8 else x.float()
-        x = resize_with_pad(x, self.spec.resolution) * 2.0 - 1.0
+        return resize_with_pad(x, self.spec.resolution) * 2.0 - 1.0
+
+    def image_tokens(self, pixels: torch.Tensor) -> torch.Tensor:
+        """(N, 3, R, R) in [-1, 1] -> (N, tokens, width): SigLIP, then the projector (the vision graph)."""
         vm = self._vlm
-        tokens = vm.multi_modal_projector.linear(vm.vision_tower.vision_model(x.to(dtype)))
+        return vm.multi_modal_projector.linear(vm.vision_tower.vision_model(pixels))
+
+    def image_embeddings(self, tokens: torch.Tensor) -> list[ImageEmbedding]:
         g = self.spec.resolution // self.spec.vision.patch_size
         return [ImageEmbedding(tokens=t, deepstack=(), grid_thw=(1, g, g)) for t in tokens]
 
@@ -250,7 +263,8 @@ class JointMoT(nn.Module):
         return SimpleNamespace(ids=ids, state_norm=state_norm, images=images, length=images + len(ids) + extra,
                                tokens_dropped=full - len(ids))
 
-    def _cache_stream(self, model: nn.Module, size: GemmaSize, h: torch.Tensor, start: int, cache: Any) -> None:
+    def _cache_stream(self, model: nn.Module, size: GemmaSize, h: torch.Tensor, start: Any, cache: Any,
+                      attend: Any) -> None:
         """One stream through its own expert's layers, as one block: it attends to everything cached
         before it and to itself; its K/V are appended to the cache (positions start, start + 1, ...).
         Its output is never read, so the last layer stops after its K/V."""
@@ -260,27 +274,41 @@ class JointMoT(nn.Module):
             q, k, v = layer.qkv(h, cos[None, :, None], sin[None, :, None])
             keys, values = cache.update(k, v, i)  # views of everything cached so far, this stream included
             if i + 1 < len(layers):
-                o = F.scaled_dot_product_attention(q, keys, values, scale=layer.scaling, enable_gqa=True)
-                h = layer.finish(h, o.transpose(1, 2).flatten(2))
+                h = layer.finish(h, attend(q, keys, values, layer.scaling).transpose(1, 2).flatten(2))
 
     def prefill(self, plan: SimpleNamespace, embeds: list[ImageEmbedding], cache: Any) -> PrefillResult:
         """Every stream but the action tokens, in block order, into the cache: the prefix (images,
         language), the middle experts' tokens, and pi0's state token (never sees the actions)."""
+        device = self.model.action_in_proj.weight.device
+        ids = torch.tensor(plan.ids, dtype=torch.long, device=device)
+        image = torch.cat([e.tokens for e in embeds])[None]
+        state = plan.state_norm.to(device) if self.spec.variant == "pi0" else None
+        return PrefillResult(logits=None, next_position=self.prefill_streams(image, ids, state, cache))
+
+    def prefill_streams(self, image_tokens: torch.Tensor, ids: torch.Tensor, state_norm: torch.Tensor | None,
+                        cache: Any, attend: Any = None) -> Any:
+        """The prefill on tensors (the torch backend's and the ONNX prefill graph's): image tokens
+        (1, Ni, W), prompt ids (Nl,), pi0's normalized state (state_dim,) (None for pi0.5) into
+        `cache` (`update(k, v, layer)` -> everything cached so far); `attend(q, keys, values,
+        scale)` -> (1, H, N, hd) (default: SDPA with grouped KV heads). -> the next position."""
+        attend = attend or _sdpa_gqa
         vm = self._vlm
         p = vm.language_model.embed_tokens.weight
-        ids = torch.tensor(plan.ids, dtype=torch.long, device=p.device)
         lang = vm.language_model.embed_tokens(ids) * torch.tensor(self.spec.vlm.width ** 0.5, dtype=p.dtype)
-        h = torch.cat([*(e.tokens for e in embeds), lang])[None]
-        self._cache_stream(vm.language_model, self.spec.vlm, h, 0, cache)
+        h = torch.cat([image_tokens.to(p.dtype), lang[None]], dim=1)
+        self._cache_stream(vm.language_model, self.spec.vlm, h, 0, cache, attend)
         n = h.shape[1]
         for e, size in zip(getattr(self.model, "middle_experts", ()), self.spec.middle_experts):
-            self._cache_stream(e.model, size, e.queries[None], n, cache)
+            self._cache_stream(e.model, size, e.queries[None], n, cache, attend)
             n += e.queries.shape[0]
         if self.spec.variant == "pi0":
-            state = F.pad(plan.state_norm.to(p.device, p.dtype), (0, self.spec.max_state_dim - self.spec.state_dim))
-            self._cache_stream(self._expert, self.spec.expert, self.model.state_proj(state)[None, None], n, cache)
+            if state_norm is None:
+                raise ValueError("pi0's prefill needs the normalized state")
+            state = F.pad(state_norm.to(p.dtype), (0, self.spec.max_state_dim - self.spec.state_dim))
+            self._cache_stream(self._expert, self.spec.expert, self.model.state_proj(state)[None, None], n, cache,
+                               attend)
             n += 1
-        return PrefillResult(logits=None, next_position=n)
+        return n
 
     def decode_token(self, token: int, length: int, position: int, cache: Any) -> torch.Tensor:
         raise NotImplementedError("joint_mot has no text decoder")

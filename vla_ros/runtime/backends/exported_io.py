@@ -1,6 +1,7 @@
 """Host-side inputs of the exported graphs (`vla-ros export`), shared by the ONNX Runtime and
 TensorRT backends: the same preprocessing, prompt and positions as the torch backend, so every
-backend sees identical inputs."""
+backend sees identical inputs. kv_expert: `vision_tables`, `encode_images`, `prefill_feeds`;
+joint_mot (pi0 / pi0.5): `joint_mot_encode_images`, `joint_mot_prefill_feeds`."""
 from __future__ import annotations
 
 import functools
@@ -61,3 +62,23 @@ def prefill_feeds(model: torch.nn.Module, prompt: object, embeds: list[ImageEmbe
     feeds = {"inputs_embeds": emb, "deepstack_embeds": deep, "position_ids": positions.numpy().astype(np.int64),
              "attention_mask": np.ones((1, emb.shape[1]), dtype=np.int64)}
     return feeds, int(positions.max()) + 1
+
+
+def joint_mot_encode_images(model: torch.nn.Module, images: np.ndarray, vision: object) -> list[ImageEmbedding]:
+    """uint8 (N, H, W, 3) or float in [0, 1] -> embeddings, through a joint_mot vision graph
+    (`vision.run`: pixels (N, 3, R, R) in [-1, 1] -> image_embeds (N, tokens, W)); the resize
+    with pad and scaling are the family's own."""
+    with torch.inference_mode():
+        pixels = model.preprocess_images(images, torch.device("cpu"))
+    tokens = vision.run(None, {"pixels": pixels.numpy()})[0]  # type: ignore[attr-defined]
+    return model.image_embeddings(torch.from_numpy(tokens))
+
+
+def joint_mot_prefill_feeds(model: torch.nn.Module, plan: object, embeds: list[ImageEmbedding]) -> dict[str, np.ndarray]:
+    """The family's prefix plan -> prefill.onnx feeds: the image tokens in camera order (1, Ni, W),
+    the prompt ids (Nl,), and for pi0 the normalized state (state_dim,) (its own stream)."""
+    feeds = {"image_embeds": np.concatenate([e.tokens.numpy() for e in embeds])[None],
+             "input_ids": np.asarray(plan.ids, dtype=np.int64)}  # type: ignore[attr-defined]
+    if model.spec.variant == "pi0":
+        feeds["state"] = plan.state_norm.float().numpy()  # type: ignore[attr-defined]
+    return feeds

@@ -34,8 +34,10 @@ def load_policy(policy_cls: Any, path_or_preset: str | Path, *, device: str | to
     from vla_ros.model.lerobot_checkpoint import is_lerobot_policy_dir
     from vla_ros.runtime.backends.protocol import BackendError
 
-    if is_lerobot_policy_dir(path_or_preset):  # joint_mot has no ONNX export yet
-        raise BackendError(f"'{path_or_preset}' is a LeRobot pi0 / pi0.5 policy: it runs on the torch backend only")
+    if backend == "tensorrt" and is_lerobot_policy_dir(path_or_preset):  # before any export is made
+        raise BackendError(f"'{path_or_preset}' is a LeRobot pi0 / pi0.5 policy (joint_mot): the tensorrt backend "
+                           "covers the kv_expert family only; use backend 'onnxruntime' (its TensorRT execution "
+                           "provider on device 'cuda') or 'torch'")
     policy_kwargs = {k: kwargs.pop(k) for k in _POLICY_KWARGS if k in kwargs}
     kwargs.pop("cuda_graph", None)  # the exported backends capture their own loops (TensorRT) or none
     kwargs.pop("compile", None)

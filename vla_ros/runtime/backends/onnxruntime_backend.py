@@ -1,8 +1,9 @@
 """The `onnxruntime` backend: the exported graphs (see `export`) run by ONNX Runtime.
 
-`OnnxRuntimeBackend` runs vision, prefill and denoise in ORT sessions behind the one `Policy`;
-the cheap host-side parts (image preprocessing, prompt and M-RoPE positions, action decoding) are
-the family's own code (`exported_io.py`), so every backend sees identical inputs and gives the
+`OnnxRuntimeBackend` runs vision, prefill and denoise in ORT sessions behind the one `Policy`,
+for both exported families (`kv_expert`, and `joint_mot`: LeRobot pi0 / pi0.5); the cheap
+host-side parts (image preprocessing, prompt and positions, state normalization, action decoding)
+are the family's own code (`exported_io.py`), so every backend sees identical inputs and gives the
 same `PolicyOutput`. Reasoning decode is not exported and stays on the torch backend.
 
 Threads: `threads` intra-op threads (default torch's count) that sleep when idle instead of
@@ -32,7 +33,8 @@ from vla_ros.model.family import ImageEmbedding
 from vla_ros.model.flow_matching import flow_schedule
 from vla_ros.runtime.backends import exported_io
 from vla_ros.runtime.backends.protocol import BackendError, PrefixState
-from vla_ros.runtime.export import DEFAULT_OPSET, CorruptExportError, dtype_name, ensure_export, model_hash, remove_export
+from vla_ros.runtime.export import (ARCHITECTURE_GRAPHS, DEFAULT_OPSET, CorruptExportError, architecture_of, dtype_name,
+                                   ensure_export, model_hash, remove_export)
 from vla_ros.runtime.rtc import GuideTensors, guided_velocity, step_coefficients
 
 TRT_EP, CUDA_EP, CPU_EP = "TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"
@@ -77,8 +79,9 @@ class OnnxRuntimeBackend:
 
     def __init__(self, model: Any, tokenizer: TextTokenizer, export_dir: str | Path, manifest: dict[str, Any], *,
                  device: str = "cpu", providers: Sequence[str] | None = None, threads: int | None = None) -> None:
-        if model.config.architecture != "kv_expert":
-            raise BackendError(f"the ONNX export covers the kv_expert family, not {model.config.architecture!r}")
+        self.architecture = architecture_of(model)
+        if manifest.get("architecture", "kv_expert") != self.architecture:
+            raise CorruptExportError(f"'{export_dir}' holds a {manifest.get('architecture')} export, not {self.architecture}")
         ort = _ort()
         self.model = model
         self.config = model.config
@@ -98,7 +101,7 @@ class OnnxRuntimeBackend:
         opts.log_severity_level = 3
         provider_options = [self._provider_options(p) for p in self.providers]
         self.sessions: dict[str, Any] = {}
-        for name in ("embed", "vision", "prefill", "denoise_step"):
+        for name in ARCHITECTURE_GRAPHS[self.architecture]:
             path = self.export_dir / manifest["graphs"][name]["file"]
             try:
                 self.sessions[name] = ort.InferenceSession(str(path), opts, providers=self.providers,
@@ -176,37 +179,49 @@ class OnnxRuntimeBackend:
         return tokens, deep
 
     def encode_images(self, images: np.ndarray) -> list[ImageEmbedding]:
+        if self.architecture == "joint_mot":
+            return exported_io.joint_mot_encode_images(self.model, images, self.sessions["vision"])
         return exported_io.encode_images(self.model, images, self.vision_features)
 
     # ------------------------------------------------------------------ prefill
     def prefill(self, plan: Any, embeds: list[ImageEmbedding], budget: int) -> PrefixState:
         """The prefix K/V stay in OrtValues on the IO device."""
-        feeds, next_position = exported_io.prefill_feeds(self.model, plan, embeds, self.embed_tokens)
-        keys_v, values_v, logits = self.run_prefill(feeds)
-        length = int(feeds["attention_mask"].shape[1])
+        if self.architecture == "joint_mot":  # every stream of the prefix, no logits (no text decoder)
+            feeds = exported_io.joint_mot_prefill_feeds(self.model, plan, embeds)
+            keys_v, values_v, logits = self.run_prefill(feeds)
+            length = next_position = int(plan.length)
+            if keys_v.shape()[2] != length:
+                raise RuntimeError(f"prefill.onnx cached {keys_v.shape()[2]} tokens, the family's plan said {length}")
+        else:
+            feeds, next_position = exported_io.prefill_feeds(self.model, plan, embeds, self.embed_tokens)
+            keys_v, values_v, logits = self.run_prefill(feeds)
+            length = int(feeds["attention_mask"].shape[1])
         self._kv = (keys_v, values_v)
         self._mask = self._value(np.ones((1, length), dtype=np.int64))
         self._epoch += 1
         self._prefix_len = length
         return PrefixState(epoch=self._epoch, length=length, next_position=next_position,
-                           logits=torch.from_numpy(logits).float())
+                           logits=None if logits is None else torch.from_numpy(logits).float())
 
     def embed_tokens(self, input_ids: np.ndarray) -> np.ndarray:
         """input_ids (1, P) int64 -> token embeddings (1, P, D) (a writable host array)."""
         return self.sessions["embed"].run(None, {"input_ids": input_ids})[0]
 
-    def run_prefill(self, feeds: dict[str, np.ndarray]) -> tuple[Any, Any, np.ndarray]:
-        """-> prefix_keys, prefix_values as OrtValues on the IO device (NL, KVH, P, hd), logits (1, V)."""
+    def run_prefill(self, feeds: dict[str, np.ndarray]) -> tuple[Any, Any, np.ndarray | None]:
+        """-> prefix_keys, prefix_values as OrtValues on the IO device (NL, KVH, P, hd), logits
+        (1, V) (None for a family without a text decoder)."""
         sess = self.sessions["prefill"]
         io = sess.io_binding()
         for name, arr in feeds.items():
             io.bind_cpu_input(name, np.ascontiguousarray(arr))
         io.bind_output("prefix_keys", self.io_device, self.device_id)
         io.bind_output("prefix_values", self.io_device, self.device_id)
-        io.bind_output("logits", "cpu")
+        with_logits = self.architecture == "kv_expert"
+        if with_logits:
+            io.bind_output("logits", "cpu")
         sess.run_with_iobinding(io)
-        k, v, logits = io.get_outputs()
-        return k, v, logits.numpy()
+        out = io.get_outputs()
+        return out[0], out[1], out[2].numpy() if with_logits else None
 
     def prefix_kv(self, length: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """The current prefix K/V as host arrays (NL, KVH, P, hd), for parity checks."""
@@ -231,7 +246,8 @@ class OnnxRuntimeBackend:
                 io = sess.io_binding()
                 io.bind_ortvalue_input("prefix_keys", self._kv[0])
                 io.bind_ortvalue_input("prefix_values", self._kv[1])
-                io.bind_ortvalue_input("prefix_mask", self._mask)
+                if self.architecture == "kv_expert":  # joint_mot caches real tokens only: no mask
+                    io.bind_ortvalue_input("prefix_mask", self._mask)
                 io.bind_ortvalue_input("suffix_positions", positions)
                 io.bind_ortvalue_input("x", bufs[src])
                 io.bind_ortvalue_output("x_next", bufs[dst])
@@ -273,8 +289,9 @@ class OnnxRuntimeBackend:
         """The exported step's velocity at flow time t for actions x (S, T, A) -> (S, T, A) float32."""
         kv = self._kv
         feeds = {"x": x.float().cpu().numpy(), "t": np.array([t], np.float32), "dt": np.zeros(1, np.float32),
-                 "prefix_mask": np.ones((1, context.length), np.int64),
                  "suffix_positions": np.arange(context.next_position, context.next_position + self.num_waypoints)}
+        if self.architecture == "kv_expert":
+            feeds["prefix_mask"] = np.ones((1, context.length), np.int64)
         io = self.sessions["denoise_step"].io_binding()
         for name, arr in feeds.items():
             io.bind_cpu_input(name, np.ascontiguousarray(arr))
