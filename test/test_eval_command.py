@@ -19,7 +19,8 @@ MOTION = ArcMotion(speed=10.0, yaw_rate=0.1)
 START_S = 1000.0
 DT = 0.1
 T = 64
-FAST = ["--model", "random:tiny", "--steps", "2", "--threads", "1", "--no-progress"]
+# one worker unless parallelism is what a test checks (those pass --workers 2 after FAST)
+FAST = ["--model", "random:tiny", "--steps", "2", "--threads", "1", "--workers", "1", "--no-progress"]
 
 
 def write_config(path: Path, **extra: str) -> Path:
@@ -225,7 +226,7 @@ def test_bad_input_is_counted_not_fatal(arc_bag: Path, tmp_path: Path) -> None:
                 w.write(m.topic, msg, m.log_time_ns + shift)
     out = tmp_path / "out"
     cfg = write_config(tmp_path / "c.yaml")
-    assert main(["eval", "--bag", str(bad), "--config", str(cfg), "--out", str(out), "--workers", "1", *FAST]) == 0
+    assert main(["eval", "--bag", str(bad), "--config", str(cfg), "--out", str(out), *FAST]) == 0
     doc = json.loads((out / "metrics.json").read_text())
     m = doc["bags"]["bad"]
     assert m["time_jumps"] >= 1 and m["odometry"]["segments"] == 2
@@ -241,7 +242,7 @@ def test_bad_input_is_counted_not_fatal(arc_bag: Path, tmp_path: Path) -> None:
     # Two workers cut the 172 ticks into two parts, the second starting at the loop (the time
     # jump falls in its warm-up): the same ticks, counts and errors as one sequential replay.
     split = tmp_path / "split"
-    assert main(["eval", "--bag", str(bad), "--config", str(cfg), "--out", str(split), "--workers", "2", *FAST]) == 0
+    assert main(["eval", "--bag", str(bad), "--config", str(cfg), "--out", str(split), *FAST, "--workers", "2"]) == 0
     doc2 = json.loads((split / "metrics.json").read_text())
     assert doc2["run"]["workers"] == 2
     for d in (doc, doc2):
@@ -299,7 +300,7 @@ def test_two_workers_two_bags(arc_bag: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
     cfg = write_config(tmp_path / "c.yaml")
     argv = ["eval", "--bag", str(arc_bag), "--bag", str(second), "--config", str(cfg), "--out", str(out),
-            "--workers", "2", "--limit", "1", "--ablate", "cameras", *FAST]
+            "--limit", "1", "--ablate", "cameras", *FAST, "--workers", "2"]
     assert main(argv) == 0
     m = json.loads((out / "metrics.json").read_text())
     assert list(m["bags"]) == ["arc_calibrated", "straight"]

@@ -24,7 +24,8 @@ def test_eval_reports_agreement_against_sim_labels(tmp_path):
     out = tmp_path / "eval"
     cfg = tmp_path / "cfg.yaml"
     cfg.write_text("image: {height: 112, width: 192}\n")
-    args = ["eval", "--bag", str(bag), "--model", "random:tiny", "--config", str(cfg), "--out", str(out), "--limit", "4", "--no-progress"]
+    args = ["eval", "--bag", str(bag), "--model", "random:tiny", "--config", str(cfg), "--out", str(out), "--limit", "4", "--no-progress",
+            "--workers", "1", "--threads", "1", "--steps", "2"]  # the point is the text, not the flow or parallelism
     assert main([*args, "--reasoning"]) == 0
     metrics = json.loads((out / "metrics.json").read_text())
     r = metrics["overall"]["reasoning"]

@@ -178,12 +178,18 @@ def test_live_node_follows_inputs_falls_back_when_cameras_stop_and_recovers(tmp_
                 # 2. cameras stop (odometry continues): the stopping fallback within MAX_INPUT_AGE_S
                 live.cameras_on.clear()
                 t_stop = time.monotonic()
-                t_fb = out.wait_for(
+                out.wait_for(
                     lambda: any(_stamp(m) not in live.camera_stamps for m in out.since(t_stop)), 10.0, "the fallback trajectory", log
                 )
-                # the input age limit + one control period + scheduling slack on a loaded machine
-                assert t_fb - t_stop < MAX_INPUT_AGE_S + 0.1 + 1.0
                 out.wait_for(lambda: any(d.get("fallback_active") == "true" for a, d in out.diags if a > t_stop), 5.0, "fallback in diagnostics", log)
+                # in order, on the node's clock (its stamps): the last camera set, then, no earlier than the
+                # input age limit after it (less one camera period, should that set have lost a message),
+                # the first fallback; from then on only fallbacks until the cameras resume
+                last_input = max(live.camera_stamps)
+                after_stop = out.since(t_stop)
+                first = next(i for i, m in enumerate(after_stop) if _stamp(m) not in live.camera_stamps)
+                assert _stamp(after_stop[first]) - last_input > (MAX_INPUT_AGE_S - 0.1) * 1e9
+                assert all(_stamp(m) not in live.camera_stamps for m in after_stop[first:])
                 fb = [m for m in out.since(t_stop) if _stamp(m) not in live.camera_stamps][-1]  # the newest fallback path
                 speeds = np.diff([p.pose.position.x for p in fb.poses])
                 assert speeds[0] > speeds[-1] >= -1e-9  # decelerating to a stop along +x
