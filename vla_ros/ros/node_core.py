@@ -407,7 +407,7 @@ class DriveNodeCore:
         fallback = self.controller.fallback_active
         wd = self.controller.watchdog.check(now_ns)
         return messages.diagnostic_status(
-            f"{name}: control",
+            "vla_ros: control",
             messages.DIAG_ERROR if fallback else messages.DIAG_OK,
             f"fallback active: {', '.join(wd.reasons) or 'output expired'}" if fallback else "following policy",
             {
