@@ -49,14 +49,20 @@ def inputs() -> dict[str, torch.Tensor]:
 @pytest.fixture(scope="module")
 def policy(base_vlm_env) -> Policy:
     torch.manual_seed(0)
-    model, tok = load_release(MODEL, num_cameras=1, num_frames=2)  # the fixture: 2 images
+    model, tok = load_release(MODEL)  # 4 cameras x 4 frames, the fixture's 16 images
     return Policy(model, tok, max_samples=2, max_reasoning_tokens=24)
 
 
 def _policy_inputs(inputs: dict[str, torch.Tensor]) -> PolicyInputs:
-    images = inputs["images"].permute(0, 2, 3, 1).numpy()[None]  # (1 camera, 2 frames, H, W, 3)
+    images = inputs["images"].permute(0, 2, 3, 1).numpy().reshape(4, 4, *inputs["images"].shape[2:], 3)  # camera-major
     return PolicyInputs(images=images, history_xyz=inputs["ego_history_xyz"][0, 0].double().numpy(),
                         history_rot=inputs["ego_history_rot"][0, 0].double().numpy())
+
+
+def _through_stop(generated: list[int]) -> list[int]:
+    """The reference's greedy reasoning through its first <|traj_future_start|>."""
+    stop = json.loads((FIXTURE / "meta.json").read_text())["tokens"]["special"]["traj_future_start"]
+    return generated[:generated.index(stop) + 1]
 
 
 def test_release_directory_is_recognised_and_configured(base_vlm_env) -> None:
@@ -155,12 +161,23 @@ def test_act_runs_the_release_rollout(policy: Policy, inputs) -> None:
     ref = load_file(str(FIXTURE / "reference.safetensors"))
     out = policy.act(_policy_inputs(inputs), reasoning=True, max_reasoning_tokens=24, noise=ref["noise"])
     prompt_len = inputs["input_ids"].shape[1]
-    generated = ref["sequences_raw"][0, prompt_len:prompt_len + 14].tolist()  # through <|traj_future_start|>
+    generated = _through_stop(ref["sequences_raw"][0, prompt_len:].tolist())
     assert out.reasoning == policy.tokenizer.decode(generated, skip_special_tokens=True)
     ctx = policy.prefill(_policy_inputs(inputs), reasoning_budget=24)
     policy.reason(ctx, 24)
     np.testing.assert_array_equal(out.raw_actions, policy.denoise(ctx, noise=ref["noise"]).float().numpy())
     # End to end, images and history in, trajectory out: the reference entry point's final output.
+    np.testing.assert_allclose(out.raw_actions, ref["action"].numpy(), atol=TOL, rtol=0)
+    np.testing.assert_allclose(out.xyz, ref["pred_xyz"][0, 0].double().numpy(), atol=TOL, rtol=0)
+    np.testing.assert_allclose(out.rot, ref["pred_rot"][0, 0].double().numpy(), atol=TOL, rtol=0)
+
+
+def test_zero_start_noise_as_node_and_eval_run_it(policy: Policy, inputs) -> None:
+    """inference.noise_scale 0, one sample (the node's and eval's defaults) against the reference
+    run whose sampler drew zero start noise."""
+    ref = load_file(str(FIXTURE / "reference_zero_noise.safetensors"))
+    assert not ref["noise"].any()
+    out = policy.act(_policy_inputs(inputs), reasoning=True, max_reasoning_tokens=48, noise_scale=0.0)
     np.testing.assert_allclose(out.raw_actions, ref["action"].numpy(), atol=TOL, rtol=0)
     np.testing.assert_allclose(out.xyz, ref["pred_xyz"][0, 0].double().numpy(), atol=TOL, rtol=0)
     np.testing.assert_allclose(out.rot, ref["pred_rot"][0, 0].double().numpy(), atol=TOL, rtol=0)
@@ -206,7 +223,7 @@ def test_eval_accepts_the_release_directory(base_vlm_env) -> None:
 def test_per_sample_reasoning(policy: Policy, inputs) -> None:
     ref = load_file(str(FIXTURE / "reference.safetensors"))
     prompt_len = inputs["input_ids"].shape[1]
-    expected = ref["sequences_raw"][0, prompt_len:prompt_len + 14].tolist()  # through <|traj_future_start|>
+    expected = _through_stop(ref["sequences_raw"][0, prompt_len:].tolist())
     # Greedy: every sample's own rollout is the reference's, and each sample denoises exactly as a
     # single-sample tick on that prefix does.
     ctx = policy.prefill(_policy_inputs(inputs), reasoning_budget=24)

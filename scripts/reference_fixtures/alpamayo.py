@@ -29,7 +29,8 @@ What it does, all offline (HF_HUB_OFFLINE=1, TRANSFORMERS_OFFLINE=1):
    OUT/model, plus the reference-built processor (tokenizer with the trajectory and special tokens
    it adds) via `model.processor.save_pretrained`.
 4. Runs the reference's sampling entry point `sample_trajectories_from_data_with_vlm_rollout` on
-   fixed inputs (2 camera images, a 16-pose ego history), greedy (top_k=1) with 2 samples, and
+   fixed inputs (16 images of 64x96: 4 cameras x 4 frames, camera-major, as the reference examples
+   and config/drive.yaml take them; a 16-pose ego history), greedy (top_k=1) with 2 samples, and
    records: inputs, the fused prompt ids, the rollout (sequences, per-step logits, rope deltas,
    the expert's position ids and visible prefix), the start noise, every Euler step's x, t and v,
    the final action, xyz and rotation, the t0 speed, the bounds check, and the decoded reasoning;
@@ -39,7 +40,8 @@ What it does, all offline (HF_HUB_OFFLINE=1, TRANSFORMERS_OFFLINE=1):
    seed (so the same start noise): it must give the same tokens and trajectories (meta.json).
 
 Outputs (safetensors + json, no pickles): OUT/base_vlm/, OUT/model/, OUT/inputs.safetensors,
-OUT/reference.safetensors, OUT/meta.json (commit, versions, settings, decoded text, sha256 of
+OUT/reference.safetensors (2 samples), OUT/reference_no_stop.safetensors (8-token budget),
+OUT/reference_zero_noise.safetensors (1 sample from zero start noise), OUT/meta.json (commit, versions, settings, decoded text, sha256 of
 every file).
 """
 from __future__ import annotations
@@ -105,7 +107,8 @@ TOKENIZER_CORPUS = [
 MIN_PIXELS = 64 * 64
 MAX_PIXELS = 64 * 96
 IMAGE_HW = (64, 96)  # each image: 2 x 3 merged patches of 32 px -> 6 prompt tokens
-NUM_IMAGES = 2
+NUM_CAMERAS, NUM_FRAMES = 4, 4  # the reference examples' layout (and config/drive.yaml's), camera-major
+NUM_IMAGES = NUM_CAMERAS * NUM_FRAMES
 HISTORY_STEPS = 16  # reference helper hard-codes 48 history placeholders = 16 poses x (dx, dy, dz)
 N_WAYPOINTS = 64  # the release's horizon: 64 x 0.1 s
 FUTURE_BINS = 300  # DiscreteTrajectoryTokenizer bins (accel, curvature); tokens <i0>..<i299>
@@ -279,8 +282,9 @@ def ego_history():
 class Recorder:
     """Wraps the reference model's own calls (no change to what they compute) and keeps copies."""
 
-    def __init__(self, model):
+    def __init__(self, model, noise_scale: float = 1.0):
         self.model = model
+        self.noise_scale = noise_scale
         self.steps: list[tuple] = []
         self.data: dict = {}
         self._orig_fuse = model.fuse_traj_tokens
@@ -330,8 +334,14 @@ class Recorder:
             self.steps.append((x.clone(), t.clone(), v.clone()))
             return v
 
-        x = self._orig_sample(batch_size=batch_size, step_fn=recording_step, device=device,
-                              return_all_steps=return_all_steps, **kwargs)
+        randn = torch.randn
+        if self.noise_scale != 1.0:  # the sampler's one draw, scaled (0: zero start noise, as vla_ros's noise_scale 0)
+            torch.randn = lambda *a, **k: randn(*a, **k) * self.noise_scale
+        try:
+            x = self._orig_sample(batch_size=batch_size, step_fn=recording_step, device=device,
+                                  return_all_steps=return_all_steps, **kwargs)
+        finally:
+            torch.randn = randn
         self.data["action"] = x.clone()
         self.data["ulp_effect"] = self._ulp_effect(step_fn)
         return x
@@ -346,7 +356,7 @@ class Recorder:
         return float((x - self.data["action"]).abs().max())
 
 
-def run_reference(model, processor, inputs: dict, samples: int, max_len: int, seed: int):
+def run_reference(model, processor, inputs: dict, samples: int, max_len: int, seed: int, noise_scale: float = 1.0):
     from alpamayo_r1 import helper
 
     messages = helper.create_message(inputs["images"])
@@ -357,7 +367,7 @@ def run_reference(model, processor, inputs: dict, samples: int, max_len: int, se
     tokenized_copy = {k: v.clone() for k, v in tokenized.items()}
     data = {"tokenized_data": tokenized, "ego_history_xyz": inputs["ego_history_xyz"],
             "ego_history_rot": inputs["ego_history_rot"]}
-    rec = Recorder(model)
+    rec = Recorder(model, noise_scale)
     try:
         torch.manual_seed(seed)
         with torch.no_grad():
@@ -522,6 +532,12 @@ def main() -> int:
                              "<|traj_future_start|>; pass a smaller one")
         if short[3].data["ulp_effect"] > MAX_ULP_EFFECT:
             raise SystemExit(f"the no-stop case's flow is ill-conditioned (ulp effect {short[3].data['ulp_effect']:.2e})")
+        # A third case: one sample from zero start noise (the sampler's draw scaled by 0), which is what
+        # vla_ros's node and eval do by default (inference.noise_scale 0, samples 1): their outputs on
+        # these inputs can then be compared with the reference's.
+        zero = run_reference(model, processor, inputs, 1, args.max_generation_length, run_seed, noise_scale=0.0)
+        if not torch.equal(zero[3].data["sequences_raw"][0], rec.data["sequences_raw"][0]):
+            raise SystemExit("the zero-noise case's greedy rollout differs from the first case's")
 
         d = rec.data
         inputs_out = {
@@ -536,6 +552,7 @@ def main() -> int:
         ref_out = outputs_of(model, result, eos, xyz, rot, args.samples)
         short_out = outputs_of(model, short, eos, xyz, rot, args.samples)
         save_file(short_out, str(stage / "reference_no_stop.safetensors"))
+        save_file(outputs_of(model, zero, eos, xyz, rot, 1), str(stage / "reference_zero_noise.safetensors"))
         save_file(inputs_out, str(stage / "inputs.safetensors"))
         save_file(ref_out, str(stage / "reference.safetensors"))
 
@@ -567,7 +584,8 @@ def main() -> int:
                        "traj_token_ids": {k: int(v) for k, v in model.config.traj_token_ids.items()},
                        "special": {n: int(tok.convert_tokens_to_ids(to_special_token(n))) for n in special_names}},
             "shapes": {"prompt_len": int(prompt_len), "n_waypoints": N_WAYPOINTS, "flow_steps": FLOW_STEPS,
-                       "samples": args.samples},
+                       "samples": args.samples, "num_cameras": NUM_CAMERAS, "num_frames": NUM_FRAMES,
+                       "image_hw": list(IMAGE_HW)},
             "cases": {
                 "reference.safetensors": {"max_generation_length": args.max_generation_length,
                                           "stops_at_traj_future_start": True, "cache_len": int(d["cache_len"])},
@@ -576,6 +594,11 @@ def main() -> int:
                     "cache_len": int(short[3].data["cache_len"]),
                     "note": "no <|traj_future_start|>: the reference continues positions after the last generated "
                             "token, which is not in the cache (generation stopped before feeding it)"},
+                "reference_zero_noise.safetensors": {
+                    "max_generation_length": args.max_generation_length, "stops_at_traj_future_start": True,
+                    "cache_len": int(zero[3].data["cache_len"]), "num_traj_samples": 1, "start_noise_scale": 0.0,
+                    "note": "the sampler's torch.randn draw multiplied by 0 (zero start noise), one sample: what "
+                            "vla_ros's node and eval compute with inference.noise_scale 0 and samples 1"},
             },
             "prompt_text": prompt_text,
             "reasoning": {"generated_text": tok.batch_decode(d["sequences_raw"][:, prompt_len:], skip_special_tokens=False),
@@ -586,6 +609,7 @@ def main() -> int:
                      "t_grid": torch.linspace(0.0, 1.0, FLOW_STEPS + 1).tolist(),
                      "ulp_effect": {"reference.safetensors": ulp_effect,
                                     "reference_no_stop.safetensors": short[3].data["ulp_effect"],
+                                    "reference_zero_noise.safetensors": zero[3].data["ulp_effect"],
                                     "what": "max |final action change| when the start noise moves by one float32 "
                                             "ulp, through the reference's own step function"}},
             "reload_check": {"max_abs_xyz_rot_diff": reload_xyz_diff, "same_reasoning_tokens": reload_same_tokens},
