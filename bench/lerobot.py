@@ -4,6 +4,8 @@ fixture weights, inputs and noise (test/fixtures/lerobot_{pi0,pi05}_tiny), same 
 
     .venv/bin/python bench/lerobot.py                      # both fixtures, 10 timed calls each
     .venv/bin/python bench/lerobot.py --json out.json      # also write the raw results
+    .venv/bin/python bench/lerobot.py --backend onnxruntime
+                                                           # vla_ros on its ONNX export (ONNX Runtime, CPU)
     python3 bench/lerobot.py --full-size --device cuda --lerobot-python python3
                                                            # real-size random pi0/pi0.5 on a GPU, both sides
 
@@ -59,13 +61,15 @@ def time_lerobot(python: Path, fixture: Path, repeats: int, threads: int | None)
     return run_lerobot(python, args)
 
 
-def time_vla_ros(fixture: Path, repeats: int, threads: int | None) -> dict:
+def time_vla_ros(fixture: Path, repeats: int, threads: int | None, backend: str = "torch") -> dict:
     """vla_ros's side: the fixture directory loaded as `--model DIR` loads it, the same raw inputs
     (reference.safetensors "input.*", reference.json "tasks") through vla_ros's own processors, the
     recorded noise ("flow.noise"), one warm-up, `repeats` timed calls. One call is `Policy.act` once per
     sample of the batch (the runtime prefills one prefix per tick; LeRobot's batch holds two different
     prompts), from raw inputs to unnormalized actions, so it includes the pre/post-processing that
-    LeRobot's timed call leaves out. The vision cache is not used (no camera names or stamps)."""
+    LeRobot's timed call leaves out. The vision cache is not used (no camera names or stamps).
+    backend "onnxruntime": the same Policy on the directory's ONNX export (made or reused in the
+    export cache before the timing), ONNX Runtime on the CPU at `threads` intra-op threads."""
     import numpy as np
     import torch
     from safetensors.torch import load_file
@@ -78,7 +82,8 @@ def time_vla_ros(fixture: Path, repeats: int, threads: int | None) -> dict:
         torch.set_num_threads(threads)
     ref = load_file(str(fixture / "reference.safetensors"))
     meta = json.loads((fixture / "reference.json").read_text())
-    policy = Policy.from_pretrained(fixture)
+    extra = {} if backend == "torch" else {"backend": backend, "threads": threads or None}
+    policy = Policy.from_pretrained(fixture, **extra)
     res = policy.image_size_hw[0]
     inputs = []
     for b in range(meta["batch"]):
@@ -99,7 +104,8 @@ def time_vla_ros(fixture: Path, repeats: int, threads: int | None) -> dict:
         actions = chunk()
         times.append(time.perf_counter() - t0)
     return {
-        "available": True, "implementation": "vla_ros Policy.act (joint_mot, torch backend, float32)",
+        "available": True, "implementation": f"vla_ros Policy.act (joint_mot, {backend} backend, float32)",
+        "backend": backend,
         "fixture": str(fixture), "variant": meta["variant"], "batch": meta["batch"],
         "chunk_size": meta["chunk_size"], "num_inference_steps": meta["num_inference_steps"],
         "torch": torch.__version__, "threads": torch.get_num_threads(), "repeats": repeats,
@@ -196,7 +202,7 @@ def main_full_size(args, variants: list[str]) -> list[dict]:
             row["speedup"] = lr["ms_median"] / ours["ms_median"]
         results.append(row)
         print(json.dumps(row))
-        for side, r in (("lerobot", lr), ("vla_ros", ours)):
+        for side, r in (("lerobot", lr), (f"vla_ros ({args.backend})", ours)):
             if r.get("available"):
                 print(f"# {v} full size, {side} on {r['device']} {r['dtype']}: {r['ms_median']:.1f} ms median per chunk "
                       f"(3 cameras, 48 tokens, 50 actions, 10 steps)", file=sys.stderr)
@@ -216,6 +222,8 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=1,
                     help="torch threads for both sides (default 1: on a shared 2-core machine more threads "
                          "oversubscribe and the times scatter by 10x; 0 = torch's default)")
+    ap.add_argument("--backend", choices=["torch", "onnxruntime"], default="torch",
+                    help="vla_ros's backend (fixtures only; default torch)")
     ap.add_argument("--json", type=Path, help="write the raw results to this file as well")
     args = ap.parse_args()
     variants = ["pi0", "pi05"] if args.variant == "all" else [args.variant]
@@ -229,14 +237,14 @@ def main() -> int:
     for v in variants:
         fixture = FIXTURES[v]
         lr = time_lerobot(lerobot_python(args.lerobot_python), fixture, args.repeats, args.threads)
-        ours = time_vla_ros(fixture, args.repeats, args.threads)
+        ours = time_vla_ros(fixture, args.repeats, args.threads, args.backend)
         row = {"variant": v, "fixture": str(fixture.relative_to(ROOT)), "lerobot": lr, "vla_ros": ours}
         if lr.get("available") and ours.get("available"):
             row["speedup"] = lr["ms_median"] / ours["ms_median"]
             row["speedup_min"] = lr["ms_min"] / ours["ms_min"]  # the fastest call: least disturbed by other load
         results.append(row)
         print(json.dumps(row))
-        for side, r in (("lerobot", lr), ("vla_ros", ours)):
+        for side, r in (("lerobot", lr), (f"vla_ros ({args.backend})", ours)):
             if r.get("available"):
                 print(f"# {v} {side}: {r['ms_median']:.1f} ms median per chunk (batch {r['batch']}, "
                       f"{r['num_inference_steps']} steps, {r['threads']} threads), max abs diff vs fixture "

@@ -5,17 +5,23 @@ import argparse
 import json
 
 HELP = "export a model to ONNX (vision, prefill, denoise step) with a manifest"
-DESCRIPTION = """Export a checkpoint or preset to ONNX:
+DESCRIPTION = """Export a checkpoint, preset or LeRobot pi0 / pi0.5 directory to ONNX (docs/export.md).
 
+kv_expert (vla_ros checkpoints, random: presets):
   embed.onnx         input_ids (1, P) -> inputs_embeds (1, P, D)
   vision.onnx        pixel_patches (B, L, Cp) + per-size tables -> image_embeds, deepstack_embeds
   prefill.onnx       inputs_embeds, deepstack_embeds, position_ids (3, 1, P), attention_mask (1, P)
                      -> prefix_keys / prefix_values (layers, kv_heads, P, head_dim), logits (1, V)
   denoise_step.onnx  x (S, T, A), t, dt, prefix K/V, prefix_mask, suffix_positions -> velocity, x_next
+joint_mot (LeRobot pi0 / pi0.5 directories):
+  vision.onnx        pixels (B, 3, R, R) in [-1, 1] -> image_embeds (B, tokens, W)
+  prefill.onnx       image_embeds (1, Ni, W), input_ids (Nl,), pi0: state (state_dim,) normalized
+                     -> prefix_keys / prefix_values (layers, kv_heads, P, head_dim)
+  denoise_step.onnx  x (S, T, A), t, dt, prefix K/V, suffix_positions -> velocity, x_next
   manifest.json      shapes, dtypes, opset, model hash, code version, file hashes
 
-Dynamic axes: prefix length P, samples S, images B. Graphs whose weights exceed ~1.8 GB keep
-them in <graph>.onnx.data (protobuf's 2 GB limit)."""
+Dynamic axes: prefix length P (image / text tokens), samples S, images B. Graphs whose
+weights exceed ~1.8 GB keep them in <graph>.onnx.data (protobuf's 2 GB limit)."""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -34,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from vla_ros.model import CheckpointError, UnknownPresetError, load_model
-    from vla_ros.runtime.export import DEFAULT_OPSET, export_onnx
+    from vla_ros.runtime.export import DEFAULT_OPSET, ExportError, export_onnx
 
     opset = args.opset if args.opset is not None else DEFAULT_OPSET
     if not 14 <= opset <= 20:
@@ -43,7 +49,10 @@ def run(args: argparse.Namespace) -> int:
         model, _ = load_model(args.model, device="cpu", dtype=torch.float32)
     except (CheckpointError, UnknownPresetError, ValueError) as exc:
         raise CommandError(str(exc)) from exc
-    manifest = export_onnx(model, args.out, opset=opset, dtype=args.dtype, model_name=str(args.model))
+    try:
+        manifest = export_onnx(model, args.out, opset=opset, dtype=args.dtype, model_name=str(args.model))
+    except ExportError as exc:  # a family without exported graphs
+        raise CommandError(str(exc)) from exc
     if args.json:
         print(json.dumps(manifest))
     else:

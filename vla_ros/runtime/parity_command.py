@@ -4,15 +4,16 @@ from __future__ import annotations
 import argparse
 import json
 
-HELP = "check a backend's outputs against the torch runtime (vision, prefix K/V, velocity, trajectory)"
+HELP = "check a backend's outputs against the torch runtime (vision, prefix K/V, velocity, trajectory / actions)"
 DESCRIPTION = """Run one synthetic tick through --backend and the float32 torch runtime and report,
-for the vision features, the prefix K/V, one step's velocity and the final trajectory, the max
-absolute difference, the RMSE and the index of the worst element. Fails (exit status 1) when a
-stage exceeds its tolerance:
+for the vision features, the prefix K/V, one step's velocity and the final trajectory (for a
+LeRobot pi0 / pi0.5 directory: the unnormalized action chunk of an arm tick), the max absolute
+difference, the RMSE and the index of the worst element. Fails (exit status 1) when a stage
+exceeds its tolerance:
 
-  fp32   1e-4 features / K/V / velocity, 1e-3 m trajectory (only summation order differs)
-  fp16   5e-2, 5e-2, 5e-2, 0.25 m   (11-bit mantissa rounding in every layer)
-  bf16   2e-1, 2e-1, 2.5e-1, 0.5 m  (8-bit mantissa rounding in every layer)"""
+  fp32   1e-4 features / K/V / velocity, 1e-3 m trajectory, 1e-4 actions (only summation order differs)
+  fp16   5e-2, 5e-2, 5e-2, 0.25 m, 5e-2  (11-bit mantissa rounding in every layer)
+  bf16   2e-1, 2e-1, 2.5e-1, 0.5 m, 2.5e-1  (8-bit mantissa rounding in every layer)"""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
