@@ -144,3 +144,29 @@ def test_parity_and_bench_commands_leave_the_lerobot_directory_as_it_is(variant,
     assert r["max_abs_diff"] <= TOL and r["denoise_ms"] > 0
     assert len(list((tmp_path / "onnx").iterdir())) == 1  # the export was cached (once) by model hash
     assert sorted(p.name for p in VARIANTS[variant].iterdir()) == before
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_a_middle_expert_is_a_prefill_stream_of_the_export(variant, tmp_path):
+    """n experts (InternVLA-A1's shape: a middle stream of 5 learned tokens between prefix and
+    actions) export as they run: ORT equals the torch runtime on a random three-expert model."""
+    from test_joint_mot_experts import three_experts
+    from vla_ros.runtime.backends.onnxruntime_backend import OnnxRuntimeBackend
+    from vla_ros.runtime.export import export_onnx
+    from vla_ros.runtime.synthetic import synthetic_robot_inputs
+
+    model, tok = three_experts(variant)
+    manifest = export_onnx(model, tmp_path, model_name="three-experts")
+    assert manifest["dims"]["middle_tokens"] == 5
+    ort = Policy(model, tok, OnnxRuntimeBackend(model, tok, tmp_path, manifest, threads=1))
+    ref = Policy(model, tok)
+    h, w = ref.image_size_hw
+    tick = synthetic_robot_inputs(3, cameras=model.config.image.num_cameras, height=h, width=w,
+                                  state_dim=model.spec.state_dim)
+    noise = torch.randn(2, *ref.model.action_shape, generator=torch.Generator().manual_seed(0))
+    co, cr = ort.prefill(tick), ref.prefill(tick)
+    assert co.length == cr.length == cr.next_position
+    k, v = ort.backend.prefix_kv()
+    kr, vr = ref.backend.prefix_kv(cr.length)
+    assert np.abs(k - kr).max() <= TOLERANCES["fp32"]["prefix_kv"] and np.abs(v - vr).max() <= TOLERANCES["fp32"]["prefix_kv"]
+    assert np.abs(ort.act(tick, noise=noise).actions - ref.act(tick, noise=noise).actions).max() <= TOL
