@@ -244,3 +244,35 @@ def test_replayed_arm_bag_gives_pi05_joint_commands_at_50_hz_of_bag_time(tmp_pat
     finally:
         assert _stop(proc, tmp_path) == 0
     assert "Traceback" not in log_path.read_text()
+
+
+@pytest.mark.parametrize("config, model, words", [
+    (str(ARM_YAML), "random:tiny", "config key 'control.mode': chunk, but the model drives a path"),
+    (None, str(ROOT / "test" / "fixtures" / "lerobot_pi0_tiny"), "config key 'control.mode': trajectory, but the model outputs action chunks"),
+])
+def test_a_model_that_cannot_serve_the_mode_stops_the_node_with_the_key(tmp_path, config, model, words):
+    argv = [sys.executable, "-m", "vla_ros.cli", "node", "--transport", "dds", "--model", model, "--duration", "5"]
+    res = subprocess.run(argv + (["--config", config] if config else []), env=_env(_domain()), capture_output=True, text=True,
+                         timeout=NODE_START_TIMEOUT_S, cwd=ROOT)
+    assert res.returncode == 2, res.stdout[-2000:] + res.stderr[-2000:]
+    assert words in res.stderr, res.stderr[-2000:]
+
+
+def test_the_mode_check_names_joint_count_and_mode_mismatches():
+    """check_policy_fits against the policy's own declaration (what the policy process reports)."""
+    from types import SimpleNamespace
+
+    from vla_ros.config import ConfigError
+    from vla_ros.ros.node_factory import check_policy_fits
+
+    arm = load_config(ARM_YAML)
+    two_cameras = SimpleNamespace(image=SimpleNamespace(num_cameras=2))
+    check_policy_fits(arm, SimpleNamespace(config=two_cameras, robot_dims=(6, 6)))
+    with pytest.raises(ConfigError, match="arm.joint_names.*6 joints, the model takes a state of 7 and outputs 7"):
+        check_policy_fits(arm, SimpleNamespace(config=two_cameras, robot_dims=(7, 7)))
+    with pytest.raises(ConfigError, match="cameras.*lists 2 cameras, the model takes 3"):
+        check_policy_fits(arm, SimpleNamespace(config=SimpleNamespace(image=SimpleNamespace(num_cameras=3)), robot_dims=(6, 6)))
+    drive = load_config(None)
+    with pytest.raises(ConfigError, match="control.mode.*outputs action chunks"):
+        check_policy_fits(drive, SimpleNamespace(config=SimpleNamespace(image=SimpleNamespace(num_cameras=4)), robot_dims=(6, 6)))
+    check_policy_fits(drive, SimpleNamespace(config=SimpleNamespace(image=SimpleNamespace(num_cameras=4)), robot_dims=None))

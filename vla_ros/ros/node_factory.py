@@ -3,15 +3,37 @@ from __future__ import annotations
 
 from typing import Any
 
-from vla_ros.config import Config
+from vla_ros.config import Config, ConfigError
 from vla_ros.ros.arm_node_core import ArmNodeCore
 from vla_ros.ros.clock import Clock
 from vla_ros.ros.node_core import DriveNodeCore, PolicyLike, Publish
 
 
+def check_policy_fits(config: Config, policy: Any) -> None:
+    """ConfigError naming the key when the model cannot serve the configured mode: a vehicle's
+    trajectories from a robot policy, an arm's chunks from a driving model, other joint counts
+    or another number of cameras. (A policy that does not say is not checked.)"""
+    dims = getattr(policy, "robot_dims", None)
+    if config.chunk_mode and dims is None:
+        raise ConfigError("control.mode", "chunk, but the model drives a path (a vehicle model); use control.mode trajectory, "
+                                          "or a robot policy such as a LeRobot pi0 / pi0.5 directory")
+    if not config.chunk_mode and dims is not None:
+        raise ConfigError("control.mode", "trajectory, but the model outputs action chunks for a robot (pi0 / pi0.5); set "
+                                          "control.mode: chunk and the arm section (config/arm.yaml is an example)")
+    joints = len(config.arm.joint_names)
+    if dims is not None and tuple(dims) != (joints, joints):
+        raise ConfigError("arm.joint_names", f"names {joints} joints, the model takes a state of {dims[0]} and outputs "
+                                             f"{dims[1]} actions per step")
+    model_config = getattr(policy, "config", None)
+    cameras = getattr(getattr(model_config, "image", None), "num_cameras", None)
+    if isinstance(cameras, int) and cameras != len(config.cameras):
+        raise ConfigError("cameras", f"lists {len(config.cameras)} cameras, the model takes {cameras} (in its order)")
+
+
 def make_node_core(config: Config, policy: PolicyLike, publish: Publish, clock: Clock, **kwargs: Any) -> DriveNodeCore:
     """DriveNodeCore, or ArmNodeCore when `control.mode` is chunk (the vehicle-only keywords,
-    `autoware` and `path_encoder`, do not apply to it)."""
+    `autoware` and `path_encoder`, do not apply to it). ConfigError when the model does not fit."""
+    check_policy_fits(config, policy)
     if config.chunk_mode:
         kwargs.pop("path_encoder", None)
         kwargs.pop("autoware", None)

@@ -70,6 +70,14 @@ class Policy:
         return self.model.image_size_hw
 
     @property
+    def robot_dims(self) -> tuple[int, int] | None:
+        """(state, action) sizes of a family fed a robot state that outputs action chunks
+        (pi0 / pi0.5); None for a family that drives a path."""
+        if self._robot_state_dim is None:
+            return None
+        return self._robot_state_dim, int(getattr(self.model, "robot_action_dim", self.action_dim))
+
+    @property
     def num_waypoints(self) -> int:
         """Action tokens per sample (T)."""
         return self.model.action_shape[0]

@@ -120,6 +120,7 @@ def _serve(conn: Any, spec: PolicySpec) -> None:
         conn.send(("ready", {
             "image_size_hw": getattr(policy, "image_size_hw", None),
             "num_waypoints": getattr(policy, "num_waypoints", None),
+            "robot_dims": getattr(policy, "robot_dims", None),
             "config": getattr(policy, "config", None),
             "parameters": sum(p.numel() for p in params.parameters()) if params is not None else None,
             "threads": torch.get_num_threads(),
@@ -225,6 +226,10 @@ class PolicyProcess:
     @property
     def config(self) -> Any:
         return self.info.get("config")
+
+    @property
+    def robot_dims(self) -> tuple[int, int] | None:
+        return self.info.get("robot_dims")
 
     @property
     def threads(self) -> int:

@@ -200,6 +200,11 @@ class JointMoT(nn.Module):
         return sum(p.numel() for p in self.parameters())
 
     @property
+    def robot_action_dim(self) -> int:
+        """Physical actions per step (the joints it commands; the raw actions are padded beyond)."""
+        return self.spec.action_dim
+
+    @property
     def robot_state_dim(self) -> int:
         """This family is fed a robot state and a task instruction (not an ego history)."""
         return self.spec.state_dim
