@@ -276,3 +276,16 @@ def test_eval_arm_long_bag_cut_into_parts_gives_the_whole_bag_results(tmp_path: 
     for method in ("model", "hold"):
         for key, value in one[method].items():
             np.testing.assert_allclose(two[method][key], value, rtol=1e-6, atol=1e-9, err_msg=f"{method}.{key}")
+
+
+def test_eval_arm_on_onnxruntime_gives_the_torch_chunks(arm_bag: Path, evaluation: tuple[Path, dict], tmp_path: Path) -> None:
+    """`--backend onnxruntime` (the exported pi0 graphs) is evaluated like torch, same ticks, same errors."""
+    pytest.importorskip("onnxruntime")
+    _, torch_run = evaluation
+    rc = main(["eval", "--bag", str(arm_bag), "--config", str(CONFIG), "--model", str(MODEL), "--out", str(tmp_path),
+               "--backend", "onnxruntime", *FAST])
+    assert rc == 0
+    m = json.loads((tmp_path / "metrics.json").read_text())
+    assert m["run"]["backend"] == "onnxruntime"
+    assert m["overall"]["ticks_evaluated"] == torch_run["overall"]["ticks_evaluated"] > 0
+    assert m["overall"]["model"]["mae"] == pytest.approx(torch_run["overall"]["model"]["mae"], abs=1e-4)

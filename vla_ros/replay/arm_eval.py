@@ -66,8 +66,8 @@ def run_arm_eval(args: argparse.Namespace, config: Config) -> int:
     if args.front_camera is not None:
         raise CommandError("--front-camera applies to vehicle evaluations (the arm report shows every joint instead)")
     inf = config.inference
-    if inf.backend != "torch":
-        raise CommandError(f"backend {inf.backend!r}: LeRobot pi0 / pi0.5 policies run on the torch backend only")
+    if inf.backend == "tensorrt":
+        raise CommandError("backend 'tensorrt': pi0 / pi0.5 policies run on the torch and onnxruntime backends")
     model_path = args.model or config.model.path
     device = args.device or config.model.device
     if not (device == "cpu" or device.startswith("cuda")):

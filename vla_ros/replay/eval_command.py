@@ -112,12 +112,12 @@ def run(args: argparse.Namespace) -> int:
 
     _validate_flags(args)
     config = load_config(args.config)  # ConfigError -> message naming the key, exit 2
+    if args.backend:
+        config = config.replace(inference__backend=args.backend)
     if args.arm or config.chunk_mode:
         from vla_ros.replay.arm_eval import run_arm_eval
 
         return run_arm_eval(args, config)
-    if args.backend:
-        config = config.replace(inference__backend=args.backend)
     inf = config.inference
     model_path = args.model or config.model.path
     device = args.device or config.model.device
