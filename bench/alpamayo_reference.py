@@ -2,8 +2,8 @@
 """NVIDIA's reference code against vla_ros on the same Alpamayo-R1 checkpoint, inputs and noise.
 
 The checkpoint is the golden fixture's reference-saved model (test/fixtures/alpamayo_r1_tiny/model:
-2 text layers of 64, 2 images of 64x96, 2 samples, a 14-token greedy reasoning rollout that stops
-at <|traj_future_start|>, 10 flow steps). Per round:
+2 text layers of 64, 16 images of 64x96 (4 cameras x 4 frames), 2 samples, a 12-token greedy
+reasoning rollout that stops at <|traj_future_start|>, 10 flow steps). Per round:
 
 - reference: bench/alpamayo_reference_worker.py in the reference's side venv (Python 3.12, torch
   2.8.0, transformers 4.57.1) times `AlpamayoR1.sample_trajectories_from_data_with_vlm_rollout`
@@ -49,11 +49,11 @@ def ours(repeats: int) -> dict:
     from vla_ros.runtime.policy import Policy
 
     os.environ[BASE_VLM_ENV] = str(FIXTURE / "base_vlm")
-    model, tok = load_release(FIXTURE / "model", num_cameras=1, num_frames=2)
+    model, tok = load_release(FIXTURE / "model")  # 4 cameras x 4 frames, the fixture's 16 images
     policy = Policy(model, tok, max_samples=2, max_reasoning_tokens=24)
     inputs = load_file(str(FIXTURE / "inputs.safetensors"))
     ref = load_file(str(FIXTURE / "reference.safetensors"))
-    stack = PolicyInputs(images=inputs["images"].permute(0, 2, 3, 1).numpy()[None],
+    stack = PolicyInputs(images=inputs["images"].permute(0, 2, 3, 1).numpy().reshape(4, 4, *inputs["images"].shape[2:], 3),
                          history_xyz=inputs["ego_history_xyz"][0, 0].double().numpy(),
                          history_rot=inputs["ego_history_rot"][0, 0].double().numpy())
     times, out = [], None
