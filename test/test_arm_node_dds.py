@@ -204,10 +204,14 @@ def test_arm_node_commands_joints_from_chunks_holds_when_joint_states_stop_and_r
     assert "Traceback" not in text, text[-3000:]
 
 
-def test_replayed_arm_bag_gives_pi05_joint_commands_at_50_hz_of_bag_time(tmp_path):
+@pytest.mark.parametrize("backend", ["torch", "onnxruntime"])
+def test_replayed_arm_bag_gives_pi05_joint_commands_at_50_hz_of_bag_time(tmp_path, backend):
     """A recorded arm bag (`vla-ros pattern-bag --arm`) replayed with `vla-ros play --clock`
-    into the node in sim time with the pi0.5 fixture: commands stamped in the bag's time, 50 Hz
-    of it, from accepted chunks, smooth within the velocity limit."""
+    into the node in sim time with the pi0.5 fixture (on torch, and on its ONNX export with the
+    RTC guide applied host-side): commands stamped in the bag's time, 50 Hz of it, from accepted
+    chunks, smooth within the velocity limit."""
+    if backend == "onnxruntime":
+        pytest.importorskip("onnxruntime")
     domain = _domain()
     config = load_config(ARM_YAML)
     bag = tmp_path / "arm_bag"
@@ -217,6 +221,7 @@ def test_replayed_arm_bag_gives_pi05_joint_commands_at_50_hz_of_bag_time(tmp_pat
     cfg = arm_test_config(tmp_path / "arm.yaml")
     log_path = tmp_path / "node.log"
     proc = subprocess.Popen([sys.executable, "-m", "vla_ros.cli", "node", "--transport", "dds", "--config", str(cfg), "--use-sim-time",
+                             "--backend", backend,
                              "--model", str(ROOT / "test" / "fixtures" / "lerobot_pi05_tiny"), "--status-every", "1"],
                             env=_env(domain), stdout=open(log_path, "w"), stderr=subprocess.STDOUT, cwd=ROOT)
     try:
