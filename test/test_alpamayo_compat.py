@@ -243,3 +243,20 @@ def test_per_sample_reasoning(policy: Policy, inputs) -> None:
     assert t0 == t1 and torch.equal(a0, a1)
     assert t0[0] != t0[1]
     assert all(len(t) <= 24 for t in t0)
+
+
+def test_bench_baseline_builds_the_reference_prompt_and_matches_the_runtime(policy: Policy, inputs) -> None:
+    """`vla-ros bench runtime --model DIR` times the runtime against a transformers loop; on the
+    release directory that loop must read the reference's prompt (history tokens after the future
+    bins) and denoise to the runtime's actions."""
+    from vla_ros.model.flow_matching import flow_schedule
+    from vla_ros.runtime.baseline import baseline_denoise, baseline_inputs, baseline_prefill
+
+    model = policy.model
+    b_in = baseline_inputs(model, model.prompt_builder(policy.tokenizer), _policy_inputs(inputs).images,
+                           inputs["ego_history_xyz"][0, 0].double().numpy(), policy.device, policy.dtype)
+    assert torch.equal(b_in["input_ids"].cpu(), inputs["input_ids"])
+    noise = load_file(str(FIXTURE / "reference.safetensors"))["noise"]
+    base = baseline_denoise(model, baseline_prefill(model, b_in), noise, flow_schedule(model.config.flow, 10))
+    ctx = policy.prefill(_policy_inputs(inputs), reasoning_budget=0)
+    torch.testing.assert_close(policy.denoise(ctx, noise=noise).float(), base.float(), atol=TOL, rtol=0)

@@ -35,7 +35,8 @@ def baseline_inputs(model: KVExpertVLA, prompts: PromptBuilder, images: np.ndarr
     v, f, h, w, _ = images.shape
     pixels, grid = model.image_preprocessor(images.reshape(v * f, h, w, 3), device=device)
     n_tok = int(grid[0].prod()) // model.config.image.merge_size ** 2
-    prompt = prompts.build(v * f, n_tok, model.history_tokenizer.encode(history_xyz))
+    # history token ids start after the future bins where the checkpoint says so (Alpamayo-R1 releases)
+    prompt = prompts.build(v * f, n_tok, model.history_tokenizer.encode(history_xyz) + model.config.history.token_offset)
     return {"input_ids": prompt.input_ids.to(device), "mm_token_type_ids": prompt.mm_token_type_ids.to(device),
             "pixel_values": pixels.to(device, dtype), "image_grid_thw": grid.to(device)}
 
