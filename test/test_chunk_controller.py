@@ -380,11 +380,16 @@ def test_wants_inference_and_rtc_prefix_arithmetic():
     rig.ctrl.accept(a, T0 + 5 * MS)
     for k in range(1, 10):
         rig.tick(T0 + k * DT)
-    # less than latency + start_margin (0.1 + 0.05 s) left
-    assert not rig.ctrl.wants_inference(T0 + 829 * MS, 0.1)  # 151 ms left
-    assert rig.ctrl.wants_inference(T0 + 831 * MS, 0.1)
-    assert rig.ctrl.wants_inference(T0 + 700 * MS, 0.25)
+    # less than latency + start_margin + the RTC execution horizon (0.1 + 0.05 + 10 x 0.02 s) left:
+    # the leftover still covers the horizon when the next chunk is guided by it
+    assert not rig.ctrl.wants_inference(T0 + 629 * MS, 0.1)  # 351 ms left
+    assert rig.ctrl.wants_inference(T0 + 631 * MS, 0.1)
+    assert rig.ctrl.wants_inference(T0 + 500 * MS, 0.25)
     assert rig.ctrl.wants_inference(T0 + 990 * MS, 0.0)  # exhausted
+    off = Rig(make_config(rtc=False))  # without RTC: latency + start_margin only
+    off.ctrl.accept(a, T0 + 5 * MS)
+    off.tick(T0 + DT)
+    assert not off.ctrl.wants_inference(T0 + 829 * MS, 0.1) and off.ctrl.wants_inference(T0 + 831 * MS, 0.1)
     # On the action grid: the raw leftover is a slice; d = ceil(latency / dt).
     p = rig.ctrl.rtc_prefix(T0 + 200 * MS, 0.1)
     assert (p.t0_ns, p.source_t0_ns, p.dt_s, p.execution_horizon) == (T0 + 200 * MS, T0, 0.02, 10)

@@ -305,10 +305,11 @@ class RtcConfig:
     # Upper bound of the guidance weight (LeRobot's default: 10).
     max_guidance_weight: float = 10.0
     # How the guidance fades over the leftover beyond the inference delay: zeros (delay only),
-    # ones (the whole execution horizon), linear or exp decay.
-    schedule: Literal["zeros", "ones", "linear", "exp"] = "linear"
+    # ones (the whole execution horizon), linear or exp decay. exp over 20 actions, not LeRobot's
+    # linear over 10: measured smoother at the switch and after it (bench/chunks.py, docs/arm.md).
+    schedule: Literal["zeros", "ones", "linear", "exp"] = "exp"
     # Leftover actions (of the previous chunk) that guide the next one.
-    execution_horizon: int = 10
+    execution_horizon: int = 20
     # Without RTC, consecutive chunks are blended over this many actions after the join
     # (linear cross-fade from the old chunk to the new one; 0: switch at once).
     blend_steps: int = 5

@@ -48,7 +48,8 @@ inputs are fresh and a newer chunk has been accepted (faded in from the held pos
 `step` returns no position at all only before any joint state is known.
 
 Asynchronous inference. `wants_inference(now, latency)` is true when there is no usable chunk or
-the current one has less than latency + arm.start_margin_s left. `rtc_prefix(t0, latency)` gives
+the current one has less than latency + arm.start_margin_s left (with RTC, plus the execution
+horizon: the leftover that guides the next chunk must still cover it). `rtc_prefix(t0, latency)` gives
 the inference whose inputs are stamped t0 the current chunk's leftover from t0 on (raw, normalized
 actions resampled on the grid t0 + j*dt), the inference delay d = ceil(latency / dt) (actions of
 the leftover executed before the new chunk arrives, at most the leftover's length; latency here
@@ -66,11 +67,14 @@ max over the run and the last JOIN_HISTORY switches.
 """
 from __future__ import annotations
 
+import functools
 import logging
 import math
+import threading
 from collections import OrderedDict, deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import NoReturn
+from typing import Any, NoReturn, TypeVar
 
 import numpy as np
 
@@ -79,6 +83,8 @@ from vla_ros.control.joint_limits import JointLimits
 from vla_ros.control.validation import RejectedOutput
 from vla_ros.control.watchdog import Watchdog
 from vla_ros.sensors.joint_state_buffer import JointSample
+
+_R = TypeVar("_R")
 
 _LOG = logging.getLogger("vla_ros.control")
 
@@ -229,8 +235,19 @@ class _Served:
         return (1.0 - w) * old_pos + w * pos, (1.0 - w) * old_vel + w * vel + rate * (pos - old_pos)
 
 
+def _serialized(method: Callable[..., _R]) -> Callable[..., _R]:
+    """The inference thread (accept, rtc_prefix), the control timer (step, wants_inference) and
+    the subscription callbacks (note_state, note_input) call in concurrently: one at a time."""
+    @functools.wraps(method)
+    def call(self: "ChunkController", *args: Any, **kwargs: Any) -> _R:
+        with self._lock:
+            return method(self, *args, **kwargs)
+    return call
+
+
 class ChunkController:
     def __init__(self, config: Config) -> None:
+        self._lock = threading.RLock()
         arm = config.arm
         self.arm = arm
         self.joint_names = tuple(arm.joint_names)
@@ -262,6 +279,7 @@ class ChunkController:
 
     # -- inputs ----------------------------------------------------------------------------------
 
+    @_serialized
     def accept(self, chunk: ActionChunk, now_ns: int) -> None:
         """A new chunk; RejectedOutput (counted in stats.rejected) if it must not be followed."""
         try:
@@ -282,10 +300,12 @@ class ChunkController:
         self._newest_t0 = chunk.t0_ns
         self.stats.accepted += 1
 
+    @_serialized
     def note_input(self, t0_ns: int) -> None:
         """A complete camera stack stamped t0 was assembled."""
         self.watchdog.note_input(t0_ns)
 
+    @_serialized
     def note_state(self, sample: JointSample) -> None:
         """The newest joint state (positions mapped to arm.joint_names by name)."""
         positions = np.asarray(sample.positions, dtype=np.float64).reshape(-1)
@@ -301,6 +321,7 @@ class ChunkController:
         self._state = sample
         self._state_positions = positions
 
+    @_serialized
     def reset(self) -> None:
         """Forget chunks, plans and timing (the clock jumped back); the hold position is kept."""
         self._forget_history()
@@ -318,6 +339,7 @@ class ChunkController:
         """Why the last tick held (empty when it followed a chunk)."""
         return self._hold_reasons if self._holding else ()
 
+    @_serialized
     def step(self, now_ns: int) -> ChunkStep:
         stats = self.stats
         stats.steps += 1
@@ -388,6 +410,7 @@ class ChunkController:
 
     # -- scheduling asynchronous inference -------------------------------------------------------
 
+    @_serialized
     def wants_inference(self, now_ns: int, latency_s: float) -> bool:
         """Start the next inference now: no usable chunk, or less than latency + margin left
         (latency_s: from starting an inference to its chunk being accepted)."""
@@ -395,8 +418,13 @@ class ChunkController:
         if served is None or now_ns > served.end_ns:
             return True
         left_s = (served.end_ns - now_ns) / 1e9
-        return left_s < max(latency_s, 0.0) + self.arm.start_margin_s
+        # With RTC the next chunk is guided by the current one's leftover beyond the delay, over
+        # the execution horizon: start early enough that the leftover still covers it (a shorter
+        # one ends the guidance early and the new chunk jumps to its own path inside the horizon).
+        guided_s = self.arm.rtc.execution_horizon * self.arm.action_dt_s if self.arm.rtc.enabled else 0.0
+        return left_s < max(latency_s, 0.0) + self.arm.start_margin_s + guided_s
 
+    @_serialized
     def rtc_prefix(self, t0_ns: int, latency_s: float) -> RtcPrefix | None:
         """The guide of an inference on inputs stamped t0 whose chunk is expected to be accepted
         latency_s after t0 (measured from the inputs' stamp, not from the start of the run: the

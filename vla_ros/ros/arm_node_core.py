@@ -160,6 +160,7 @@ class ArmNodeCore(DriveNodeCore):
             "largest_join_position_step": f"{stats.max_join_position_step:.6f}",
             "largest_join_velocity_step": f"{stats.max_join_velocity_step:.6f}",
             "late_ticks": str(stats.late_ticks),
+            "late_chunk_ticks": str(stats.late_chunk_ticks),
             "instruction": self.instruction or "(none)",
             "instruction_changes": str(self.instruction_changes),
             "instruction_truncations": str(self.prompt_truncations),
