@@ -7,7 +7,6 @@ EgoState (pose, yaw, speed) for the control layer's fallback.
 """
 from __future__ import annotations
 
-import bisect
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -16,15 +15,11 @@ import numpy as np
 
 from vla_ros.sensors.drops import DropCounter
 from vla_ros.sensors.geometry import quat_slerp, quat_to_matrix
+from vla_ros.sensors.state_stream import StateStream, StateUnavailable
 
 
-class EgoHistoryError(ValueError):
+class EgoHistoryError(StateUnavailable):
     """The odometry buffer cannot give a history at t0. `kind` is a short, countable reason."""
-
-    def __init__(self, kind: str, detail: str) -> None:
-        super().__init__(f"{kind}: {detail}")
-        self.kind = kind
-        self.detail = detail
 
 
 @dataclass(frozen=True)
@@ -82,39 +77,18 @@ def ego_state_from_odometry(msg: Any, stamp_ns: int) -> tuple[EgoState, np.ndarr
     return EgoState(stamp_ns, xyz, yaw, speed), quat
 
 
-# Poses kept at most (a burst of odometry evicts the oldest): 4096 covers 1 kHz over the window.
-MAX_POSES = 4096
-
-
-class EgoBuffer:
+class EgoBuffer(StateStream):
     def __init__(self, topic: str, keep_ns: int, max_gap_ns: int, max_extrapolation_ns: int, drops: DropCounter) -> None:
-        self.topic = topic
-        self.keep_ns = keep_ns
+        super().__init__(topic, keep_ns, drops)
         self.max_gap_ns = max_gap_ns
         self.max_extrapolation_ns = max_extrapolation_ns
-        self._drops = drops
-        self._stamps: list[int] = []
         self._xyz: list[np.ndarray] = []
         self._quat: list[np.ndarray] = []
         self._newest: EgoState | None = None
-        self.received = 0
-        self.accepted = 0
-        self.drops: dict[str, int] = {}
-
-    @property
-    def newest_ns(self) -> int | None:
-        return self._stamps[-1] if self._stamps else None
-
-    def __len__(self) -> int:
-        return len(self._stamps)
 
     def newest(self) -> EgoState | None:
         """The state of the newest stored message (None when the buffer is empty)."""
         return self._newest
-
-    def drop(self, reason: str, detail: str = "") -> None:
-        self.drops[reason] = self.drops.get(reason, 0) + 1
-        self._drops.drop(reason, self.topic, detail)
 
     def add(self, msg: Any, stamp: int) -> bool:
         """Store a pose whose stamp the caller has checked to be newer than `newest_ns`."""
@@ -128,9 +102,7 @@ class EgoBuffer:
         self._xyz.append(state.xyz)
         self._quat.append(quat)
         self.accepted += 1
-        cut = max(bisect.bisect_left(self._stamps, stamp - self.keep_ns), len(self._stamps) - MAX_POSES)
-        if cut:
-            del self._stamps[:cut], self._xyz[:cut], self._quat[:cut]
+        self._keep_window(self._xyz, self._quat)
         return True
 
     def reset(self) -> None:

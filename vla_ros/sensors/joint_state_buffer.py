@@ -14,18 +14,10 @@ from typing import Any
 import numpy as np
 
 from vla_ros.sensors.drops import DropCounter
+from vla_ros.sensors.state_stream import StateStream, StateUnavailable
 
-# States kept at most (a burst evicts the oldest): 4096 covers 1 kHz over the window.
-MAX_STATES = 4096
-
-
-class JointStateError(ValueError):
+class JointStateError(StateUnavailable):
     """No usable joint state for a stack. `kind` is the skip reason."""
-
-    def __init__(self, kind: str, detail: str) -> None:
-        super().__init__(f"{kind}: {detail}")
-        self.kind = kind
-        self.detail = detail
 
 
 @dataclass(frozen=True)
@@ -60,32 +52,15 @@ def joints_from_message(msg: Any, joint_names: tuple[str, ...]) -> tuple[np.ndar
     return pos, vel
 
 
-class JointStateBuffer:
+class JointStateBuffer(StateStream):
     """The state stream of an arm; the pipeline drives it as it drives the odometry buffer."""
 
     def __init__(self, topic: str, joint_names: tuple[str, ...], keep_ns: int, max_age_ns: int, drops: DropCounter) -> None:
-        self.topic = topic
+        super().__init__(topic, keep_ns, drops)
         self.joint_names = tuple(joint_names)
-        self.keep_ns = keep_ns
         self.max_age_ns = max_age_ns
-        self._drops = drops
-        self._stamps: list[int] = []
         self._positions: list[np.ndarray] = []
         self._velocities: list[np.ndarray | None] = []
-        self.received = 0
-        self.accepted = 0
-        self.drops: dict[str, int] = {}
-
-    @property
-    def newest_ns(self) -> int | None:
-        return self._stamps[-1] if self._stamps else None
-
-    def __len__(self) -> int:
-        return len(self._stamps)
-
-    def drop(self, reason: str, detail: str = "") -> None:
-        self.drops[reason] = self.drops.get(reason, 0) + 1
-        self._drops.drop(reason, self.topic, detail)
 
     def add(self, msg: Any, stamp: int) -> bool:
         """Store a state whose stamp the caller has checked to be newer than `newest_ns`."""
@@ -104,9 +79,7 @@ class JointStateBuffer:
         self._positions.append(pos)
         self._velocities.append(vel)
         self.accepted += 1
-        cut = max(bisect.bisect_left(self._stamps, stamp - self.keep_ns), len(self._stamps) - MAX_STATES)
-        if cut:
-            del self._stamps[:cut], self._positions[:cut], self._velocities[:cut]
+        self._keep_window(self._positions, self._velocities)
         return True
 
     def reset(self) -> None:

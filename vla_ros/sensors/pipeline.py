@@ -17,11 +17,12 @@ from vla_ros.config import Config
 from vla_ros.cores import available_cores
 from vla_ros.sensors.camera_buffer import BufferedImage, CameraBuffer, CameraStats
 from vla_ros.sensors.drops import DropCounter
-from vla_ros.sensors.ego_buffer import EgoBuffer, EgoHistoryError, history_span_ns
+from vla_ros.sensors.ego_buffer import EgoBuffer, history_span_ns
 from vla_ros.sensors.frame_stack import FrameStack, StackSkip
 from vla_ros.sensors.image_decode import DecodeError, image_size_bound
-from vla_ros.sensors.joint_state_buffer import JointStateBuffer, JointStateError
+from vla_ros.sensors.joint_state_buffer import JointStateBuffer
 from vla_ros.sensors.stamps import StampError, stamp_ns, to_ns
+from vla_ros.sensors.state_stream import StateUnavailable
 
 _LOG = logging.getLogger("vla_ros.sensors")
 
@@ -277,7 +278,7 @@ class SensingPipeline:
                 joints = self.ego.state_at(t0)
             else:
                 history = self.ego.history(t0, self.config.ego.history_steps, self.history_interval_ns)
-        except (EgoHistoryError, JointStateError) as exc:
+        except StateUnavailable as exc:
             return StackSkip(exc.kind, exc.detail)
         V, F = len(self.cameras), len(self.offsets_ns)
         images = np.empty((V, F, *self.size_hw, 3), dtype=np.uint8)
