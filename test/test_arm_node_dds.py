@@ -8,7 +8,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +16,7 @@ import yaml
 
 pytest.importorskip("cyclonedds", reason="cyclonedds is not installed: the DDS end-to-end tests need it")
 
-from test_node_dds import NODE_START_TIMEOUT_S, _domain, _env, _stamp, _stop  # noqa: E402
+from test_node_dds import NODE_START_TIMEOUT_S, Recorder, _domain, _env, _stamp, _stop  # noqa: E402
 from vla_ros.config import Config, load_config  # noqa: E402
 from vla_ros.ros import messages  # noqa: E402
 from vla_ros.ros.dds_transport import DdsTransport  # noqa: E402
@@ -48,38 +47,21 @@ def _arm_node(tmp_path: Path, domain: int, **arm: object) -> subprocess.Popen:
                              "--status-every", "1"], env=_env(domain), stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
 
 
-class ArmOutputs:
+class ArmOutputs(Recorder):
+    """Joint commands (trajectory_msgs/JointTrajectory) and diagnostics from the arm node."""
+
     def __init__(self, dds: DdsTransport, config: Config) -> None:
+        super().__init__(dds)
         self.commands: list[tuple[float, object]] = []
-        self.diags: list[tuple[float, dict[str, str]]] = []
-        self.lock = threading.Lock()
         dds.subscribe(config.arm.joint_trajectory_topic, messages.JOINT_TRAJECTORY, self._command)
-        dds.subscribe("/diagnostics", "diagnostic_msgs/msg/DiagnosticArray", self._diag)
 
     def _command(self, msg) -> None:
         with self.lock:
             self.commands.append((time.monotonic(), msg))
 
-    def _diag(self, msg) -> None:
-        values = {kv.key: kv.value for status in msg.status for kv in status.values}
-        with self.lock:
-            self.diags.append((time.monotonic(), values))
-
     def since(self, t: float) -> list:
         with self.lock:
             return [m for a, m in self.commands if a >= t]
-
-    def diag_since(self, t: float) -> list[dict[str, str]]:
-        with self.lock:
-            return [d for a, d in self.diags if a >= t]
-
-    def wait_for(self, pred: Callable[[], bool], timeout: float, what: str, log: Path) -> float:
-        end = time.monotonic() + timeout
-        while time.monotonic() < end:
-            if pred():
-                return time.monotonic()
-            time.sleep(0.05)
-        pytest.fail(f"timed out waiting for {what}; node log:\n" + log.read_text()[-4000:])
 
 
 def _joint_positions(t_s: float) -> np.ndarray:
@@ -245,7 +227,13 @@ def test_replayed_arm_bag_gives_pi05_joint_commands_at_50_hz_of_bag_time(tmp_pat
             pos = _positions(cmds)
             gaps = np.diff(stamps) / 1e9
             steps = np.abs(np.diff(pos, axis=0)).max(axis=1)
-            assert np.all(steps <= MAX_VELOCITY * np.maximum(gaps, 0.02) * 1.05 + 1e-9), steps.max()
+            if not np.all(steps <= MAX_VELOCITY * np.maximum(gaps, 0.02) * 1.05 + 1e-9):
+                k = int(np.argmax(steps / np.maximum(gaps, 0.02)))
+                allm = out.since(0)
+                import json as _j
+                dump = [(_stamp(m), list(m.points[0].positions), list(m.points[0].velocities)) for m in allm]
+                (Path("/tmp/armdump.json")).write_text(_j.dumps(dump))
+                pytest.fail(f"step {steps[k]} at {stamps[k]} -> {stamps[k+1]}; log: " + log_path.read_text()[-3000:])
     finally:
         assert _stop(proc, tmp_path) == 0
     assert "Traceback" not in log_path.read_text()

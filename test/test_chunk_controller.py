@@ -358,6 +358,31 @@ def test_rtc_guided_chunks_are_used_as_is_and_the_join_is_measured():
     assert rig.ctrl.stats.joins[-1].blended
 
 
+def test_a_refused_guided_chunk_makes_the_next_inference_unguided_and_faded_in():
+    """A guided chunk that turns from the old path to its own too steeply is refused; the next
+    inference then runs without the guide (its chunk fades in) instead of holding until a guided
+    one passes; the one after is guided again."""
+    rig = Rig(make_config(rtc=True, blend=5, max_acceleration=1e4))
+    a = ramp(T0)
+    rig.ctrl.accept(a, T0 + 5 * MS)
+    for k in range(1, 30):
+        rig.tick(T0 + k * DT)
+    t0 = T0 + 30 * DT
+    assert rig.ctrl.rtc_prefix(t0, 0.1) is not None
+    steep = ramp(t0, start=a.positions[30]).positions
+    steep[6:] += 0.5  # guided for 5 actions, then a 0.5 rad step: 25 rad/s
+    with pytest.raises(RejectedOutput, match="velocity_limit"):
+        rig.ctrl.accept(ActionChunk(t0, 0.02, steep, ramp(t0).raw), t0 + 70 * MS)
+    t1 = t0 + 5 * DT
+    assert rig.ctrl.rtc_prefix(t1, 0.1) is None and rig.ctrl.stats.rtc_fallbacks == 1  # unguided
+    for k in range(1, 9):
+        rig.tick(t0 + k * DT)
+    rig.ctrl.accept(ramp(t1, start=at(a, t1) + 0.02), t1 + 80 * MS)
+    steps = [rig.tick(t1 + k * DT) for k in range(4, 8)]
+    assert not any(s.hold for s in steps) and rig.ctrl.stats.joins[-1].blended  # faded in, no hold
+    assert rig.ctrl.rtc_prefix(t1 + 10 * DT, 0.1) is not None  # guided again
+
+
 def test_late_chunks_are_counted_against_their_planned_delay():
     rig = Rig(make_config(rtc=True, max_acceleration=1e4))
     a = ramp(T0)

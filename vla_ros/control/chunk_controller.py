@@ -178,6 +178,9 @@ class ChunkStats:
     max_join_velocity_step: float = 0.0
     joins: deque = field(default_factory=lambda: deque(maxlen=JOIN_HISTORY))
     bad_states: int = 0  # note_state calls ignored (names missing, NaN)
+    # inferences run without the RTC guide because the last guided chunk was refused (the fade
+    # joins the next one instead of holding until a guided one passes)
+    rtc_fallbacks: int = 0
 
 
 def _count(table: dict[str, int], key: str) -> None:
@@ -273,6 +276,8 @@ class ChunkController:
         self._last_vel: np.ndarray | None = None
         self._last_fd_vel: np.ndarray | None = None  # (last - previous) / elapsed, served ticks only
         self._last_stamp: int | None = None
+        self._last_next: np.ndarray | None = None  # the point sent one period ahead (ChunkStep.next_positions)
+        self._unguided_next = False  # the last guided chunk was refused: guide the next inference not
         self._last_source: _Served | None = None  # None: the last tick held (or none yet)
         self._holding = False
         self._hold_reasons: tuple[str, ...] = ()
@@ -351,13 +356,16 @@ class ChunkController:
             reasons.append(self._no_chunk_reason)
         elif now_ns > served.end_ns:
             reasons.append("chunk_exhausted")
-        pos = vel = fd_vel = None
+        pos = vel = fd_vel = nxt = None
         if not reasons:
             assert served is not None
             if not served.blending(now_ns):
                 served.blend_from = None  # the fade-in is over: let the old chunk go
             pos, vel = served.at(now_ns)
+            nxt = served.at(min(now_ns + self.period_ns, served.end_ns))[0]
             problem, fd_vel = self._command_problem(pos, now_ns)
+            if problem is None:
+                problem = self._ahead_problem(nxt, now_ns)
             if problem is not None:
                 reason, detail = problem
                 reasons.append(f"command_{reason}")
@@ -368,7 +376,7 @@ class ChunkController:
                 self._no_chunk_reason = "chunk_exhausted" if "chunk_exhausted" in reasons else "chunk_dropped"
                 self._served = None
             served = None
-            pos = self._hold_position()
+            pos = nxt = self._hold_position()
             vel = None if pos is None else np.zeros_like(pos)
             fd_vel = None
             stats.hold_steps += 1
@@ -396,7 +404,7 @@ class ChunkController:
         self._last_source = served
         self._last_fd_vel = fd_vel
         if pos is not None:
-            self._last_pos, self._last_vel, self._last_stamp = pos, vel, now_ns
+            self._last_pos, self._last_vel, self._last_stamp, self._last_next = pos, vel, now_ns, nxt
         idx = self._command_index
         return ChunkStep(
             positions=None if pos is None else pos[idx],
@@ -405,7 +413,7 @@ class ChunkController:
             hold=hold,
             reasons=tuple(reasons),
             chunk_t0_ns=None if served is None else served.chunk.t0_ns,
-            next_positions=None if pos is None else (pos if served is None else served.at(min(now_ns + self.period_ns, served.end_ns))[0])[idx],
+            next_positions=None if nxt is None else nxt[idx],
         )
 
     # -- scheduling asynchronous inference -------------------------------------------------------
@@ -434,6 +442,10 @@ class ChunkController:
         served = self._served
         if not self.arm.rtc.enabled or served is None or t0_ns > served.end_ns or served.blending(t0_ns):
             return None
+        if self._unguided_next:
+            self._unguided_next = False
+            self.stats.rtc_fallbacks += 1
+            return None
         chunk = served.chunk
         left = (served.end_ns - t0_ns) // self.dt_ns + 1
         # Time of leftover action j, in the chunk's own action index: whole part and fraction.
@@ -451,6 +463,11 @@ class ChunkController:
 
     def _reject(self, chunk: ActionChunk, exc: RejectedOutput) -> NoReturn:
         _count(self.stats.rejected, exc.reason)
+        if chunk.t0_ns in self._guides:
+            # Guidance pinned its first actions to the old chunk and then it turned to its own path
+            # too steeply (a model whose path is far from the one executing): the next inference
+            # runs unguided and is faded in, rather than holding until a guided chunk passes.
+            self._unguided_next = True
         _LOG.warning("action chunk for t0=%.3f rejected: %s", chunk.t0_ns / 1e9, exc)
         raise exc
 
@@ -529,6 +546,17 @@ class ChunkController:
             if detail:
                 return ("acceleration_limit", f"{detail} (from the previous commands)"), fd_vel
         return None, fd_vel
+
+    def _ahead_problem(self, nxt: np.ndarray, now_ns: int) -> tuple[str, str] | None:
+        """The point a trajectory controller is sent (the position due one period later) breaks
+        a position limit, or moves from the last one sent faster than the velocity limit."""
+        detail = self.limits.position_violation(nxt)
+        if detail:
+            return "position_limit", f"{detail} (one period ahead)"
+        if self._last_next is None or self._last_stamp is None or now_ns <= self._last_stamp:
+            return None
+        detail = self.limits.velocity_violation((nxt - self._last_next) / ((now_ns - self._last_stamp) / 1e9))
+        return None if detail is None else ("velocity_limit", f"{detail} (one period ahead, from the previous point)")
 
     def _input_reasons(self, now_ns: int) -> list[str]:
         reasons = []

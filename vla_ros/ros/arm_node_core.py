@@ -161,6 +161,7 @@ class ArmNodeCore(DriveNodeCore):
             "largest_join_velocity_step": f"{stats.max_join_velocity_step:.6f}",
             "late_ticks": str(stats.late_ticks),
             "late_chunk_ticks": str(stats.late_chunk_ticks),
+            "rtc_fallbacks": str(stats.rtc_fallbacks),
             "instruction": self.instruction or "(none)",
             "instruction_changes": str(self.instruction_changes),
             "instruction_truncations": str(self.prompt_truncations),
