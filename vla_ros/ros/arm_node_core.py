@@ -26,7 +26,7 @@ from vla_ros.ros import messages
 from vla_ros.ros.clock import Clock
 from vla_ros.ros.node_core import DriveNodeCore, PolicyLike, Publish
 from vla_ros.runtime.inputs import PolicyInputs
-from vla_ros.runtime.rtc import ChunkGuide
+from vla_ros.runtime.chunk_guide import ChunkGuide
 from vla_ros.sensors.frame_stack import FrameStack
 
 _LOG = logging.getLogger("vla_ros.node")
