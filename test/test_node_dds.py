@@ -70,30 +70,22 @@ def _stop(proc: subprocess.Popen, tmp_path: Path) -> int:
         pytest.fail("node did not stop on SIGTERM:\n" + (tmp_path / "node.log").read_text()[-3000:])
 
 
-class Outputs:
-    """Trajectories and diagnostics received from the node, with their arrival times."""
+class Recorder:
+    """Messages received from the node with their arrival times; /diagnostics as key -> value."""
 
     def __init__(self, dds: DdsTransport) -> None:
-        self.paths: list[tuple[float, object]] = []
         self.diags: list[tuple[float, dict[str, str]]] = []
-        self.autoware: list[object] = []
         self.lock = threading.Lock()
-        dds.subscribe("/vla/trajectory", "nav_msgs/msg/Path", self._path)
-        dds.subscribe("/vla/autoware_trajectory", "autoware_planning_msgs/msg/Trajectory", self.autoware.append)
         dds.subscribe("/diagnostics", "diagnostic_msgs/msg/DiagnosticArray", self._diag)
-
-    def _path(self, msg) -> None:
-        with self.lock:
-            self.paths.append((time.monotonic(), msg))
 
     def _diag(self, msg) -> None:
         values = {kv.key: kv.value for status in msg.status for kv in status.values}
         with self.lock:
             self.diags.append((time.monotonic(), values))
 
-    def since(self, t: float) -> list:
+    def diag_since(self, t: float) -> list[dict[str, str]]:
         with self.lock:
-            return [m for a, m in self.paths if a >= t]
+            return [d for a, d in self.diags if a >= t]
 
     def wait_for(self, pred: Callable[[], bool], timeout: float, what: str, log: Path) -> float:
         end = time.monotonic() + timeout
@@ -102,6 +94,25 @@ class Outputs:
                 return time.monotonic()
             time.sleep(0.05)
         pytest.fail(f"timed out waiting for {what}; node log:\n" + log.read_text()[-4000:])
+
+
+class Outputs(Recorder):
+    """Trajectories (nav_msgs/Path and the Autoware twin) and diagnostics from the drive node."""
+
+    def __init__(self, dds: DdsTransport) -> None:
+        super().__init__(dds)
+        self.paths: list[tuple[float, object]] = []
+        self.autoware: list[object] = []
+        dds.subscribe("/vla/trajectory", "nav_msgs/msg/Path", self._path)
+        dds.subscribe("/vla/autoware_trajectory", "autoware_planning_msgs/msg/Trajectory", self.autoware.append)
+
+    def _path(self, msg) -> None:
+        with self.lock:
+            self.paths.append((time.monotonic(), msg))
+
+    def since(self, t: float) -> list:
+        with self.lock:
+            return [m for a, m in self.paths if a >= t]
 
 
 def _stamp(msg) -> int:
