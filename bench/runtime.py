@@ -19,7 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from vla_ros.runtime.bench import format_report, run_bench  # noqa: E402
+from vla_ros.runtime.tools.bench import format_report, run_bench  # noqa: E402
 
 
 def main() -> int:

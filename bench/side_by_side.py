@@ -40,7 +40,10 @@ import json, statistics, sys, time
 sys.path.insert(0, {tree!r})
 import torch
 from vla_ros.runtime.policy import Policy
-from vla_ros.runtime.synthetic import synthetic_inputs
+try:
+    from vla_ros.runtime.tools.synthetic import synthetic_inputs
+except ImportError:  # a base checkout from before runtime/ was grouped by concern
+    from vla_ros.runtime.synthetic import synthetic_inputs
 p = Policy.from_pretrained("random:tiny")
 noise = torch.randn(1, 64, 2, generator=torch.Generator().manual_seed(0))
 ticks = [synthetic_inputs(i, height=96, width=224) for i in range({repeats} + 2)]

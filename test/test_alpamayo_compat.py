@@ -250,7 +250,7 @@ def test_bench_baseline_builds_the_reference_prompt_and_matches_the_runtime(poli
     release directory that loop must read the reference's prompt (history tokens after the future
     bins) and denoise to the runtime's actions."""
     from vla_ros.model.flow_matching import flow_schedule
-    from vla_ros.runtime.baseline import baseline_denoise, baseline_inputs, baseline_prefill
+    from vla_ros.runtime.tools.baseline import baseline_denoise, baseline_inputs, baseline_prefill
 
     model = policy.model
     b_in = baseline_inputs(model, model.prompt_builder(policy.tokenizer), _policy_inputs(inputs).images,

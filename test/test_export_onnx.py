@@ -13,11 +13,11 @@ pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 
 from vla_ros.runtime import Policy  # noqa: E402
-from vla_ros.runtime.export import (CorruptExportError, ExportError, ManifestMismatchError,  # noqa: E402
-                                    default_export_dir, ensure_export, export_onnx, model_hash, read_manifest)
+from vla_ros.runtime.export.onnx_export import (CorruptExportError, ExportError, ManifestMismatchError,  # noqa: E402
+                                                default_export_dir, ensure_export, export_onnx, model_hash, read_manifest)
 from vla_ros.runtime.backends.onnxruntime_backend import OnnxRuntimeBackend, ProviderUnavailableError  # noqa: E402
 from vla_ros.runtime.backends.protocol import BackendError  # noqa: E402
-from vla_ros.runtime.synthetic import synthetic_inputs  # noqa: E402
+from vla_ros.runtime.tools.synthetic import synthetic_inputs  # noqa: E402
 
 HW = dict(height=96, width=224)  # the tiny model's input size
 

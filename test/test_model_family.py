@@ -29,7 +29,7 @@ from vla_ros.model.presets import preset_config
 from vla_ros.model.qwen3_layer import Qwen3Layer, rms_norm
 from vla_ros.model.text_tokenizer import TextTokenizer, build_byte_tokenizer
 from vla_ros.runtime import Policy, PolicyInputError
-from vla_ros.runtime.synthetic import synthetic_inputs
+from vla_ros.runtime.tools.synthetic import synthetic_inputs
 
 D, LAYERS, HEADS, KV_HEADS, HD, T, A = 32, 2, 2, 1, 16, 5, 3
 SCALE = torch.tensor([0.5, 0.5, 0.04], dtype=torch.float64)  # per-dimension physical scale

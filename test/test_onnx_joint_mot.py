@@ -22,8 +22,8 @@ from test_lerobot_compat import TOL, VARIANTS, Replay  # noqa: E402
 from vla_ros.cli import main  # noqa: E402
 from vla_ros.runtime import Policy  # noqa: E402
 from vla_ros.runtime.backends.protocol import BackendError  # noqa: E402
-from vla_ros.runtime.export import ManifestMismatchError, read_manifest  # noqa: E402
-from vla_ros.runtime.parity import TOLERANCES, run_parity  # noqa: E402
+from vla_ros.runtime.export.onnx_export import ManifestMismatchError, read_manifest  # noqa: E402
+from vla_ros.runtime.tools.parity import TOLERANCES, run_parity  # noqa: E402
 from vla_ros.runtime.rtc import ChunkGuide  # noqa: E402
 
 ACTION_DIM = 6  # the fixtures' robot action dimension (the model pads to max_action_dim)
@@ -152,8 +152,8 @@ def test_a_middle_expert_is_a_prefill_stream_of_the_export(variant, tmp_path):
     actions) export as they run: ORT equals the torch runtime on a random three-expert model."""
     from test_joint_mot_experts import three_experts
     from vla_ros.runtime.backends.onnxruntime_backend import OnnxRuntimeBackend
-    from vla_ros.runtime.export import export_onnx
-    from vla_ros.runtime.synthetic import synthetic_robot_inputs
+    from vla_ros.runtime.export.onnx_export import export_onnx
+    from vla_ros.runtime.tools.synthetic import synthetic_robot_inputs
 
     model, tok = three_experts(variant)
     manifest = export_onnx(model, tmp_path, model_name="three-experts")

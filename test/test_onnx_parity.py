@@ -8,7 +8,7 @@ import pytest
 pytest.importorskip("onnxruntime")
 
 from vla_ros.cli import main  # noqa: E402
-from vla_ros.runtime.parity import TOLERANCES, compare, run_parity  # noqa: E402
+from vla_ros.runtime.tools.parity import TOLERANCES, compare, run_parity  # noqa: E402
 
 
 def test_export_then_onnxruntime_tick_within_fp32_tolerance(tmp_path_factory, monkeypatch, capsys):

@@ -12,7 +12,7 @@ import torch
 
 from vla_ros.runtime import Policy
 from vla_ros.runtime.policy_process import PolicyProcess, PolicyProcessError, PolicySpec
-from vla_ros.runtime.synthetic import synthetic_inputs
+from vla_ros.runtime.tools.synthetic import synthetic_inputs
 from vla_ros.sensors.ego_buffer import EgoHistory
 from vla_ros.sensors.frame_stack import FrameStack
 

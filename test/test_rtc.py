@@ -154,7 +154,7 @@ def test_the_guided_cuda_graph_gives_lerobots_chunk(variant):
 @pytest.fixture(scope="module")
 def driving():
     """The kv_expert family (Alpamayo-R1's layout): noise at t=0, actions at t=1."""
-    from vla_ros.runtime.synthetic import synthetic_inputs
+    from vla_ros.runtime.tools.synthetic import synthetic_inputs
 
     policy = Policy.from_pretrained("random:tiny")
     assert policy.config.flow.direction == "noise_to_data"

@@ -11,8 +11,8 @@ from transformers import GenerationConfig
 from vla_ros.model.flow_matching import flow_schedule
 from vla_ros.model.joint_attention import embed_prefix, joint_forward
 from vla_ros.runtime import Policy, PolicyOutput
-from vla_ros.runtime.baseline import baseline_denoise, baseline_inputs, baseline_prefill
-from vla_ros.runtime.synthetic import synthetic_inputs
+from vla_ros.runtime.tools.baseline import baseline_denoise, baseline_inputs, baseline_prefill
+from vla_ros.runtime.tools.synthetic import synthetic_inputs
 
 
 @pytest.fixture(scope="module")

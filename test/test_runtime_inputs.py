@@ -10,7 +10,7 @@ import torch
 from vla_ros.model import CheckpointError, UnknownPresetError
 from vla_ros.runtime import (KVCapacityError, NonFiniteOutputError, Policy, PolicyInputError, PolicyInputs,
                              StaleContextError)
-from vla_ros.runtime.synthetic import synthetic_inputs
+from vla_ros.runtime.tools.synthetic import synthetic_inputs
 
 
 @pytest.fixture(scope="module")

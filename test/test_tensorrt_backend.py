@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from vla_ros.runtime import Policy
-from vla_ros.runtime.engine_cache import EngineKey, engine_path, load_or_build
-from vla_ros.runtime.synthetic import synthetic_inputs
+from vla_ros.runtime.backends.engine_cache import EngineKey, engine_path, load_or_build
+from vla_ros.runtime.tools.synthetic import synthetic_inputs
 
 HAS_TRT = importlib.util.find_spec("tensorrt") is not None
 needs_trt = pytest.mark.skipif(not (HAS_TRT and torch.cuda.is_available()),
@@ -78,7 +78,7 @@ def test_tensorrt_fp32_engines_match_torch(tmp_path):
 
 @needs_trt
 def test_tensorrt_bf16_parity_within_tolerance(tmp_path, monkeypatch):
-    from vla_ros.runtime.parity import run_parity
+    from vla_ros.runtime.tools.parity import run_parity
 
     monkeypatch.setenv("VLA_ROS_CACHE", str(tmp_path / "cache"))
     report = run_parity("random:tiny", backend="tensorrt", device="cuda", dtype="bf16")

@@ -20,7 +20,7 @@ __all__ = ["COMMANDS", "CommandError", "build_parser", "main"]
 # subcommand name -> module implementing it. Add a line here to add a command.
 COMMANDS: dict[str, str] = {
     "stacks": "vla_ros.replay.stacks_command",
-    "bench": "vla_ros.runtime.bench_command",
+    "bench": "vla_ros.runtime.commands.bench_command",
     "pattern-bag": "vla_ros.replay.pattern_bag_command",
     "sim": "vla_ros.sim.command",
     "rollout": "vla_ros.sim.rollout.command",
@@ -29,8 +29,8 @@ COMMANDS: dict[str, str] = {
     "eval": "vla_ros.replay.eval_command",
     "topic": "vla_ros.ros.topic_command",
     "train": "vla_ros.train.command",
-    "export": "vla_ros.runtime.export_command",
-    "parity": "vla_ros.runtime.parity_command",
+    "export": "vla_ros.runtime.commands.export_command",
+    "parity": "vla_ros.runtime.commands.parity_command",
 }
 
 

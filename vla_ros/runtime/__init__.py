@@ -1,7 +1,7 @@
 """Running a VLA policy: prefill -> context, reason, denoise, act (torch backend; no ROS).
 
-Names are imported lazily so that `vla_ros.runtime.bench_command` (imported by `vla-ros --help`)
-does not pull in torch and transformers.
+Names are imported lazily so that `vla_ros.runtime.commands.bench_command` (imported by
+`vla-ros --help`) does not pull in torch and transformers.
 """
 from __future__ import annotations
 

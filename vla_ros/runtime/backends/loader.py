@@ -2,8 +2,8 @@
 
 torch: the model on `device` in `dtype` (bfloat16 on CUDA, float32 on the CPU by default).
 onnxruntime / tensorrt: the model in float32 on the CPU (the source of the export and of the
-host-side pieces), its export made or reused (`vla_ros.runtime.export.ensure_export`), and the
-backend opened on it; `dtype` is the export's.
+host-side pieces), its export made or reused (`vla_ros.runtime.export.onnx_export.ensure_export`),
+and the backend opened on it; `dtype` is the export's.
 """
 from __future__ import annotations
 

@@ -33,8 +33,8 @@ from vla_ros.model.family import ImageEmbedding
 from vla_ros.model.flow_matching import flow_schedule
 from vla_ros.runtime.backends import exported_io
 from vla_ros.runtime.backends.protocol import BackendError, PrefixState
-from vla_ros.runtime.export import (ARCHITECTURE_GRAPHS, DEFAULT_OPSET, CorruptExportError, architecture_of, dtype_name,
-                                   ensure_export, model_hash, remove_export)
+from vla_ros.runtime.export.onnx_export import (ARCHITECTURE_GRAPHS, DEFAULT_OPSET, CorruptExportError, architecture_of,
+                                               dtype_name, ensure_export, model_hash, remove_export)
 from vla_ros.runtime.rtc import GuideTensors, guided_velocity, step_coefficients
 
 TRT_EP, CUDA_EP, CPU_EP = "TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"

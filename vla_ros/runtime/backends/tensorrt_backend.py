@@ -28,8 +28,8 @@ from vla_ros.model.family import ImageEmbedding
 from vla_ros.model.flow_matching import flow_schedule
 from vla_ros.runtime.backends import exported_io
 from vla_ros.runtime.backends.protocol import BackendError, PrefixState
-from vla_ros.runtime.engine_cache import EngineKey, load_or_build
-from vla_ros.runtime.export import DEFAULT_OPSET, CorruptExportError, dtype_name, ensure_export, model_hash
+from vla_ros.runtime.backends.engine_cache import EngineKey, load_or_build
+from vla_ros.runtime.export.onnx_export import DEFAULT_OPSET, CorruptExportError, dtype_name, ensure_export, model_hash
 from vla_ros.runtime.inputs import PolicyInputError
 
 PRECISIONS = ("strongly_typed", "fp16", "bf16")

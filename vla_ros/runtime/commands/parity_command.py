@@ -36,9 +36,9 @@ def run(args: argparse.Namespace) -> int:
     if args.samples < 1 or (args.steps is not None and args.steps < 1):
         raise CommandError("--samples and --steps must be >= 1")
     from vla_ros.model import CheckpointError, UnknownPresetError
-    from vla_ros.runtime.command_options import apply_threads_and_device
-    from vla_ros.runtime.export import ExportError
-    from vla_ros.runtime.parity import format_report, run_parity
+    from vla_ros.runtime.commands.command_options import apply_threads_and_device
+    from vla_ros.runtime.export.onnx_export import ExportError
+    from vla_ros.runtime.tools.parity import format_report, run_parity
 
     apply_threads_and_device(args.threads, args.device)
     extra = {"export_dir": args.export_dir} if args.export_dir and args.backend != "torch" else {}

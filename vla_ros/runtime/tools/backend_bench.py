@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from vla_ros.runtime.policy import Policy
-from vla_ros.runtime.synthetic import synthetic_inputs, synthetic_robot_inputs
+from vla_ros.runtime.tools.synthetic import synthetic_inputs, synthetic_robot_inputs
 
 
 def timed_ms(fn: Any, device: torch.device) -> float:

@@ -44,13 +44,13 @@ def _run_runtime(args: argparse.Namespace) -> int:
     import torch
 
     from vla_ros.model import CheckpointError, UnknownPresetError
-    from vla_ros.runtime.bench import format_report, run_bench
-    from vla_ros.runtime.command_options import apply_threads_and_device
+    from vla_ros.runtime.commands.command_options import apply_threads_and_device
+    from vla_ros.runtime.tools.bench import format_report, run_bench
 
     apply_threads_and_device(args.threads, args.device)
     if args.backend != "torch":  # exported backends: vs the torch runtime, same run (backend_bench.py)
-        from vla_ros.runtime.backend_bench import format_backend_report, run_backend_bench
-        from vla_ros.runtime.export import ExportError
+        from vla_ros.runtime.tools.backend_bench import format_backend_report, run_backend_bench
+        from vla_ros.runtime.export.onnx_export import ExportError
 
         dtype = args.dtype or ("bfloat16" if args.device.startswith("cuda") else "float32")
         # ONNX Runtime on the CPU without --threads: its own thread count at 1 and 2 (torch keeps
@@ -69,7 +69,7 @@ def _run_runtime(args: argparse.Namespace) -> int:
     from vla_ros.model.lerobot_checkpoint import is_lerobot_policy_dir
 
     if is_lerobot_policy_dir(args.model):  # pi0 / pi0.5 (joint_mot): vs the uncached joint forward
-        from vla_ros.runtime.bench_joint_mot import format_joint_mot_report, run_joint_mot_bench
+        from vla_ros.runtime.tools.bench_joint_mot import format_joint_mot_report, run_joint_mot_bench
         from vla_ros.runtime.policy import Policy
 
         try:

@@ -30,7 +30,7 @@ import torch
 from torch import nn
 from torch.onnx import symbolic_helper
 
-from vla_ros.runtime.onnx_graphs import cached_step_attention, grouped_attention
+from vla_ros.runtime.export.onnx_graphs import cached_step_attention, grouped_attention
 
 _OPSETS = range(14, 21)  # the TorchScript exporter's range (`vla-ros export --opset`)
 

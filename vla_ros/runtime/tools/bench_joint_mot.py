@@ -19,9 +19,9 @@ import numpy as np
 import torch
 
 from vla_ros.model.joint_mot_reference import joint_velocity
-from vla_ros.runtime.backend_bench import timed_ms
+from vla_ros.runtime.tools.backend_bench import timed_ms
 from vla_ros.runtime.inputs import PolicyInputs
-from vla_ros.runtime.synthetic import synthetic_frame
+from vla_ros.runtime.tools.synthetic import synthetic_frame
 
 
 def run_joint_mot_bench(policy: Any, model_name: str, steps: int = 10, samples: int = 1,

@@ -40,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from vla_ros.model import CheckpointError, UnknownPresetError, load_model
-    from vla_ros.runtime.export import DEFAULT_OPSET, ExportError, export_onnx
+    from vla_ros.runtime.export.onnx_export import DEFAULT_OPSET, ExportError, export_onnx
 
     opset = args.opset if args.opset is not None else DEFAULT_OPSET
     if not 14 <= opset <= 20:

@@ -25,9 +25,9 @@ import torch
 
 from vla_ros.model.families.kv_expert import CACHE_ARG
 from vla_ros.model.flow_matching import flow_schedule
-from vla_ros.runtime.baseline import baseline_denoise, baseline_inputs, baseline_prefill
+from vla_ros.runtime.tools.baseline import baseline_denoise, baseline_inputs, baseline_prefill
 from vla_ros.runtime.policy import Policy
-from vla_ros.runtime.synthetic import synthetic_inputs
+from vla_ros.runtime.tools.synthetic import synthetic_inputs
 
 
 def _sync(device: torch.device) -> None:

@@ -38,10 +38,10 @@ import vla_ros
 from vla_ros.model.build import cast_parameters, parse_dtype
 from vla_ros.model import gemma_layer, qwen3_layer, siglip
 from vla_ros.model.families import joint_mot
-from vla_ros.runtime import onnx_graphs, onnx_graphs_joint_mot
-from vla_ros.runtime.onnx_graphs import DenoiseStepGraph, EmbedGraph, PrefillGraph, VisionGraph
-from vla_ros.runtime.onnx_graphs_joint_mot import (JointMoTDenoiseStepGraph, JointMoTPrefillGraph,
-                                                   JointMoTVisionGraph, register_symbolics)
+from vla_ros.runtime.export import onnx_graphs, onnx_graphs_joint_mot
+from vla_ros.runtime.export.onnx_graphs import DenoiseStepGraph, EmbedGraph, PrefillGraph, VisionGraph
+from vla_ros.runtime.export.onnx_graphs_joint_mot import (JointMoTDenoiseStepGraph, JointMoTPrefillGraph,
+                                                          JointMoTVisionGraph, register_symbolics)
 
 MANIFEST = "manifest.json"
 FORMAT = 1

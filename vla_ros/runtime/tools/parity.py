@@ -73,10 +73,10 @@ def run_parity(model: str, backend: str = "onnxruntime", ref: str = "torch", *, 
                dtype: str = "fp32", samples: int = 1, steps: int | None = None, seed: int = 0,
                threads: int | None = None, **backend_kwargs: Any) -> dict[str, Any]:
     """Run the same synthetic tick through `backend` and `ref`; returns the JSON-able report."""
-    from vla_ros.runtime.export import dtype_name
+    from vla_ros.runtime.export.onnx_export import dtype_name
     from vla_ros.model.flow_matching import flow_schedule
     from vla_ros.runtime.policy import Policy
-    from vla_ros.runtime.synthetic import synthetic_inputs, synthetic_robot_inputs
+    from vla_ros.runtime.tools.synthetic import synthetic_inputs, synthetic_robot_inputs
 
     if ref != "torch":
         raise ValueError(f"reference backend must be 'torch' (float32), got {ref!r}")
