@@ -86,12 +86,19 @@ class Ws:
         `_no_leftovers`); output to `log`, or to a pipe when no log is given."""
         out = open(log, "w") if log is not None else subprocess.PIPE
         proc = subprocess.Popen(self.cmd(*argv), env=self.env(domain), stdout=out, stderr=subprocess.STDOUT, cwd=cwd,
-                                start_new_session=True, text=True)
+                                start_new_session=True, text=True, preexec_fn=_default_sigint)
         _started.append(proc)
         return proc
 
 
 _started: list[subprocess.Popen] = []
+
+
+def _default_sigint() -> None:
+    """In the child: SIGINT back to its default. A suite started as a background job (`cmd &`
+    without job control) inherits SIGINT ignored, and `ros2 launch` would then never see the
+    Ctrl-C these tests send it."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 @pytest.fixture(autouse=True)
