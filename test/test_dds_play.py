@@ -176,3 +176,25 @@ def test_play_user_errors(bag: Path, tmp_path: Path, capsys: pytest.CaptureFixtu
     assert main(["play", "--bag", str(bag), "--rate", "0"]) == 2
     (tmp_path / "broken.mcap").write_bytes(b"not a bag")
     assert main(["play", "--bag", str(tmp_path / "broken.mcap")]) == 2
+
+
+def test_play_latches_the_topics_the_bag_recorded_as_transient_local(tmp_path: Path, domain_id: int) -> None:
+    """An arm bag records its instruction as offered transient local: play offers it so too, so a
+    subscriber that joins after the instruction went out (a node started late) still gets it;
+    the joint states stay volatile."""
+    bag = tmp_path / "arm"
+    root = Path(__file__).resolve().parents[1]
+    assert main(["pattern-bag", "--arm", "--config", str(root / "config" / "arm.yaml"), "--out", str(bag), "--duration", "4",
+                 "--instruction", "stack the cubes"]) == 0
+    with DdsTransport(domain_id=domain_id) as dds:
+        early = Recorder(dds)
+        early.add("/joint_states", "sensor_msgs/msg/JointState")  # play waits for a subscriber, then starts
+        # no subscriber to the instruction yet: play waits for one at most 3 s, then publishes anyway
+        proc = play(bag, domain_id, "--topics", "/vla/instruction", "/joint_states", "--wait-subscribers", "3")
+        early.settle({"/joint_states": 50}, TIMEOUT_S)  # well past the instruction (the bag's first message)
+        late = Recorder(dds)
+        late.add("/vla/instruction", "std_msgs/msg/String", qos="latched")
+        late.settle({"/vla/instruction": 1})
+        _, err = proc.communicate(timeout=TIMEOUT_S)
+        assert proc.returncode == 0, err
+    assert [m.data for _, m in late.got["/vla/instruction"]] == ["stack the cubes"]

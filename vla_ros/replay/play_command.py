@@ -17,7 +17,9 @@ ROS 2 wire protocol: ROS 2 nodes using rmw_cyclonedds on the same ROS_DOMAIN_ID 
 messages, as do `vla-ros node --transport dds` and `vla-ros topic echo`.
 
 Records are published as recorded (their CDR bytes go straight to DDS). QoS: reliable,
-volatile, keep last 10; /tf_static transient local. With --clock, /clock carries the bag time
+volatile, keep last 10; transient local (latched) where the bag's metadata says the topic was
+offered so (an arm's instruction, as `ros2 bag play` does), and for /tf_static in bags that do
+not say. With --clock, /clock carries the bag time
 (rosgraph_msgs/Clock, best effort) so nodes with use_sim_time follow the bag.
 
 examples:
@@ -27,6 +29,15 @@ examples:
 """
 
 LATCHED_TOPICS = ("/tf_static",)
+
+
+def _latched(conn: Any) -> bool:
+    """Whether a bag connection was offered transient local (rosbag2 metadata), or is /tf_static."""
+    profiles = getattr(getattr(conn, "ext", None), "offered_qos_profiles", None) or []
+    recorded = [getattr(getattr(q, "durability", None), "name", "") for q in profiles if not isinstance(q, str)]
+    if recorded:
+        return "TRANSIENT_LOCAL" in recorded
+    return conn.topic in LATCHED_TOPICS
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -145,7 +156,7 @@ def run(args: argparse.Namespace) -> int:
         transport = DdsTransport(domain_id=domain_id)
         publishers: dict[int, Any] = {}
         for conn in conns:
-            qos = "latched" if conn.topic in LATCHED_TOPICS else "default"
+            qos = "latched" if _latched(conn) else "default"
             try:
                 publishers[conn.id] = transport.publisher(conn.topic, conn.msgtype, qos=qos, typestore=reader.typestore)
             except Exception as exc:  # noqa: BLE001 - e.g. a type with wstring fields
