@@ -35,7 +35,6 @@ from vla_ros.ros.autoware_msgs import autoware_trajectory
 from vla_ros.ros.clock import Clock, SimClock, Timer
 from vla_ros.ros.conversions import latency_message, path_message
 from vla_ros.ros.inference_trigger import InferenceTrigger
-from vla_ros.ros.native_memory import trim_native_heap
 from vla_ros.sensors.frame_stack import FrameStack, StackSkip
 from vla_ros.sensors.pipeline import SensingPipeline
 from vla_ros.sensors.stamps import StampError
@@ -51,8 +50,6 @@ _ALIGN_MAX_STEP_NS = 2_000_000
 _READY_PERCENTILE = 97
 # Inputs dropped for their stamps keep the inputs diagnostic at WARN this long.
 _STAMP_WARN_NS = 10_000_000_000
-# Diagnostics ticks (1 Hz) between two trims of the native heap (native_memory.py).
-_TRIM_EVERY_TICKS = 10
 _STAMP_DROPS = {"future_stamp": "inputs stamped ahead of the node's clock", "stale_stamp": "inputs stamped far behind their stream"}
 
 
@@ -151,7 +148,6 @@ class DriveNodeCore:
                                    realtime_priority=config.control.realtime_priority)
         self.diagnostics_timer = Timer("diagnostics", clock, DIAGNOSTICS_PERIOD_S, self.diagnostics_tick)
         self._locked = False
-        self._diagnostics_ticks = 0
         self._stamp_drops_seen: dict[str, tuple[int, int | None]] = {}  # reason -> (count, when it last grew)
 
     _state_name = "odometry"  # the state stream, as diagnostics name it
@@ -316,9 +312,6 @@ class DriveNodeCore:
 
     def diagnostics_tick(self, now_ns: int) -> None:
         self.publish(self.config.outputs.diagnostics_topic, messages.diagnostic_array(now_ns, self.diagnostic_statuses(now_ns)))
-        self._diagnostics_ticks += 1
-        if self._diagnostics_ticks % _TRIM_EVERY_TICKS == 0:
-            trim_native_heap()  # freed image buffers back to the kernel: RSS stays flat over hours
 
     # -- status ---------------------------------------------------------------------------
 
