@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import importlib
 import json
 import os
 import platform
@@ -142,9 +143,10 @@ def sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def export_source(src: Path, commit: str | None, workdir: Path) -> tuple[Path, str]:
-    """-> (directory holding src/alpamayo_r1, full commit hash)."""
-    if (src / "src" / "alpamayo_r1").is_dir():  # a source tree
+def export_source(src: Path, commit: str | None, workdir: Path, package: str = "alpamayo_r1",
+                  repository: str = "NVlabs/alpamayo") -> tuple[Path, str]:
+    """-> (directory holding src/PACKAGE, full commit hash)."""
+    if (src / "src" / package).is_dir():  # a source tree
         if commit is None:
             try:
                 commit = subprocess.run(["git", "-C", str(src), "rev-parse", "HEAD"], check=True,
@@ -157,8 +159,8 @@ def export_source(src: Path, commit: str | None, workdir: Path) -> tuple[Path, s
         full = subprocess.run([*git, "rev-parse", "--verify", f"{commit or 'HEAD'}^{{commit}}"], check=True,
                               capture_output=True, text=True).stdout.strip()
     except (subprocess.CalledProcessError, FileNotFoundError) as exc:
-        raise SystemExit(f"{src} is neither a source tree with src/alpamayo_r1 nor a git dir holding "
-                         f"commit {commit or 'HEAD'} ({exc}); fetch NVlabs/alpamayo first") from exc
+        raise SystemExit(f"{src} is neither a source tree with src/{package} nor a git dir holding "
+                         f"commit {commit or 'HEAD'} ({exc}); fetch {repository} first") from exc
     dest = workdir / "alpamayo"
     dest.mkdir()
     archive = subprocess.run([*git, "archive", full, "src"], check=True, capture_output=True).stdout
@@ -166,8 +168,9 @@ def export_source(src: Path, commit: str | None, workdir: Path) -> tuple[Path, s
     return dest, full
 
 
-def make_base_vlm(out: Path) -> dict:
-    """Tiny offline stand-in for the hub base VLM: config + tokenizer + processor files."""
+def make_base_vlm(out: Path, corpus: list[str] = TOKENIZER_CORPUS, vocab_size: int = 400) -> dict:
+    """Tiny offline stand-in for the hub base VLM: config + tokenizer (BPE of `vocab_size` trained on
+    `corpus`) + processor files."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import (Qwen2TokenizerFast, Qwen2VLImageProcessorFast, Qwen3VLConfig,
                               Qwen3VLProcessor, Qwen3VLVideoProcessor)
@@ -175,9 +178,9 @@ def make_base_vlm(out: Path) -> dict:
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=400, special_tokens=QWEN_SPECIALS, show_progress=False,
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=QWEN_SPECIALS, show_progress=False,
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
-    tok.train_from_iterator(TOKENIZER_CORPUS * 4, trainer=trainer)
+    tok.train_from_iterator(corpus * 4, trainer=trainer)
     tokenizer = Qwen2TokenizerFast(tokenizer_object=tok, unk_token=None, bos_token=None, eos_token="<|im_end|>",
                                    pad_token="<|endoftext|>", add_prefix_space=False)
     ids = {t: tokenizer.convert_tokens_to_ids(t) for t in QWEN_SPECIALS}
@@ -379,9 +382,9 @@ def run_reference(model, processor, inputs: dict, samples: int, max_len: int, se
     return pred_xyz, pred_rot, extra, rec, tokenized_copy, prompt_text
 
 
-def outputs_of(model, result, eos: int, xyz, rot, samples: int) -> dict:
+def outputs_of(model, result, eos: int, xyz, rot, samples: int, package: str = "alpamayo_r1") -> dict:
     """One recorded reference run -> the tensors a replay compares against."""
-    from alpamayo_r1.models.token_utils import replace_padding_after_eos
+    replace_padding_after_eos = importlib.import_module(f"{package}.models.token_utils").replace_padding_after_eos
 
     pred_xyz, pred_rot, _extra, rec, _tokenized, _text = result
     d = rec.data
