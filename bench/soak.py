@@ -19,9 +19,19 @@ same process measured in the same run: the median of the probes in the first --w
 because the policy process's RSS swings by about 2% from one tick to the next). It also prints
 the slope of a line fitted to all probes after warm-up (MB per hour).
 
+Bisecting a growth: --faults picks which fault kinds are sent (none, all, or a comma-separated
+list of kinds, e.g. burst,png_bomb or odometry/stale_stamp). --trace-python runs the node under
+tracemalloc (bench/soak_trace_node.py, same process): each minute's report adds the memory traced
+by Python and the C allocator's in-use bytes (glibc mallinfo2) next to RSS, the summary fits a
+slope to each, and every --trace-every minutes OUT/tracemalloc-MMMmin.txt lists what grew since
+the snapshot taken after warm-up, by traceback and by object type. Traced flat while RSS and
+malloc in-use grow: native allocations; malloc in-use flat while RSS grows: allocator or
+mappings (RSS under tracing is not comparable with an untraced run: tracemalloc costs memory).
+
 Usage: nice -n 10 .venv/bin/python bench/soak.py [--minutes 60] [--out bench/results/soak-DATE]
 CI never runs it (an hour). Output: OUT/soak.json (every sample), OUT/soak.log (these lines),
-OUT/node.log, OUT/soak.png (RSS and output rate over time).
+OUT/node.log, OUT/soak.png (RSS and output rate over time); with --trace-python also
+OUT/trace.jsonl (every 5 s) and OUT/tracemalloc-*.txt.
 """
 from __future__ import annotations
 
@@ -59,6 +69,23 @@ keep_dds_on_loopback()
 # node tests (the defaults, 0.5 s, are for a GPU).
 NODE_CONFIG = "safety: {max_input_age_s: 1.0, max_output_age_s: 2.0}\n"
 FAULTS = [("camera", k) for k in hostile.CAMERA_FAULTS] + [("odometry", k) for k in hostile.ODOMETRY_FAULTS]
+
+
+def select_faults(spec: str) -> list[tuple[str, str]]:
+    """--faults: "all", "none", or kinds separated by commas, each bare (every stream that has
+    it) or as stream/kind."""
+    if spec == "all":
+        return list(FAULTS)
+    if spec == "none":
+        return []
+    chosen = []
+    for item in (x.strip() for x in spec.split(",") if x.strip()):
+        match = [f for f in FAULTS if item in (f[1], f"{f[0]}/{f[1]}")]
+        if not match:
+            known = ", ".join(sorted({k for _, k in FAULTS} | {f"{s}/{k}" for s, k in FAULTS}))
+            raise SystemExit(f"soak: unknown fault kind {item!r}; known: all, none, {known}")
+        chosen += [f for f in match if f not in chosen]
+    return chosen
 
 
 def _stamp(msg) -> int:
@@ -131,7 +158,17 @@ def main() -> int:
     ap.add_argument("--model", default="random:tiny")
     ap.add_argument("--domain", type=int, default=None, help="DDS domain (default: 90 + pid %% 10)")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / f"soak-{dt.date.today().isoformat()}")
+    ap.add_argument("--faults", default="all",
+                    help="fault kinds sent, in turn: all (default), none, or a comma list such as burst,png_bomb,odometry/stale_stamp")
+    ap.add_argument("--trace-python", action="store_true",
+                    help="run the node under tracemalloc (bench/soak_trace_node.py): traced and malloc MB per minute, "
+                         "OUT/tracemalloc-*.txt growth reports")
+    ap.add_argument("--overwrite", action="store_true", help="write into an --out that already holds a soak.json")
+    ap.add_argument("--trace-every", type=float, default=5.0, help="minutes between tracemalloc reports (default 5)")
     args = ap.parse_args()
+    faults = select_faults(args.faults)
+    if (args.out / "soak.json").exists() and not args.overwrite:
+        raise SystemExit(f"soak: {args.out} already holds a run's output (soak.json); choose another --out or pass --overwrite")
 
     args.out.mkdir(parents=True, exist_ok=True)
     args.commit = _commit()  # the code the node starts with (others may commit while it runs)
@@ -151,10 +188,19 @@ def main() -> int:
         logf.flush()
 
     say(f"soak: {args.minutes:g} min after {args.warmup_minutes:g} min warm-up, model {args.model}, DDS domain {domain}, "
-        f"fault every {args.fault_every:g} s, host {platform.node()} ({psutil.cpu_count()} CPUs, load {os.getloadavg()[0]:.2f})")
+        f"fault every {args.fault_every:g} s ({args.faults}: {len(faults)} kinds){', node under tracemalloc' if args.trace_python else ''}, host {platform.node()} ({psutil.cpu_count()} CPUs, load {os.getloadavg()[0]:.2f})")
+    node_cmd = ["node", "--transport", "dds", "--model", args.model, "--config", str(cfg_path), "--use-sim-time", "--status-every", "60"]
+    trace_log = args.out / "trace.jsonl"
+    baseline_flag = args.out / ".trace-baseline"  # created at the end of the warm-up: the wrapper's baseline snapshot
+    if args.trace_python:
+        for old in [trace_log, baseline_flag, *args.out.glob("tracemalloc-*.txt")]:
+            old.unlink(missing_ok=True)
+        launcher = [sys.executable, str(ROOT / "bench" / "soak_trace_node.py"), "--out", str(args.out),
+                    "--baseline-when", str(baseline_flag), "--every-s", str(args.trace_every * 60), "--"]
+    else:
+        launcher = [sys.executable, "-m", "vla_ros.cli"]
     node = subprocess.Popen(
-        [sys.executable, "-m", "vla_ros.cli", "node", "--transport", "dds", "--model", args.model, "--config", str(cfg_path),
-         "--use-sim-time", "--status-every", "60"],
+        launcher + node_cmd,
         env=env, stdout=open(args.out / "node.log", "w"), stderr=subprocess.STDOUT, cwd=ROOT)
     player = None
     samples: list[dict] = []
@@ -178,6 +224,7 @@ def main() -> int:
                 env=env, stdout=open(args.out / "play.log", "w"), stderr=subprocess.STDOUT, cwd=ROOT)
             node_ps = psutil.Process(node.pid)
             t_start = time.monotonic()
+            args.unix_start = time.time()  # to place the wrapper's trace.jsonl lines on this run's minutes
             t_end = t_start + (args.warmup_minutes + args.minutes) * 60
             next_fault = t_start + args.fault_every
             next_report = t_start + args.report_every
@@ -191,8 +238,10 @@ def main() -> int:
                 if player.poll() is not None:
                     raise RuntimeError(f"player exited with {player.returncode}")
                 now = time.monotonic()
-                if now >= next_fault:
-                    stream, kind = FAULTS[k % len(FAULTS)]
+                if args.trace_python and now - t_start >= args.warmup_minutes * 60 and not baseline_flag.exists():
+                    baseline_flag.touch()
+                if faults and now >= next_fault:
+                    stream, kind = faults[k % len(faults)]
                     k += 1
                     with watch.lock:
                         clock_ns, newest = watch.clock_ns, dict(watch.newest)
@@ -222,6 +271,9 @@ def main() -> int:
                         if values:
                             stats[name].update(rss_mb=float(np.median(values)), rss_max_mb=max(values))
                             values.clear()
+                    traced = _last_trace(trace_log) if args.trace_python else None
+                    if traced:
+                        stats["node"].update(traced_mb=traced["traced_mb"], malloc_in_use_mb=traced["malloc_in_use_mb"])
                     sample = {
                         "minute": round((now - t_start) / 60, 2),
                         "warmup": now - t_start < args.warmup_minutes * 60,
@@ -241,7 +293,8 @@ def main() -> int:
                     say(f"[{sample['minute']:6.1f} min]{' warm-up' if sample['warmup'] else ''} node RSS {n['rss_mb']:.1f} MB fds {n['fds']}"
                         f" | policy RSS {p['rss_mb'] or 0:.1f} MB fds {p['fds']} | outputs {sample['outputs_per_s']:.1f}/s"
                         f" | ticks {sample['ticks_run']} | fallbacks {sample['fallback_activations']} | time jumps {sample['time_jumps']}"
-                        f" | faults sent {sum(faults_sent.values())} | load {sample['load']:.2f}")
+                        f" | faults sent {sum(faults_sent.values())} | load {sample['load']:.2f}"
+                        + (f" | traced {n['traced_mb']:.2f} MB malloc in use {n['malloc_in_use_mb'] or 0:.2f} MB" if "traced_mb" in n else ""))
                     next_report += args.report_every
                 time.sleep(0.05)
             time.sleep(3.0)  # the node's diagnostics (1 Hz) catch up with the last fault
@@ -259,7 +312,9 @@ def main() -> int:
                 except subprocess.TimeoutExpired:
                     proc.kill()
     shutil.rmtree(bag.parent, ignore_errors=True)
-    result = summarize(samples, probes, faults_sent, final_drops, args, status, node.returncode)
+    baseline_flag.unlink(missing_ok=True)
+    trace = _read_trace(trace_log) if args.trace_python else []
+    result = summarize(samples, probes, faults_sent, final_drops, args, status, node.returncode, trace)
     (args.out / "soak.json").write_text(json.dumps(result, indent=1))
     plot(samples, args.out / "soak.png")
     for name in ("node", "policy"):
@@ -268,6 +323,9 @@ def main() -> int:
             say(f"{name} RSS after warm-up (median of {args.window:g} min at each end): {g['baseline_mb']:.1f} MB -> {g['final_mb']:.1f} MB,"
                 f" ratio {g['ratio']:.4f} (limit {1 + args.max_growth:.2f}); fitted slope {g['slope_mb_per_h']:+.2f} MB/h;"
                 f" max {g['max_mb']:.1f} MB; fds {g['fds_first']} -> {g['fds_last']}")
+    for name, g in result.get("trace_growth", {}).items():
+        say(f"node {name} after warm-up (median of {args.window:g} min at each end): {g['baseline_mb']:.3f} MB -> {g['final_mb']:.3f} MB,"
+            f" {g['final_mb'] - g['baseline_mb']:+.3f} MB; fitted slope {g['slope_mb_per_h']:+.3f} MB/h")
     say(f"outputs {result['outputs']} ({result['outputs_per_s_mean']:.2f}/s mean after warm-up), fallback activations "
         f"{result['fallback_activations']}, time jumps {result['time_jumps']}, node exit {node.returncode}")
     say(f"faults sent: {json.dumps(faults_sent, sort_keys=True)}")
@@ -277,22 +335,53 @@ def main() -> int:
     return 0 if result["passed"] else 1
 
 
-def summarize(samples: list[dict], probes: list[dict], faults_sent: dict, final_drops: dict, args, status: int, node_rc) -> dict:
+def _fit(points: list[tuple[float, float]], window: float) -> dict | None:
+    """Median of the first and of the last `window` minutes, and a fitted slope (per hour)."""
+    if len(points) < 4:
+        return None
+    t = np.array([m for m, _ in points])
+    v = np.array([r for _, r in points])
+    base, final = float(np.median(v[t <= t[0] + window])), float(np.median(v[t >= t[-1] - window]))
+    slope = float(np.polyfit(t, v, 1)[0]) * 60.0 if np.ptp(t) > 0 else 0.0
+    return {"baseline_mb": base, "final_mb": final, "ratio": final / base if base else None, "max_mb": float(v.max()),
+            "min_mb": float(v.min()), "slope_mb_per_h": slope, "probes": len(points)}
+
+
+def _read_trace(path: Path) -> list[dict]:
+    if not path.exists():
+        return []
+    rows = []
+    for line in path.read_text().splitlines():
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:  # a line being written
+            pass
+    return rows
+
+
+def _last_trace(path: Path) -> dict | None:
+    rows = _read_trace(path)
+    return rows[-1] if rows else None
+
+
+def summarize(samples: list[dict], probes: list[dict], faults_sent: dict, final_drops: dict, args, status: int, node_rc,
+              trace: list[dict] | None = None) -> dict:
     after = [s for s in samples if not s["warmup"]]
     growth = {}
     for name in ("node", "policy"):
-        points = [(p["minute"], p["rss_mb"]) for p in probes if p["process"] == name and p["minute"] >= args.warmup_minutes]
+        fit = _fit([(p["minute"], p["rss_mb"]) for p in probes if p["process"] == name and p["minute"] >= args.warmup_minutes],
+                   args.window)
         fds = [s[name]["fds"] for s in after if s[name]["fds"] is not None]
-        if len(points) >= 4:
-            t = np.array([m for m, _ in points])
-            rss = np.array([r for _, r in points])
-            first = rss[t <= t[0] + args.window]
-            last = rss[t >= t[-1] - args.window]
-            base, final = float(np.median(first)), float(np.median(last))
-            slope = float(np.polyfit(t, rss, 1)[0]) * 60.0 if np.ptp(t) > 0 else 0.0
-            growth[name] = {"baseline_mb": base, "final_mb": final, "ratio": final / base, "max_mb": float(rss.max()),
-                            "min_mb": float(rss.min()), "slope_mb_per_h": slope, "probes": len(points),
-                            "fds_first": fds[0] if fds else None, "fds_last": fds[-1] if fds else None}
+        if fit:
+            growth[name] = {**fit, "fds_first": fds[0] if fds else None, "fds_last": fds[-1] if fds else None}
+    trace_growth = {}
+    for row in trace or []:  # on this run's minutes (the wrapper starts with the node, before the player)
+        row["minute"] = round((row["unix_s"] - getattr(args, "unix_start", row["unix_s"])) / 60, 3)
+    for key in ("traced_mb", "malloc_in_use_mb", "malloc_arenas_mb", "rss_mb"):
+        fit = _fit([(r["minute"], r[key]) for r in trace or [] if r.get(key) is not None and r["minute"] >= args.warmup_minutes],
+                   args.window)
+        if fit:
+            trace_growth[key] = fit
     last = samples[-1] if samples else {}
     passed = status == 0 and node_rc == 0 and bool(growth) and all(g["ratio"] <= 1 + args.max_growth for g in growth.values())
     return {
@@ -301,6 +390,9 @@ def summarize(samples: list[dict], probes: list[dict], faults_sent: dict, final_
         "warmup_minutes": args.warmup_minutes,
         "model": args.model,
         "fault_every_s": args.fault_every,
+        "faults": args.faults,
+        "trace_python": args.trace_python,
+        "trace_growth": trace_growth,
         "max_growth": args.max_growth,
         "growth": growth,
         "outputs": last.get("outputs", 0),
@@ -314,6 +406,7 @@ def summarize(samples: list[dict], probes: list[dict], faults_sent: dict, final_
         "host": {"cpus": psutil.cpu_count(), "python": platform.python_version(), "shared": "other jobs ran on this machine (load column)"},
         "samples": samples,
         "probes": probes,
+        "trace": trace or [],
     }
 
 
@@ -338,12 +431,22 @@ def plot(samples: list[dict], path: Path) -> None:
     if not samples:
         return
     t = [s["minute"] for s in samples]
-    fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(9, 6), sharex=True)
+    traced = any("traced_mb" in s["node"] for s in samples)
+    fig, axes = plt.subplots(3 if traced else 2, 1, figsize=(9, 9 if traced else 6), sharex=True)
+    ax1, ax2 = axes[0], axes[-1]
     for name in ("node", "policy"):
         ax1.plot(t, [s[name]["rss_mb"] or np.nan for s in samples], label=f"{name} RSS")
     ax1.set_ylabel("MB")
     ax1.legend()
     ax1.set_title("drive node soak: RSS per process")
+    if traced:  # relative to the first sample: the two scales differ by tens of MB
+        for key, label in (("rss_mb", "node RSS"), ("malloc_in_use_mb", "node malloc in use"), ("traced_mb", "node traced by Python")):
+            vals = np.array([s["node"].get(key) if s["node"].get(key) is not None else np.nan for s in samples], dtype=float)
+            ok = vals[~np.isnan(vals)]
+            if ok.size:
+                axes[1].plot(t, vals - ok[0], label=label)
+        axes[1].set_ylabel("MB since first report")
+        axes[1].legend()
     ax2.plot(t, [s["outputs_per_s"] for s in samples], label="trajectories/s")
     ax2.set_ylabel("outputs/s")
     ax2.set_xlabel("minutes")
