@@ -43,6 +43,9 @@ Outputs (safetensors + json, no pickles): OUT/base_vlm/, OUT/model/, OUT/inputs.
 OUT/reference.safetensors (2 samples), OUT/reference_no_stop.safetensors (8-token budget),
 OUT/reference_zero_noise.safetensors (1 sample from zero start noise), OUT/meta.json (commit, versions, settings, decoded text, sha256 of
 every file).
+
+alpamayo1_5.py (the Alpamayo 1.5 generator) imports this module's pieces: changes here must leave
+both fixtures reproducible.
 """
 from __future__ import annotations
 

@@ -44,8 +44,10 @@ What it does, all offline (HF_HUB_OFFLINE=1, TRANSFORMERS_OFFLINE=1), on one CPU
    <|traj_future_start|> after >= 3 tokens. Every case must be well conditioned: one float32 ulp of
    start noise may move the final action by at most 1e-5 (the reference's own step function; for
    cfg its own `_guided_v`).
-5. Reloads OUT/model with `Alpamayo1_5.from_pretrained` and re-runs every case with the same seeds:
-   same tokens, same start noise, trajectories within 1e-5 (meta.json `reload_check`).
+5. Reloads OUT/model with `Alpamayo1_5.from_pretrained(dir, attn_implementation="sdpa")` (without the
+   kwarg, 1.5's config turns the None that from_pretrained passes into flash_attention_2) and re-runs
+   every case with the same seeds: same tokens, same start noise, trajectories within 1e-5 (they are
+   bit-identical; meta.json `reload_check`). Two runs write byte-identical files (about 45 s).
 
 Files (safetensors + json, no pickles):
 - OUT/base_vlm/: the stand-in (config, tokenizer, chat template, processor settings; no weights).
