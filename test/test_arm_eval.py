@@ -194,7 +194,7 @@ def test_eval_arm_counts_bad_joint_states_and_cut_instructions(evaluation: tuple
         rows = list(csv.DictReader(f))
     late = [r for r in rows if float(r["tick_time_s"]) >= START_S + CHANGE_S]
     assert late and len(late) < len(rows)
-    assert all(r["instruction"] == LONG and int(r["truncated_tokens"]) > 0 for r in late)
+    assert all(r["instruction"] == LONG.strip() and int(r["truncated_tokens"]) > 0 for r in late)
     assert all(r["instruction"] == SHORT and int(r["truncated_tokens"]) == 0 for r in rows if r not in late)
     assert m["overall"]["warnings"]["instruction_truncated"] == len(late)
 
@@ -249,7 +249,7 @@ def test_eval_arm_pi05_counts_cut_instructions(arm_bag: Path, tmp_path: Path) ->
     m = json.loads((tmp_path / "metrics.json").read_text())
     with open(tmp_path / "ticks.csv", newline="") as f:
         rows = list(csv.DictReader(f))
-    late = [r for r in rows if r["instruction"] == LONG]
+    late = [r for r in rows if r["instruction"] == LONG.strip()]
     assert late and all(int(r["truncated_tokens"]) > 0 for r in late)
     assert m["overall"]["warnings"]["instruction_truncated"] == len(late)
     assert m["overall"]["model"]["mae"] > 0 and len(m["overall"]["model"]["mae_by_step"]) == 50

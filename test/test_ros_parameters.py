@@ -21,10 +21,10 @@ def test_round_trip_of_defaults_and_a_custom_config():
 
 
 def test_parameters_are_scalars_or_homogeneous_lists():
-    """What rclpy can declare: scalars, or lists of one type (joint limits are float lists)."""
+    """What rclpy can declare: scalars, or lists of one type (joint limits are float lists, camera ids int lists)."""
     for key, value in to_parameters(Config()).items():
         if isinstance(value, list):
-            assert len({type(v) for v in value}) <= 1 and all(isinstance(v, (str, float)) for v in value), key
+            assert len({type(v) for v in value}) <= 1 and all(isinstance(v, (str, float, int)) for v in value), key
         else:
             assert isinstance(value, (bool, int, float, str)), key
 

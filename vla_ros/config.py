@@ -44,6 +44,10 @@ class CameraConfig:
     name: str
     topic: str
     camera_info_topic: str | None = None
+    # The camera's index in the model's camera set, for models whose prompt names each camera
+    # (Alpamayo 1.5: 0 cross left, 1 front wide, 2 cross right, 3 rear left, 4 rear tele,
+    # 5 rear right, 6 front tele); -1: not given. Other models ignore it.
+    camera_id: int = -1
 
     @property
     def compressed(self) -> bool:
@@ -52,6 +56,7 @@ class CameraConfig:
     def validate(self, key: str) -> None:
         _require(bool(self.name.strip()), f"{key}.name", self.name, "must be a non-empty string")
         _require_topic(self.topic, f"{key}.topic")
+        _require(self.camera_id >= -1, f"{key}.camera_id", self.camera_id, "must be >= 0 (or -1: not given)")
         if self.camera_info_topic:
             _require_topic(self.camera_info_topic, f"{key}.camera_info_topic")
 
@@ -263,6 +268,23 @@ class OutputsConfig:
 
 
 @dataclass(frozen=True)
+class NavigationConfig:
+    """A navigation instruction for models conditioned on one (Alpamayo 1.5: "Turn left onto Main
+    Street in 40m"), as std_msgs/String; the latest one within max_age_s is every tick's route."""
+
+    # std_msgs/String, latched or not ("" : no navigation input; a model that takes one drives without)
+    topic: str = ""
+    # An instruction received longer ago than this is no longer used (turn-by-turn text goes
+    # stale as the car moves); 0: it never expires. An empty string clears it at once.
+    max_age_s: float = 10.0
+
+    def validate(self, key: str) -> None:
+        if self.topic:
+            _require_topic(self.topic, f"{key}.topic")
+        _require(self.max_age_s >= 0, f"{key}.max_age_s", self.max_age_s, "must be >= 0 (0: never expires)")
+
+
+@dataclass(frozen=True)
 class JointLimitsConfig:
     """Limits of the commanded joints, in `arm.joint_names` order (rad, rad/s, rad/s^2; m for
     prismatic joints). One value applies to every joint; an empty list means no position limit."""
@@ -373,8 +395,9 @@ class ArmConfig:
 
 
 def _default_cameras() -> tuple[CameraConfig, ...]:
-    names = ("cross_left", "front_wide", "cross_right", "front_tele")
-    return tuple(CameraConfig(name=n, topic=f"cameras/{n}/image_raw/compressed") for n in names)
+    # Alpamayo's four default cameras, with the indices its 1.5 prompt names them by
+    cameras = (("cross_left", 0), ("front_wide", 1), ("cross_right", 2), ("front_tele", 6))
+    return tuple(CameraConfig(name=n, topic=f"cameras/{n}/image_raw/compressed", camera_id=i) for n, i in cameras)
 
 
 @dataclass(frozen=True)
@@ -391,6 +414,7 @@ class Config:
     control: ControlConfig = field(default_factory=ControlConfig)
     safety: SafetyConfig = field(default_factory=SafetyConfig)
     outputs: OutputsConfig = field(default_factory=OutputsConfig)
+    navigation: NavigationConfig = field(default_factory=NavigationConfig)
     arm: ArmConfig = field(default_factory=ArmConfig)
 
     @property
@@ -430,6 +454,11 @@ class Config:
             inputs = {c.topic for c in self.cameras}
             for name in ("joint_state_topic", "instruction_topic"):
                 _require(getattr(arm, name) not in inputs, f"arm.{name}", getattr(arm, name), "is also a camera topic")
+            _require(not self.navigation.topic, "navigation.topic", self.navigation.topic,
+                     "is for vehicles (control.mode trajectory); an arm's instruction comes on arm.instruction_topic")
+        elif self.navigation.topic:
+            _require(self.navigation.topic not in seen_topics | {self.ego.odometry_topic}, "navigation.topic",
+                     self.navigation.topic, "is also a camera or odometry topic")
 
     def to_dict(self) -> dict[str, Any]:
         return _to_plain(self)
@@ -448,7 +477,8 @@ class Config:
         arm = dataclasses.replace(self.arm, **{n: res(getattr(self.arm, n)) for n in (
             "joint_state_topic", "instruction_topic", "joint_trajectory_topic", "forward_command_topic")})
         resolved = dataclasses.replace(self, cameras=cams, ego=dataclasses.replace(self.ego, odometry_topic=res(self.ego.odometry_topic)),
-                                       outputs=outputs, arm=arm)
+                                       outputs=outputs, arm=arm,
+                                       navigation=dataclasses.replace(self.navigation, topic=res(self.navigation.topic)))
         resolved.validate()  # two names may now be the same topic
         return resolved
 

@@ -4,8 +4,8 @@ instruction and a complete recorded future, run the policy and compare its chunk
 recorded commands: action i is due at t0 + i * arm.action_dt_s. The hold-position baseline keeps
 the joint state at t0 for the whole chunk.
 
-The instruction of a tick is the newest one received at or before the tick (the node's rule: the
-latest latched String), else arm.instruction; none at all skips the tick (no_instruction). An
+The instruction of a tick is the newest non-empty one received at or before the tick (the node's rule,
+replay/instruction_track.py), else arm.instruction; none at all skips the tick (no_instruction). An
 instruction longer than the model's token budget is cut as the model cuts it (LeRobot's rule); the
 ticks the policy reports it for (PolicyOutput.prompt_tokens_dropped) are counted
 (warnings.instruction_truncated) and it is logged once per instruction; they are still evaluated.
@@ -14,7 +14,6 @@ Deterministic as the vehicle evaluation is: the noise at a tick is seeded by (se
 """
 from __future__ import annotations
 
-import bisect
 import logging
 import time
 from collections import Counter
@@ -26,10 +25,11 @@ from typing import Any
 import numpy as np
 
 from vla_ros.config import Config
-from vla_ros.replay.bag_io import bag_info, read_messages
+from vla_ros.replay.bag_io import bag_info
 from vla_ros.replay.command_track import CommandTrack
 from vla_ros.replay.evaluator import EvalOptions, _sum_counts, ablate, count_policy_error, model_info, tick_seed, tick_timings
 from vla_ros.replay.ground_truth import FutureUnavailable
+from vla_ros.replay.instruction_track import InstructionTrack
 from vla_ros.replay.tick_replay import evaluated_stacks
 from vla_ros.sensors.pipeline import SensingPipeline
 
@@ -91,31 +91,6 @@ class ArmBagEvaluation:
         return len(self.records)
 
 
-class InstructionTrack:
-    """The bag's std_msgs/String instructions by receive time; the one in force at a tick."""
-
-    def __init__(self, bag: str | Path, topic: str, default: str) -> None:
-        self.times: list[int] = []
-        self.texts: list[str] = []
-        self.unreadable = 0
-        self.default = default
-        for m in read_messages(bag, [topic]):
-            text = getattr(m.msg, "data", None)
-            if not isinstance(text, str):
-                self.unreadable += 1
-                continue
-            self.times.append(m.log_time_ns)
-            self.texts.append(text)
-
-    def at(self, tick_ns: int) -> str | None:
-        i = bisect.bisect_right(self.times, tick_ns)
-        return self.texts[i - 1] if i else (self.default or None)
-
-    def stats(self) -> dict[str, Any]:
-        return {"messages": len(self.times) + self.unreadable, "unreadable": self.unreadable,
-                "distinct": len(set(self.texts)), "default": self.default}
-
-
 def evaluate_arm_ticks(
     bag: str | Path,
     config: Config,
@@ -146,12 +121,12 @@ def evaluate_arm_ticks(
         wanted.append(arm.instruction_topic)
     result.missing_topics = [t for t in wanted if info.message_counts.get(t, 0) == 0]
     commands = CommandTrack.from_bag(bag, arm.joint_trajectory_topic, arm.joint_names)
-    instructions = InstructionTrack(bag, arm.instruction_topic, arm.instruction)
     result.commands = commands.stats()
-    result.instructions = instructions.stats()
 
     size = None if config.image.override_model else getattr(policy, "image_size_hw", None)
     pipeline = SensingPipeline(config, image_size_hw=size, decode_threads=options.decode_threads)
+    instructions = InstructionTrack(bag, arm.instruction_topic, pipeline.drops, initial=arm.instruction)
+    result.instructions = instructions.stats()
     if hasattr(policy, "vision_cache"):
         policy.vision_cache.clear()  # keyed by (camera, stamp): another bag may reuse the stamps
     steps_ns = np.round(np.arange(T) * dt * 1e9).astype(np.int64)

@@ -28,6 +28,7 @@ from vla_ros.ros.node_core import DriveNodeCore, PolicyLike, Publish
 from vla_ros.runtime.inputs import PolicyInputs
 from vla_ros.runtime.chunk_guide import ChunkGuide
 from vla_ros.sensors.frame_stack import FrameStack
+from vla_ros.sensors.instruction import InstructionInput
 
 _LOG = logging.getLogger("vla_ros.node")
 
@@ -38,37 +39,16 @@ _INITIAL_LATENCY_S = 0.2
 
 class ArmNodeCore(DriveNodeCore):
     def __init__(self, config: Config, policy: PolicyLike, publish: Publish, clock: Clock, model_name: str = "") -> None:
-        self.instruction = config.arm.instruction.strip()
-        self.instruction_changes = 0
         self.prompt_truncations = 0
         super().__init__(config, policy, publish, clock, model_name=model_name, autoware=False)
         self.arm = self.config.arm  # topic names resolved by the base class
-        self._instruction_topic = self.arm.instruction_topic
+        self.instruction = InstructionInput(self.arm.instruction_topic, self.pipeline.drops, initial=self.arm.instruction)
+        self.text_inputs[self.arm.instruction_topic] = self.instruction
 
     def _make_controller(self, config: Config) -> ChunkController:
         return ChunkController(config)
 
     # -- inputs ---------------------------------------------------------------------------
-
-    def on_message(self, topic: str, msg: Any) -> None:
-        if topic == self._instruction_topic:
-            self._on_instruction(msg)
-            return
-        super().on_message(topic, msg)
-
-    def _on_instruction(self, msg: Any) -> None:
-        try:
-            text = str(msg.data).strip()
-        except Exception as exc:  # noqa: BLE001 - a malformed message is counted, never raised
-            self.pipeline.drops.drop("bad_message", self._instruction_topic, f"{type(exc).__name__}: {exc}")
-            return
-        if not text:
-            self.pipeline.drops.drop("empty_instruction", self._instruction_topic, "an empty instruction is ignored")
-            return
-        if text != self.instruction:
-            self.instruction_changes += 1
-            _LOG.info("instruction: %r (was %r)", text, self.instruction)
-            self.instruction = text
 
     def _note_state(self, msg: Any) -> None:
         sample = self.pipeline.ego.newest()
@@ -87,10 +67,11 @@ class ArmNodeCore(DriveNodeCore):
         return self.controller.wants_inference(now_ns, self.latency_estimate_s())
 
     def _policy_request(self, stack: FrameStack, now_ns: int) -> tuple[Any, dict[str, Any]] | None:
-        if not self.instruction:
+        task = self.instruction.current(now_ns)
+        if not task:
             self._count_skip("no_instruction")
             return None
-        inputs = PolicyInputs.from_stack(stack, task=self.instruction)
+        inputs = PolicyInputs.from_stack(stack, task=task)
         extra: dict[str, Any] = {}
         # the new chunk's actions are due from t0: its delay counts from the inputs' stamp, not from now
         prefix = self.controller.rtc_prefix(stack.t0_ns, self.latency_estimate_s() + max(0, now_ns - stack.t0_ns) / 1e9)
@@ -104,7 +85,7 @@ class ArmNodeCore(DriveNodeCore):
     def _accept(self, out: Any, stack: FrameStack, done_ns: int) -> None:
         if out.prompt_tokens_dropped:
             self.prompt_truncations += 1
-            self.pipeline.drops.drop("instruction_truncated", self._instruction_topic,
+            self.pipeline.drops.drop("instruction_truncated", self.instruction.topic,
                                      f"{out.prompt_tokens_dropped} tokens beyond the model's budget cut off")
         chunk = ActionChunk(t0_ns=stack.t0_ns, dt_s=self.arm.action_dt_s, positions=np.asarray(out.actions[0], dtype=np.float64),
                             raw=np.asarray(out.raw_actions[0], dtype=np.float64))
@@ -162,8 +143,8 @@ class ArmNodeCore(DriveNodeCore):
             "late_ticks": str(stats.late_ticks),
             "late_chunk_ticks": str(stats.late_chunk_ticks),
             "rtc_fallbacks": str(stats.rtc_fallbacks),
-            "instruction": self.instruction or "(none)",
-            "instruction_changes": str(self.instruction_changes),
+            "instruction": self.instruction.latest or "(none)",
+            "instruction_changes": str(self.instruction.changes),
             "instruction_truncations": str(self.prompt_truncations),
             "latency_estimate_ms": f"{self.latency_estimate_s() * 1e3:.1f}",
             "rtc": "on" if self.arm.rtc.enabled else f"off (blend {self.arm.rtc.blend_steps} actions)",

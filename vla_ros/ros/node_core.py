@@ -35,7 +35,9 @@ from vla_ros.ros.autoware_msgs import autoware_trajectory
 from vla_ros.ros.clock import Clock, SimClock, Timer
 from vla_ros.ros.conversions import latency_message, path_message
 from vla_ros.ros.inference_trigger import InferenceTrigger
+from vla_ros.runtime.inputs import PolicyInputs
 from vla_ros.sensors.frame_stack import FrameStack, StackSkip
+from vla_ros.sensors.instruction import InstructionInput
 from vla_ros.sensors.pipeline import SensingPipeline
 from vla_ros.sensors.stamps import StampError
 
@@ -50,6 +52,8 @@ _ALIGN_MAX_STEP_NS = 2_000_000
 _READY_PERCENTILE = 97
 # Inputs dropped for their stamps keep the inputs diagnostic at WARN this long.
 _STAMP_WARN_NS = 10_000_000_000
+# A navigation instruction is a sentence; a longer text is refused rather than fed to the prompt.
+MAX_NAVIGATION_CHARS = 500
 _STAMP_DROPS = {"future_stamp": "inputs stamped ahead of the node's clock", "stale_stamp": "inputs stamped far behind their stream"}
 
 
@@ -95,6 +99,8 @@ def input_topics(config: Config) -> list[InputTopic]:
         inputs += [InputTopic(config.arm.instruction_topic, "std_msgs/msg/String", q) for q in ("latched", "default")]
     else:
         inputs.append(InputTopic(config.ego.odometry_topic, "nav_msgs/msg/Odometry", "state"))
+        if config.navigation.topic:
+            inputs += [InputTopic(config.navigation.topic, "std_msgs/msg/String", q) for q in ("latched", "default")]
     return inputs
 
 
@@ -149,6 +155,18 @@ class DriveNodeCore:
         self.diagnostics_timer = Timer("diagnostics", clock, DIAGNOSTICS_PERIOD_S, self.diagnostics_tick)
         self._locked = False
         self._stamp_drops_seen: dict[str, tuple[int, int | None]] = {}  # reason -> (count, when it last grew)
+        # each camera's index in the model's camera set (None: not all given), for prompts that name them
+        ids = tuple(c.camera_id for c in config.cameras)
+        self.camera_ids = ids if min(ids) >= 0 else None
+        self._needs_camera_ids = bool(getattr(policy, "needs_camera_ids", False))
+        # std_msgs/String inputs by topic: the vehicle's navigation instruction, an arm's task
+        self.text_inputs: dict[str, InstructionInput] = {}
+        self.navigation: InstructionInput | None = None
+        if config.navigation.topic and not config.chunk_mode:
+            self.navigation = InstructionInput(config.navigation.topic, self.pipeline.drops, empty_clears=True,
+                                               max_age_s=config.navigation.max_age_s, label="navigation",
+                                               max_chars=MAX_NAVIGATION_CHARS)
+            self.text_inputs[config.navigation.topic] = self.navigation
 
     _state_name = "odometry"  # the state stream, as diagnostics name it
 
@@ -176,11 +194,15 @@ class DriveNodeCore:
     # -- inputs ---------------------------------------------------------------------------
 
     def on_message(self, topic: str, msg: Any) -> None:
-        """A camera or odometry message (any transport). Never raises on bad input."""
+        """A camera, state or instruction message (any transport). Never raises on bad input."""
         try:
             # Stamps further ahead of this clock than sensing.future_tolerance_s are refused
             # (not before a /clock message has set sim time).
             now_ns = self.clock.now_ns() if self.clock.started() else None
+            text_input = self.text_inputs.get(topic)
+            if text_input is not None:
+                text_input.on_message(msg, now_ns)
+                return
             stored = self.pipeline.on_message(topic, msg, now_ns)
             if stored and topic == self.pipeline.ego.topic:
                 self._note_state(msg)
@@ -266,8 +288,13 @@ class DriveNodeCore:
         return True
 
     def _policy_request(self, stack: FrameStack, now_ns: int) -> tuple[Any, dict[str, Any]] | None:
-        """What the policy gets for this stack, and extra keywords for `act` (None: skip, counted)."""
-        return stack, {}
+        """What the policy gets for this stack, and extra keywords for `act` (None: skip, counted).
+        With a navigation input: the instruction in force (none: the model drives without) and
+        each camera's id, which a navigation model's prompt names."""
+        route = self.navigation.current(now_ns) if self.navigation is not None else ""
+        if not route and not self._needs_camera_ids:
+            return stack, {}
+        return PolicyInputs.from_stack(stack, task=route or None, camera_ids=self.camera_ids), {}
 
     def _accept(self, out: Any, stack: FrameStack, done_ns: int) -> None:
         """Hand the policy's output to the controller (RejectedOutput when it is refused)."""
@@ -378,7 +405,8 @@ class DriveNodeCore:
             f"{name}: inputs",
             input_level,
             "; ".join(problems) or "ok",
-            {**ages, **{f"dropped/{k}": str(v) for k, v in stats["drops"].items()}, "time_jumps": str(stats["time_jumps"])},
+            {**ages, **{f"dropped/{k}": str(v) for k, v in stats["drops"].items()}, "time_jumps": str(stats["time_jumps"]),
+             **self._navigation_values(now_ns)},
         )
         p50, p95 = self.latency_percentiles()
         skipped = self.skipped_ticks()
@@ -395,6 +423,17 @@ class DriveNodeCore:
             },
         )
         return [model, inputs, inference, self._control_status(now_ns)]
+
+    def _navigation_values(self, now_ns: int) -> dict[str, str]:
+        """The navigation instruction in force (or why none), its age, changes and expired ticks."""
+        nav = self.navigation
+        if nav is None:
+            return {}
+        age = nav.age_s(now_ns)
+        in_force = nav.in_force(now_ns)
+        return {"navigation": in_force or ("(expired) " + nav.latest if nav.latest else "(none)"),
+                "navigation_age_s": "never" if age is None else f"{age:.1f}",
+                "navigation_changes": str(nav.changes), "navigation_expired_ticks": str(nav.expired)}
 
     def _control_status(self, now_ns: int) -> Any:
         fallback = self.controller.fallback_active

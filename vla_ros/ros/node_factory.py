@@ -12,7 +12,8 @@ from vla_ros.ros.node_core import DriveNodeCore, PolicyLike, Publish
 def check_policy_fits(config: Config, policy: Any) -> None:
     """ConfigError naming the key when the model cannot serve the configured mode: a vehicle's
     trajectories from a robot policy, an arm's chunks from a driving model, other joint counts
-    or another number of cameras. (A policy that does not say is not checked.)"""
+    or another number of cameras, a navigation topic for a model without navigation, cameras
+    without the ids a model's prompt names them by. (A policy that does not say is not checked.)"""
     dims = getattr(policy, "robot_dims", None)
     if config.chunk_mode and dims is None:
         raise ConfigError("control.mode", "chunk, but the model drives a path (a vehicle model); use control.mode trajectory, "
@@ -24,6 +25,15 @@ def check_policy_fits(config: Config, policy: Any) -> None:
     if dims is not None and tuple(dims) != (joints, joints):
         raise ConfigError("arm.joint_names", f"names {joints} joints, the model takes a state of {dims[0]} and outputs "
                                              f"{dims[1]} actions per step")
+    if config.navigation.topic and not getattr(policy, "takes_navigation", True):
+        raise ConfigError("navigation.topic", f"is {config.navigation.topic!r}, but the model takes no navigation instruction "
+                                              "(Alpamayo 1.5 releases do); set it to \"\"")
+    if getattr(policy, "needs_camera_ids", False):
+        for i, cam in enumerate(config.cameras):
+            if cam.camera_id < 0:
+                raise ConfigError(f"cameras[{i}].camera_id", f"is not given for {cam.name!r}; the model's prompt names each "
+                                                             "camera by its index (Alpamayo 1.5: 0 cross left, 1 front wide, "
+                                                             "2 cross right, 3 rear left, 4 rear tele, 5 rear right, 6 front tele)")
     model_config = getattr(policy, "config", None)
     cameras = getattr(getattr(model_config, "image", None), "num_cameras", None)
     if isinstance(cameras, int) and cameras != len(config.cameras):

@@ -10,9 +10,10 @@ from typing import Any
 
 from vla_ros.config import DEFAULT_NODE_NAME, Config, ConfigError, config_from_dict
 
-# Camera entries are a list of mappings in YAML; ROS parameters hold them as parallel string
-# arrays (an empty string stands for an unset optional field).
+# Camera entries are a list of mappings in YAML; ROS parameters hold them as parallel arrays:
+# strings (an empty string stands for an unset optional field) and integers (camera_id; -1 unset).
 _CAMERA_FIELDS = ("name", "topic", "camera_info_topic")
+_CAMERA_INT_FIELDS = ("camera_id",)
 
 
 def to_parameters(config: Config) -> dict[str, Any]:
@@ -20,6 +21,7 @@ def to_parameters(config: Config) -> dict[str, Any]:
     data = config.to_dict()
     cameras = data.pop("cameras")
     params: dict[str, Any] = {f"cameras.{field}s": [c[field] or "" for c in cameras] for field in _CAMERA_FIELDS}
+    params.update({f"cameras.{field}s": [int(c[field]) for c in cameras] for field in _CAMERA_INT_FIELDS})
     for section, values in data.items():
         params.update(_flatten(values, section))
     return params
@@ -40,14 +42,14 @@ def from_parameters(params: dict[str, Any], namespace: str = "/", node_name: str
     """Inverse of `to_parameters`; validated (ConfigError names the dotted key), topic names
     resolved for a node in `namespace`."""
     data: dict[str, Any] = {}
-    columns = {field: list(params.get(f"cameras.{field}s", [])) for field in _CAMERA_FIELDS}
+    columns = {field: list(params.get(f"cameras.{field}s", [])) for field in _CAMERA_FIELDS + _CAMERA_INT_FIELDS}
     names = columns["name"]
     if any(columns.values()):
         for field, values in columns.items():
             if values and len(values) != len(names):
                 raise ConfigError(f"cameras.{field}s", f"{len(values)} entries for {len(names)} camera names")
         data["cameras"] = [
-            {field: columns[field][i] for field in _CAMERA_FIELDS if columns[field] and columns[field][i] != ""} for i in range(len(names))
+            {field: columns[field][i] for field in columns if columns[field] and columns[field][i] != ""} for i in range(len(names))
         ]
     for key, value in params.items():
         if key.startswith("cameras."):

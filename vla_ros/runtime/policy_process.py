@@ -121,6 +121,8 @@ def _serve(conn: Any, spec: PolicySpec) -> None:
             "image_size_hw": getattr(policy, "image_size_hw", None),
             "num_waypoints": getattr(policy, "num_waypoints", None),
             "robot_dims": getattr(policy, "robot_dims", None),
+            "takes_navigation": bool(getattr(policy, "takes_navigation", False)),
+            "needs_camera_ids": bool(getattr(policy, "needs_camera_ids", False)),
             "config": getattr(policy, "config", None),
             "parameters": sum(p.numel() for p in params.parameters()) if params is not None else None,
             "threads": torch.get_num_threads(),
@@ -230,6 +232,14 @@ class PolicyProcess:
     @property
     def robot_dims(self) -> tuple[int, int] | None:
         return self.info.get("robot_dims")
+
+    @property
+    def takes_navigation(self) -> bool:
+        return bool(self.info.get("takes_navigation", False))
+
+    @property
+    def needs_camera_ids(self) -> bool:
+        return bool(self.info.get("needs_camera_ids", False))
 
     @property
     def threads(self) -> int:

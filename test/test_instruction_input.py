@@ -1,0 +1,55 @@
+"""The rule for std_msgs/String instructions, shared by the node (an arm's task, a vehicle's
+navigation) and `vla-ros eval` (replayed from a bag)."""
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+from vla_ros.sensors.drops import DropCounter
+from vla_ros.sensors.instruction import InstructionInput
+
+S = 1_000_000_000
+
+
+def msg(text):
+    return SimpleNamespace(data=text)
+
+
+def test_an_arm_task_keeps_its_last_instruction_and_counts_empty_ones() -> None:
+    drops = DropCounter()
+    task = InstructionInput("/task", drops, initial="stack the cubes")
+    assert task.current(0) == "stack the cubes"
+    task.on_message(msg("  open the drawer "), 1 * S)
+    task.on_message(msg(""), 2 * S)
+    assert task.current(10_000 * S) == "open the drawer"  # no max age: never expires
+    assert task.changes == 1 and drops.as_dict() == {"empty_instruction": 1}
+
+
+def test_a_navigation_instruction_expires_and_an_empty_one_clears_it() -> None:
+    drops = DropCounter()
+    nav = InstructionInput("/nav", drops, empty_clears=True, max_age_s=10.0, label="navigation")
+    assert nav.current(0) == ""
+    nav.on_message(msg("Turn left onto Main Street in 40m"), 100 * S)
+    assert nav.current(105 * S) == "Turn left onto Main Street in 40m"
+    assert nav.current(111 * S) == "" and nav.expired == 1
+    assert nav.latest == "Turn left onto Main Street in 40m" and nav.age_s(111 * S) == 11.0
+    nav.on_message(msg("Turn left onto Main Street in 40m"), 112 * S)  # the same text again refreshes it
+    assert nav.current(113 * S) == "Turn left onto Main Street in 40m" and nav.changes == 1
+    nav.on_message(msg(""), 114 * S)
+    assert nav.current(114 * S) == "" and nav.changes == 2 and not drops.as_dict()
+
+
+def test_before_sim_time_starts_the_age_counts_from_the_first_tick() -> None:
+    nav = InstructionInput("/nav", DropCounter(), empty_clears=True, max_age_s=10.0)
+    nav.on_message(msg("Keep right"), None)
+    assert nav.current(500 * S) == "Keep right"
+    assert nav.current(509 * S) == "Keep right" and nav.current(511 * S) == ""
+
+
+def test_too_long_or_malformed_text_is_dropped_and_the_previous_one_kept() -> None:
+    drops = DropCounter()
+    nav = InstructionInput("/nav", drops, empty_clears=True, max_chars=20)
+    nav.on_message(msg("Exit right"), 1 * S)
+    nav.on_message(msg("x" * 21), 2 * S)
+    nav.on_message(SimpleNamespace(), 3 * S)  # no data field
+    assert nav.current(4 * S) == "Exit right"
+    assert drops.as_dict() == {"bad_message": 1, "instruction_too_long": 1}
