@@ -276,10 +276,13 @@ def _why_nothing(metrics: dict) -> str:
 def _write_ticks_csv(path, evals, methods, csv) -> None:
     with open(path, "w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
-        w.writerow(["bag", "tick", "tick_time_s", "t0_s", *[f"{m}_{k}" for m in methods for k in ("ade", "fde")], "stack_ms", "policy_ms", "total_ms"])
+        navigation = any(e.navigation for e in evals)  # a column only when navigation.topic is set
+        w.writerow(["bag", "tick", "tick_time_s", "t0_s", *[f"{m}_{k}" for m in methods for k in ("ade", "fde")], "stack_ms", "policy_ms",
+                    "total_ms", *(["navigation"] if navigation else [])])
         for e in evals:
             for r in e.records:
                 errs = [f"{v:.6f}" for m in methods for v in (r.errors[m].ade, r.errors[m].fde)]
                 t = r.timings_ms
                 w.writerow([e.name, r.index, f"{r.tick_ns / 1e9:.9f}", f"{r.t0_ns / 1e9:.9f}", *errs,
-                            f"{t.get('stack', 0):.3f}", f"{t.get('policy', 0):.3f}", f"{t.get('total', 0):.3f}"])
+                            f"{t.get('stack', 0):.3f}", f"{t.get('policy', 0):.3f}", f"{t.get('total', 0):.3f}",
+                            *([r.navigation or ""] if navigation else [])])

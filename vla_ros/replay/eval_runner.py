@@ -21,9 +21,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from vla_ros.config import Config
+from vla_ros.config import Config, ConfigError
 from vla_ros.cores import available_cores
 from vla_ros.replay.evaluator import BagEvaluation, EvalOptions, evaluate_bag, evaluate_ticks, finish_bag, merge_parts
+from vla_ros.ros.node_factory import check_prompt_inputs
 
 _LOG = logging.getLogger("vla_ros.replay")
 
@@ -135,8 +136,13 @@ def check_model(spec: ModelSpec, config: Config) -> Any:
             model_cfg = load_config(root)  # vla_ros's config.json or an Alpamayo-R1 release's
         except (ModelConfigError, ValueError, OSError) as exc:
             raise ModelSpecError(f"model '{spec.path}': {exc}") from exc
+    prompt = model_cfg.prompt
+    try:
+        check_prompt_inputs(config, bool(getattr(prompt, "navigation", False)), bool(getattr(prompt, "needs_camera_ids", False)))
+    except ConfigError as exc:
+        raise ModelSpecError(f"model '{spec.path}' does not fit the config: {exc}") from exc
     problems = []
-    if model_cfg.image.num_cameras != len(config.cameras):
+    if model_cfg.image.num_cameras != len(config.cameras) and not getattr(model_cfg.image, "variable_cameras", False):
         problems.append(f"it takes {model_cfg.image.num_cameras} cameras, the config lists {len(config.cameras)}")
     if model_cfg.image.num_frames != config.frames.count:
         problems.append(f"it takes {model_cfg.image.num_frames} frames per camera, the config has frames.count {config.frames.count}")

@@ -26,12 +26,16 @@ from vla_ros.replay.baselines import baseline_predictions
 from vla_ros.replay.camera_model import CameraModel, load_camera_model
 from vla_ros.replay.gallery import attach_front_images
 from vla_ros.replay.ground_truth import FutureUnavailable, OdometryTrack
+from vla_ros.replay.instruction_track import InstructionTrack
 from vla_ros.replay.labels import GROUND_TRUTH_TOPIC, read_maneuver_labels
 from vla_ros.replay.metrics import trajectory_errors
 from vla_ros.replay.prediction_bag import write_prediction_bag
 from vla_ros.replay.tick_record import MODEL, TickRecord
 from vla_ros.replay.tick_replay import evaluated_stacks
+from vla_ros.runtime.inputs import PolicyInputs
+from vla_ros.sensors.drops import DropCounter
 from vla_ros.sensors.frame_stack import FrameStack
+from vla_ros.sensors.instruction import MAX_NAVIGATION_CHARS
 from vla_ros.sensors.pipeline import SensingPipeline
 from vla_ros.sensors.stamps import to_ns
 
@@ -88,6 +92,7 @@ class BagEvaluation:
     missing_topics: list[str] = field(default_factory=list)
     sensing: dict[str, Any] = field(default_factory=dict)
     odometry: dict[str, int] = field(default_factory=dict)
+    navigation: dict[str, Any] = field(default_factory=dict)  # the navigation track's counts (navigation.topic set)
     camera: CameraModel | None = None
     front_camera: str | None = None
     error: str | None = None
@@ -157,6 +162,21 @@ def read_odometry(bag: str | Path, config: Config) -> OdometryTrack:
     return OdometryTrack.from_bag(bag, config.ego.odometry_topic, to_ns(config.ego.max_gap_s), to_ns(config.sensing.time_jump_s))
 
 
+def navigation_track(bag: Path, config: Config, drops: DropCounter, counts: dict[str, int],
+                     result: BagEvaluation) -> InstructionTrack | None:
+    """The bag's navigation instructions under the node's rule (None: no navigation.topic), its
+    counts noted in `result.navigation`; a configured topic the bag lacks is a missing topic."""
+    nav = config.navigation
+    if not nav.topic:
+        return None
+    if not counts.get(nav.topic):
+        result.missing_topics.append(nav.topic)
+    track = InstructionTrack(bag, nav.topic, drops, empty_clears=True, max_age_s=nav.max_age_s,
+                             max_chars=MAX_NAVIGATION_CHARS, label="navigation")
+    result.navigation = track.stats()
+    return track
+
+
 def count_policy_error(result: Any, exc: Exception, bag: Path, t0_s: float, logged: set[str]) -> None:
     """A tick the policy failed on (bad input, NaN output): counted by exception type in
     `result.skipped`, the first of each kind logged."""
@@ -218,6 +238,8 @@ def evaluate_ticks(
     # The embedding cache is keyed by (camera, stamp): another bag may reuse the same stamps.
     if hasattr(policy, "vision_cache"):
         policy.vision_cache.clear()
+    navigation = navigation_track(bag, config, pipeline.drops, info.message_counts, result)
+    camera_ids = tuple(c.camera_id for c in config.cameras) if getattr(policy, "needs_camera_ids", False) else None
     horizon_s = (np.arange(T) + 1) * dt
     logged_policy_errors: set[str] = set()
     for tick, stack, stack_ms in evaluated_stacks(bag, pipeline, options, result, first, stop, progress_position, progress_label):
@@ -228,10 +250,14 @@ def evaluate_ticks(
             result.skipped[exc.key] += 1
             continue
         generator = torch.Generator(device="cpu").manual_seed(tick_seed(options.seed, stack.t0_ns))
+        route = navigation.at(tick.time_ns) if navigation is not None else None
+        inputs = ablate(stack, options.ablate)
+        if route or camera_ids:
+            inputs = PolicyInputs.from_stack(inputs, task=route, camera_ids=camera_ids)
         t_policy = time.perf_counter()
         try:
             out = policy.act(
-                ablate(stack, options.ablate),
+                inputs,
                 reasoning=options.reasoning,
                 max_reasoning_tokens=options.max_reasoning_tokens if options.reasoning else None,
                 samples=options.samples,
@@ -265,6 +291,7 @@ def evaluate_ticks(
                 reasoning=out.reasoning,
                 front_stamp_ns=int(stack.stamps_ns[front_index, -1]),
                 label_maneuver=None if labels is None else labels.at(stack.t0_ns),
+                navigation=route,
             )
         )
     result.sensing = pipeline.stats()

@@ -94,6 +94,7 @@ def build_metrics(evals: Sequence[BagEvaluation], run: dict[str, Any], durations
             missing_topics=e.missing_topics,
             error=e.error,
             odometry=e.odometry,
+            **({"navigation": e.navigation} if e.navigation else {}),
             input_drops=e.sensing.get("drops", {}),
             time_jumps=e.sensing.get("time_jumps", 0),
             front_camera=e.front_camera,

@@ -35,6 +35,7 @@ class TickRecord:
     front_stamp_ns: int | None = None  # header stamp of the newest front-camera frame in the stack
     front_jpeg: bytes | None = None  # that frame as recorded, full size (gallery ticks only; see gallery.py)
     label_maneuver: str | None = None  # the recorded maneuver label at t0 (driving-world bags)
+    navigation: str | None = None  # the navigation instruction in force at the tick (navigation.topic)
 
     @property
     def ade(self) -> float:

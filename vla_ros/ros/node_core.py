@@ -37,7 +37,7 @@ from vla_ros.ros.conversions import latency_message, path_message
 from vla_ros.ros.inference_trigger import InferenceTrigger
 from vla_ros.runtime.inputs import PolicyInputs
 from vla_ros.sensors.frame_stack import FrameStack, StackSkip
-from vla_ros.sensors.instruction import InstructionInput
+from vla_ros.sensors.instruction import MAX_NAVIGATION_CHARS, InstructionInput
 from vla_ros.sensors.pipeline import SensingPipeline
 from vla_ros.sensors.stamps import StampError
 
@@ -52,8 +52,6 @@ _ALIGN_MAX_STEP_NS = 2_000_000
 _READY_PERCENTILE = 97
 # Inputs dropped for their stamps keep the inputs diagnostic at WARN this long.
 _STAMP_WARN_NS = 10_000_000_000
-# A navigation instruction is a sentence; a longer text is refused rather than fed to the prompt.
-MAX_NAVIGATION_CHARS = 500
 _STAMP_DROPS = {"future_stamp": "inputs stamped ahead of the node's clock", "stale_stamp": "inputs stamped far behind their stream"}
 
 

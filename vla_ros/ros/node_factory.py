@@ -25,19 +25,26 @@ def check_policy_fits(config: Config, policy: Any) -> None:
     if dims is not None and tuple(dims) != (joints, joints):
         raise ConfigError("arm.joint_names", f"names {joints} joints, the model takes a state of {dims[0]} and outputs "
                                              f"{dims[1]} actions per step")
-    if config.navigation.topic and not getattr(policy, "takes_navigation", True):
+    check_prompt_inputs(config, getattr(policy, "takes_navigation", True), getattr(policy, "needs_camera_ids", False))
+    model_config = getattr(policy, "config", None)
+    cameras = getattr(getattr(model_config, "image", None), "num_cameras", None)
+    if isinstance(cameras, int) and cameras != len(config.cameras) and not getattr(policy, "variable_cameras", False):
+        raise ConfigError("cameras", f"lists {len(config.cameras)} cameras, the model takes {cameras} (in its order)")
+
+
+def check_prompt_inputs(config: Config, takes_navigation: bool, needs_camera_ids: bool) -> None:
+    """ConfigError naming the key when the config feeds a navigation instruction to a model that
+    takes none, or leaves out the camera ids a model's prompt names the cameras by (the node and
+    `vla-ros eval` both check this before the first tick)."""
+    if config.navigation.topic and not takes_navigation:
         raise ConfigError("navigation.topic", f"is {config.navigation.topic!r}, but the model takes no navigation instruction "
                                               "(Alpamayo 1.5 releases do); set it to \"\"")
-    if getattr(policy, "needs_camera_ids", False):
+    if needs_camera_ids:
         for i, cam in enumerate(config.cameras):
             if cam.camera_id < 0:
                 raise ConfigError(f"cameras[{i}].camera_id", f"is not given for {cam.name!r}; the model's prompt names each "
                                                              "camera by its index (Alpamayo 1.5: 0 cross left, 1 front wide, "
                                                              "2 cross right, 3 rear left, 4 rear tele, 5 rear right, 6 front tele)")
-    model_config = getattr(policy, "config", None)
-    cameras = getattr(getattr(model_config, "image", None), "num_cameras", None)
-    if isinstance(cameras, int) and cameras != len(config.cameras):
-        raise ConfigError("cameras", f"lists {len(config.cameras)} cameras, the model takes {cameras} (in its order)")
 
 
 def make_node_core(config: Config, policy: PolicyLike, publish: Publish, clock: Clock, **kwargs: Any) -> DriveNodeCore:

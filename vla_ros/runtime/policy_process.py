@@ -123,6 +123,7 @@ def _serve(conn: Any, spec: PolicySpec) -> None:
             "robot_dims": getattr(policy, "robot_dims", None),
             "takes_navigation": bool(getattr(policy, "takes_navigation", False)),
             "needs_camera_ids": bool(getattr(policy, "needs_camera_ids", False)),
+            "variable_cameras": bool(getattr(policy, "variable_cameras", False)),
             "config": getattr(policy, "config", None),
             "parameters": sum(p.numel() for p in params.parameters()) if params is not None else None,
             "threads": torch.get_num_threads(),
@@ -240,6 +241,10 @@ class PolicyProcess:
     @property
     def needs_camera_ids(self) -> bool:
         return bool(self.info.get("needs_camera_ids", False))
+
+    @property
+    def variable_cameras(self) -> bool:
+        return bool(self.info.get("variable_cameras", False))
 
     @property
     def threads(self) -> int:

@@ -16,6 +16,9 @@ from vla_ros.sensors.drops import DropCounter
 
 _LOG = logging.getLogger("vla_ros.node")
 
+# A navigation instruction is a sentence; a longer text is refused rather than fed to the prompt.
+MAX_NAVIGATION_CHARS = 500
+
 
 class InstructionInput:
     def __init__(self, topic: str, drops: DropCounter, initial: str = "", empty_clears: bool = False,
