@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ SPEED_ESTIMATES = ("window_quadratic", "trapezoid_smooth")
 ACTION_PROJ_TYPES = ("fourier_silu", "alpamayo_v2")
 HISTORY_SCHEMES = ("next_delta_floor", "prev_delta_round")
 REASONING_STOPS = ("reasoning_end", "future_start")
+MAX_CAMERAS = 16  # a variable-camera model takes 1..MAX_CAMERAS cameras per tick
 
 
 class ModelConfigError(ValueError):
@@ -79,9 +81,15 @@ class FlowConfig:
     steps: int = 10
     direction: str = "noise_to_data"
     grid: str = "uniform"
+    # Classifier-free guidance for the navigation instruction (Alpamayo 1.5): every step's
+    # v = (1 - w) * v(prompt without the route span) + w * v(prompt). None: off (w = 1 is the same).
+    nav_guidance_weight: float | None = None
 
     def validate(self) -> None:
         _check(self.steps >= 1, "flow.steps", "must be >= 1")
+        w = self.nav_guidance_weight
+        _check(w is None or (isinstance(w, (int, float)) and math.isfinite(w)), "flow.nav_guidance_weight",
+               "must be a finite number or null")
         _check(self.direction in FLOW_DIRECTIONS, "flow.direction", f"must be one of {FLOW_DIRECTIONS}")
         _check(self.grid in FLOW_GRIDS, "flow.grid", f"must be one of {FLOW_GRIDS}")
 
@@ -160,6 +168,9 @@ class ImageConfig:
     # and what the sensing layer should decode frames to (then no resize happens here).
     nominal_height: int = 1080
     nominal_width: int = 1920
+    # True (Alpamayo 1.5): any number of cameras (up to MAX_CAMERAS), the runtime config's camera
+    # list decides; num_cameras is then only the default. False: exactly num_cameras.
+    variable_cameras: bool = False
 
     def validate(self) -> None:
         _check(self.num_cameras >= 1, "image.num_cameras", "must be >= 1")
@@ -192,6 +203,22 @@ class PromptConfig:
     # Reasoning stops at (and feeds) this token: Alpamayo-R1 stops at <|traj_future_start|>, so the
     # expert's prefix ends with it.
     reasoning_stop: str = "reasoning_end"
+    # Alpamayo 1.5 (`helper.create_message` with camera indices): "<camera name>: " before each
+    # camera's first image (camera_labels) and "frame k " before each image (frame_numbers). The
+    # caller gives each camera's index (PolicyInputs.camera_ids); its name is camera_names[index],
+    # or "Camera {index}" beyond the list.
+    camera_labels: bool = False
+    frame_numbers: bool = False
+    camera_names: tuple[str, ...] = ()
+    # The prompt takes a navigation instruction (PolicyInputs.task) as
+    # route_start {text} route_end right after the history tokens (Alpamayo 1.5).
+    navigation: bool = False
+    route_start: str = "<|route_start|>"
+    route_end: str = "<|route_end|>"
+
+    @property
+    def needs_camera_ids(self) -> bool:
+        return self.camera_labels or self.frame_numbers
 
     def validate(self) -> None:
         _check(self.reasoning_stop in REASONING_STOPS, "prompt.reasoning_stop", f"must be one of {REASONING_STOPS}")

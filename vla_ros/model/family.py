@@ -80,7 +80,9 @@ class Family(Protocol):
         """Everything prefill needs, with `.length` (prefix tokens), so buffers are sized first.
         A family with an int `robot_state_dim` attribute (pi0 / pi0.5: `joint_mot`) takes no ego
         history; the Policy then validates PolicyInputs.state / .task and passes them as
-        `prefix_plan(embeds, history_xyz, tokenizer, state=..., task=...)`."""
+        `prefix_plan(embeds, history_xyz, tokenizer, state=..., task=...)`. A family whose
+        config's prompt names the cameras (`prompt.needs_camera_ids`) or takes a navigation
+        instruction (`prompt.navigation`) also gets `camera_ids=` / `navigation=`."""
 
     def prefill(self, plan: Any, embeds: list[ImageEmbedding], cache: Any) -> PrefillResult:
         """Write the prefix K/V through `cache` (a transformers Cache over the runtime's buffers)."""

@@ -75,15 +75,15 @@ def check_state_keys(expected: dict[str, tuple[int, ...]], found: dict[str, tupl
         raise CheckpointError(f"'{where}' does not match its config.json: " + "; ".join(problems))
 
 
-def copy_weights(model: torch.nn.Module, files: list[Path]) -> None:
+def copy_weights(model: torch.nn.Module, files: list[Path], skip: set[str] | frozenset[str] = frozenset()) -> None:
     """Copy every tensor of `files` that names a parameter or buffer of `model` into it, one
     tensor at a time from the memory-mapped files (cast to the model's dtype by the copy). Keys
-    the model lacks are skipped: callers vet the keys first with `check_state_keys`."""
+    the model lacks, and those in `skip`, are not copied: callers vet the keys first with `check_state_keys`."""
     targets = dict(model.named_parameters())
     targets.update(dict(model.named_buffers()))
     with torch.no_grad():
         for f in files:
             with safe_open(str(f), framework="pt", device="cpu") as sf:
                 for k in sf.keys():
-                    if k in targets:
+                    if k in targets and k not in skip:
                         targets[k].copy_(sf.get_tensor(k))

@@ -34,6 +34,8 @@ class SpecialIds:
     future_start: int
     traj_first: int  # id of traj token 0; traj tokens are contiguous [traj_first, traj_first + bins)
     traj_count: int
+    route_start: int | None = None  # the navigation span's delimiters (None: not in the tokenizer)
+    route_end: int | None = None
 
 
 def special_token_names(prompt: PromptConfig) -> list[str]:
@@ -77,7 +79,12 @@ class TextTokenizer:
             history_start=need(prompt.history_start), history_end=need(prompt.history_end),
             reasoning_start=need(prompt.reasoning_start), reasoning_end=need(prompt.reasoning_end),
             future_start=need(prompt.future_start), traj_first=traj_first, traj_count=traj_bins,
+            route_start=need(prompt.route_start) if prompt.navigation else tokenizer.token_to_id(prompt.route_start),
+            route_end=need(prompt.route_end) if prompt.navigation else tokenizer.token_to_id(prompt.route_end),
         )
+        # Ids of every added token (specials, trajectory tokens): text from outside (a navigation
+        # instruction) must not smuggle them into the prompt.
+        self.added_ids = frozenset(tokenizer.get_added_tokens_decoder())
 
     @property
     def vocab_size(self) -> int:

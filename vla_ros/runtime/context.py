@@ -13,6 +13,19 @@ class StaleContextError(RuntimeError):
 
 
 @dataclass
+class GuidancePrefix:
+    """Navigation guidance's second prefix (Alpamayo 1.5 classifier-free guidance): the prompt
+    without the route span, then the same reasoning tokens, in its own K/V buffers. Every flow
+    step's velocity is (1 - weight) * v(this prefix) + weight * v(the prompt's)."""
+
+    weight: float
+    length: int  # tokens in its cache
+    next_position: int  # rotary position of its first action token
+    prompt_length: int  # its prompt alone (where a per-sample rollout rewinds to)
+    prompt_next_position: int
+
+
+@dataclass
 class Context:
     """What prefill leaves behind. The K/V themselves live in the policy's preallocated buffers
     (`epoch` ties this context to their current contents).
@@ -36,3 +49,4 @@ class Context:
     vision_encoded: int = 0
     vision_reused: int = 0
     prompt_tokens_dropped: int = 0  # instruction tokens cut off at the model's token budget
+    guidance: GuidancePrefix | None = None  # navigation guidance on this tick (None: plain)

@@ -6,6 +6,8 @@ from typing import Any
 
 import numpy as np
 
+from vla_ros.model.config import MAX_CAMERAS
+
 
 class PolicyInputError(ValueError):
     """An input to the policy has the wrong count, shape, dtype or non-finite values."""
@@ -22,6 +24,11 @@ class PolicyInputs:
     stamps_ns: optional int64 (V, F); with camera_names it keys the vision-embedding cache
     state: (state_dim,) robot state and task: the language instruction (families with
         `robot_state_dim`, e.g. pi0 / pi0.5; None for the others)
+    task: for a vehicle model that takes navigation (Alpamayo 1.5, `Policy.takes_navigation`),
+        the navigation instruction ("Turn right in 30m"); None or blank: none
+    camera_ids: each camera's index in stack order (models whose prompt names the cameras,
+        `Policy.needs_camera_ids`; Alpamayo 1.5: 0 front left, 1 front, 2 front right, 3 rear
+        left, 4 rear, 5 rear right, 6 front telephoto)
     """
 
     images: Any
@@ -32,16 +39,51 @@ class PolicyInputs:
     t0_ns: int | None = None
     state: Any = None
     task: str | None = None
+    camera_ids: tuple[int, ...] | None = None
 
     @classmethod
-    def from_stack(cls, stack: Any, task: str | None = None) -> "PolicyInputs":
-        """A vehicle's stack (ego history) or an arm's (joint state at t0; `task`: its instruction)."""
+    def from_stack(cls, stack: Any, task: str | None = None,
+                   camera_ids: tuple[int, ...] | None = None) -> "PolicyInputs":
+        """A vehicle's stack (ego history; `task`: a navigation instruction, `camera_ids`: each
+        camera's index) or an arm's (joint state at t0; `task`: its instruction)."""
         common = dict(images=stack.images, camera_names=tuple(stack.camera_names), stamps_ns=stack.stamps_ns,
-                      t0_ns=int(stack.t0_ns))
+                      t0_ns=int(stack.t0_ns), task=task,
+                      camera_ids=None if camera_ids is None else tuple(int(c) for c in camera_ids))
         joints = getattr(stack, "joint_state", None)
         if joints is not None:
-            return cls(**common, state=np.asarray(joints.positions, dtype=np.float32), task=task)
+            return cls(**common, state=np.asarray(joints.positions, dtype=np.float32))
         return cls(**common, history_xyz=stack.history.xyz, history_rot=stack.history.rot)
+
+
+def validate_camera_ids(inp: PolicyInputs, num_cameras: int, needed: bool) -> tuple[int, ...] | None:
+    """-> the camera indices (one per camera, distinct, >= 0) when the model's prompt names the
+    cameras; PolicyInputError when they are missing or malformed."""
+    if not needed:
+        return None
+    if inp.camera_ids is None:
+        raise PolicyInputError("this model's prompt names each camera: give each camera's index in stack order "
+                               "(PolicyInputs camera_ids=, e.g. (0, 1, 2, 6))")
+    try:
+        ids = tuple(int(c) for c in inp.camera_ids)
+    except (TypeError, ValueError):
+        raise PolicyInputError(f"camera_ids must be integers, got {inp.camera_ids!r}") from None
+    if len(ids) != num_cameras:
+        raise PolicyInputError(f"{len(ids)} camera ids for {num_cameras} cameras")
+    if min(ids) < 0 or len(set(ids)) != len(ids):
+        raise PolicyInputError(f"camera_ids must be distinct and >= 0, got {ids}")
+    return ids
+
+
+def validate_navigation(inp: PolicyInputs, takes_navigation: bool) -> str | None:
+    """-> the navigation instruction (None when absent or blank); PolicyInputError for a model
+    that takes none, or a non-string."""
+    if inp.task is None or (isinstance(inp.task, str) and not inp.task.strip()):
+        return None
+    if not isinstance(inp.task, str):
+        raise PolicyInputError(f"the navigation instruction (task) must be a string, got {type(inp.task).__name__}")
+    if not takes_navigation:
+        raise PolicyInputError("this model takes no navigation instruction (task); leave it unset")
+    return inp.task
 
 
 def validate_robot_inputs(inp: PolicyInputs, state_dim: int) -> tuple[np.ndarray, str]:
@@ -61,11 +103,16 @@ def validate_robot_inputs(inp: PolicyInputs, state_dim: int) -> tuple[np.ndarray
 def validate_inputs(inp: PolicyInputs, num_cameras: int, num_frames: int, history_steps: int,
                     float_images: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """-> images uint8 (V, F, H, W, 3) (or float32 in [0, 1] when float_images), xyz float64
-    (N, 3), rot float64 (N, 3, 3); history_steps 0: no history (empty arrays). PolicyInputError otherwise."""
+    (N, 3), rot float64 (N, 3, 3); num_cameras 0: any count up to MAX_CAMERAS; history_steps 0:
+    no history (empty arrays). PolicyInputError otherwise."""
     images = inp.images.detach().cpu().numpy() if hasattr(inp.images, "detach") else np.asarray(inp.images)
     if images.ndim != 5 or images.shape[-1] != 3:
         raise PolicyInputError(f"images must be (views, frames, H, W, 3), got shape {images.shape}")
-    if images.shape[0] != num_cameras or images.shape[1] != num_frames:
+    if num_cameras == 0:  # a variable-camera model: 1..MAX_CAMERAS
+        if not 1 <= images.shape[0] <= MAX_CAMERAS or images.shape[1] != num_frames:
+            raise PolicyInputError(f"the model takes 1 to {MAX_CAMERAS} cameras x {num_frames} frames, "
+                                   f"got {images.shape[0]} x {images.shape[1]}")
+    elif images.shape[0] != num_cameras or images.shape[1] != num_frames:
         raise PolicyInputError(
             f"the model takes {num_cameras} cameras x {num_frames} frames = {num_cameras * num_frames} images, "
             f"got {images.shape[0]} x {images.shape[1]}")

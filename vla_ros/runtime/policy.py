@@ -5,14 +5,17 @@ The network is any model family (`vla_ros.model.family.Family`) and the stages r
 (`vla_ros.runtime.backends.protocol.Backend`: torch by default, ONNX Runtime, TensorRT). This
 file holds what every family and backend share. Per tick:
 1. inputs are validated; images not in the (camera, stamp) cache are encoded by the backend;
-2. prefill: the family plans its prefix, the backend runs it into its K/V cache;
+2. prefill: the family plans its prefix, the backend runs it into its K/V cache (with
+   navigation guidance, Alpamayo 1.5: also the prompt without its route span, in a second cache);
 3. reasoning (optional, torch backend, families with text): decoding on the cache;
 4. denoise: the start noise (scaled, or drawn here), then N Euler steps on the backend,
-   optionally guided towards the previous chunk's leftover (real-time chunking, `rtc.py`);
+   optionally guided towards the previous chunk's leftover (real-time chunking, `rtc.py`) and
+   towards the navigation instruction (classifier-free guidance: the two prefixes' velocities blended);
 5. the family decodes the actions (a trajectory or an action chunk); NaN/inf anywhere raises.
 """
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -23,9 +26,11 @@ import torch
 
 from vla_ros.model import TextTokenizer
 from vla_ros.model.family import DecodedActions, Family, ImageEmbedding
-from vla_ros.runtime.backends.protocol import Backend
-from vla_ros.runtime.context import Context, StaleContextError
-from vla_ros.runtime.inputs import PolicyInputError, PolicyInputs, validate_inputs, validate_robot_inputs
+from vla_ros.model.prompt import PromptInputError
+from vla_ros.runtime.backends.protocol import Backend, BackendError
+from vla_ros.runtime.context import Context, GuidancePrefix, StaleContextError
+from vla_ros.runtime.inputs import (PolicyInputError, PolicyInputs, validate_camera_ids, validate_inputs,
+                                    validate_navigation, validate_robot_inputs)
 from vla_ros.runtime.output import NonFiniteOutputError, PolicyOutput, Timings
 from vla_ros.runtime.rtc import ChunkGuide
 from vla_ros.runtime.start_noise import start_noise
@@ -35,24 +40,42 @@ from vla_ros.runtime.vision_cache import VisionEmbeddingCache
 class Policy:
     def __init__(self, model: Family, tokenizer: TextTokenizer, backend: Backend | None = None, *,
                  cuda_graph: bool | None = None, max_samples: int = 8, max_reasoning_tokens: int = 64,
-                 vision_cache_size: int = 64, compile: bool = False) -> None:
+                 vision_cache_size: int = 64, compile: bool = False,
+                 nav_guidance_weight: float | None = None) -> None:
         """backend None: the torch backend on the model's device and dtype (cuda_graph and
-        compile apply to it). Exported backends are made by `backends.loader` (see from_pretrained)."""
+        compile apply to it). Exported backends are made by `backends.loader` (see from_pretrained).
+
+        nav_guidance_weight: classifier-free guidance towards the navigation instruction (models
+        that take one, `takes_navigation`), overriding the checkpoint's `flow.nav_guidance_weight`
+        (Alpamayo 1.5's diffusion_cfg); 1.0 turns it off. It runs on the torch backend in the
+        eager loop: with guidance on, cuda_graph defaults to False and True is refused."""
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.config = model.config
         p = next(model.parameters())
         self.device, self.dtype = p.device, p.dtype  # where the start noise is made
+        # Families fed a robot state and an instruction (pi0 / pi0.5) say so; the others take an ego history.
+        self._robot_state_dim: int | None = getattr(model, "robot_state_dim", None)
+        self.nav_guidance_weight = self._guidance_weight(nav_guidance_weight)
         if backend is None:
             from vla_ros.runtime.backends.torch_backend import TorchBackend
 
+            if self.nav_guidance_weight is not None:
+                if cuda_graph:
+                    raise ValueError(f"navigation guidance (weight {self.nav_guidance_weight}) runs in the eager loop, "
+                                     "not in a CUDA graph: pass cuda_graph=False, or nav_guidance_weight=1.0 to turn "
+                                     "guidance off")
+                cuda_graph = False
             backend = TorchBackend(model, tokenizer, max_samples=max_samples, cuda_graph=cuda_graph, compile=compile)
+        elif self.nav_guidance_weight is not None and backend.name != "torch":
+            raise BackendError(f"this model guides its flow towards the navigation instruction (classifier-free "
+                               f"guidance, weight {self.nav_guidance_weight}), which runs on the torch backend only; "
+                               f"the {backend.name} backend would run something else. Use backend 'torch', or "
+                               "nav_guidance_weight=1.0 to run without guidance")
         self.backend = backend
         self.max_samples = max_samples
         self.max_reasoning_tokens = max_reasoning_tokens
         self.vision_cache = VisionEmbeddingCache(vision_cache_size)
-        # Families fed a robot state and an instruction (pi0 / pi0.5) say so; the others take an ego history.
-        self._robot_state_dim: int | None = getattr(model, "robot_state_dim", None)
 
     @classmethod
     def from_pretrained(cls, path_or_preset: str | Path, device: str | torch.device = "cpu",
@@ -63,6 +86,41 @@ class Policy:
         from vla_ros.runtime.backends.loader import load_policy
 
         return load_policy(cls, path_or_preset, device=device, dtype=dtype, backend=backend, **kwargs)
+
+    def _guidance_weight(self, override: float | None) -> float | None:
+        """The navigation guidance weight in effect: None when off (weight 1 is the guided velocity alone)."""
+        flow = getattr(self.config, "flow", None)
+        w = getattr(flow, "nav_guidance_weight", None) if override is None else override
+        if w is None:
+            return None
+        try:
+            w = float(w)
+        except (TypeError, ValueError):
+            raise ValueError(f"nav_guidance_weight must be a number, got {w!r}") from None
+        if not math.isfinite(w):
+            raise ValueError(f"nav_guidance_weight must be finite, got {w}")
+        if not self.takes_navigation:
+            if override is not None and w != 1.0:
+                raise ValueError("nav_guidance_weight: this model takes no navigation instruction")
+            return None
+        return None if w == 1.0 else w
+
+    @property
+    def takes_navigation(self) -> bool:
+        """The model's prompt carries a navigation instruction (PolicyInputs.task; Alpamayo 1.5)."""
+        return bool(getattr(getattr(self.config, "prompt", None), "navigation", False)) and self._robot_state_dim is None
+
+    @property
+    def needs_camera_ids(self) -> bool:
+        """The model's prompt names each camera: PolicyInputs.camera_ids is required (Alpamayo 1.5)."""
+        prompt = getattr(self.config, "prompt", None)
+        return bool(prompt is not None and getattr(prompt, "needs_camera_ids", False))
+
+    @property
+    def variable_cameras(self) -> bool:
+        """The model takes any number of cameras (1 to MAX_CAMERAS; Alpamayo 1.5); otherwise
+        exactly config.image.num_cameras."""
+        return bool(getattr(self.config.image, "variable_cameras", False))
 
     @property
     def image_size_hw(self) -> tuple[int, int]:
@@ -119,7 +177,8 @@ class Policy:
         inp = self._as_inputs(inputs)
         cfg = self.config
         if self._robot_state_dim is None:
-            images, xyz, rot = validate_inputs(inp, cfg.image.num_cameras, cfg.image.num_frames, cfg.history.steps)
+            cameras = 0 if self.variable_cameras else cfg.image.num_cameras
+            images, xyz, rot = validate_inputs(inp, cameras, cfg.image.num_frames, cfg.history.steps)
         else:  # a robot-arm family: state and instruction instead of an ego history
             images, xyz, rot = validate_inputs(inp, cfg.image.num_cameras, cfg.image.num_frames, 0, float_images=True)
             validate_robot_inputs(inp, self._robot_state_dim)
@@ -136,23 +195,48 @@ class Policy:
         inp, images, xyz, rot, keys = self._validated_inputs(inputs)
         v, f, h, w, _ = images.shape
         budget = self.max_reasoning_tokens if reasoning_budget is None else int(reasoning_budget)
+        prompt_args: dict[str, Any] = {}  # only what the model's prompt takes (families without them)
+        unguided = None
+        if self._robot_state_dim is None:
+            cams = validate_camera_ids(inp, v, self.needs_camera_ids)
+            nav = validate_navigation(inp, self.takes_navigation)
+            if cams is not None:
+                prompt_args["camera_ids"] = cams
+            if nav is not None:
+                prompt_args["navigation"] = nav
         t0 = self._now()
         embeds, encoded = self.encode_images(images.reshape(v * f, h, w, 3), keys)
         t1 = self._now()
         with torch.inference_mode():
             if self._robot_state_dim is None:
-                plan = self.model.prefix_plan(embeds, xyz, self.tokenizer)
+                try:
+                    plan = self.model.prefix_plan(embeds, xyz, self.tokenizer, **prompt_args)
+                    if "navigation" in prompt_args and self.nav_guidance_weight is not None:
+                        # Classifier-free guidance's other prefix: the same prompt without the route span.
+                        unguided_args = {k: a for k, a in prompt_args.items() if k != "navigation"}
+                        unguided = self.model.prefix_plan(embeds, xyz, self.tokenizer, **unguided_args)
+                except PromptInputError as exc:
+                    raise PolicyInputError(str(exc)) from exc
             else:
                 state, task = validate_robot_inputs(inp, self._robot_state_dim)
                 plan = self.model.prefix_plan(embeds, xyz, self.tokenizer, state=state, task=task)
-        state = self.backend.prefill(plan, embeds, budget)
+        if unguided is None:
+            state = self.backend.prefill(plan, embeds, budget)
+        else:
+            state = self.backend.prefill(plan, embeds, budget, unguided=unguided)  # type: ignore[call-arg]
         t2 = self._now()
+        guidance = None
+        if state.unguided is not None:
+            assert self.nav_guidance_weight is not None
+            length_u, position_u = state.unguided
+            guidance = GuidancePrefix(weight=self.nav_guidance_weight, length=length_u, next_position=position_u,
+                                      prompt_length=length_u, prompt_next_position=position_u)
         return Context(epoch=state.epoch, length=state.length, prompt_length=state.length,
                        next_position=state.next_position, logits=state.logits, history_xyz=torch.from_numpy(xyz),
                        history_rot=torch.from_numpy(rot), t0_ns=inp.t0_ns,
                        timings=Timings(vision_ms=(t1 - t0) * 1e3, prefill_ms=(t2 - t1) * 1e3),
                        vision_encoded=encoded, vision_reused=v * f - encoded,
-                       prompt_tokens_dropped=int(getattr(plan, "tokens_dropped", 0)))
+                       prompt_tokens_dropped=int(getattr(plan, "tokens_dropped", 0)), guidance=guidance)
 
     def _check(self, context: Context) -> None:
         if not self.backend.is_current(context):

@@ -117,9 +117,13 @@ class KVExpertVLA(nn.Module):
             cached = self.__dict__["_prompt_builder"] = PromptBuilder(tokenizer)
         return cached
 
-    def prefix_plan(self, embeds: list[ImageEmbedding], history_xyz: np.ndarray, tokenizer: Any) -> Prompt:
+    def prefix_plan(self, embeds: list[ImageEmbedding], history_xyz: np.ndarray, tokenizer: Any, *,
+                    camera_ids: tuple[int, ...] | None = None, navigation: str | None = None) -> Prompt:
+        """camera_ids: each camera's index (prompts that label cameras, `prompt.needs_camera_ids`);
+        navigation: the route instruction (prompts with `prompt.navigation`), None for none."""
         bins = self.history_tokenizer.encode(history_xyz) + self.config.history.token_offset
-        return self.prompt_builder(tokenizer).build(len(embeds), embeds[0].tokens.shape[0], bins)
+        return self.prompt_builder(tokenizer).build(len(embeds), embeds[0].tokens.shape[0], bins,
+                                                    camera_ids=camera_ids, navigation=navigation)
 
     def prompt_positions(self, prompt: Prompt, embeds: list[ImageEmbedding], device: torch.device) -> torch.Tensor:
         """M-RoPE positions (3, 1, L) of the prompt."""
@@ -143,11 +147,13 @@ class KVExpertVLA(nn.Module):
                        logits_to_keep=1)
         return PrefillResult(logits=out.logits[:, -1].float(), next_position=int(positions.max()) + 1)
 
-    def decode_token(self, token: int, length: int, position: int, cache: Any) -> torch.Tensor:
+    def decode_token(self, token: int, length: int, position: int, cache: Any,
+                     logits: bool = True) -> torch.Tensor | None:
         """One reasoning token through the VLM text layers (fused `Qwen3Layer`s, as the expert
         runs), its K/V appended through `cache`: the same computation as a transformers forward
         of one text token (no image features, it sees the whole cache), without the per-call
-        mask and position bookkeeping that dominates small models."""
+        mask and position bookkeeping that dominates small models. logits False: only the K/V
+        (a second prefix fed the same tokens, e.g. navigation guidance's unguided one)."""
         lm = self.vlm.model.language_model
         layers = self.__dict__.get("_text_layers")
         if layers is None:  # fused views of the VLM's own weights: no copy
@@ -163,6 +169,8 @@ class KVExpertVLA(nn.Module):
             o = torch.nn.functional.scaled_dot_product_attention(q, keys, values, scale=layer.scaling,
                                                                  enable_gqa=layer.kv_heads != layer.num_heads)
             h = layer.finish(h, o.transpose(1, 2).reshape(1, 1, -1))
+        if not logits:
+            return None
         h = rms_norm(h, lm.norm.weight, self.text_config.rms_norm_eps)
         return self.vlm.lm_head(h[:, -1]).float()
 

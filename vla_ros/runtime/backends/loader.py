@@ -14,7 +14,7 @@ import torch
 
 BACKENDS = ("torch", "onnxruntime", "tensorrt")
 # Keyword arguments that belong to the Policy rather than to an exported backend.
-_POLICY_KWARGS = ("max_samples", "max_reasoning_tokens", "vision_cache_size")
+_POLICY_KWARGS = ("max_samples", "max_reasoning_tokens", "vision_cache_size", "nav_guidance_weight")
 
 
 def load_policy(policy_cls: Any, path_or_preset: str | Path, *, device: str | torch.device = "cpu",
@@ -38,6 +38,7 @@ def load_policy(policy_cls: Any, path_or_preset: str | Path, *, device: str | to
         raise BackendError(f"'{path_or_preset}' is a LeRobot pi0 / pi0.5 policy (joint_mot): the tensorrt backend "
                            "covers the kv_expert family only; use backend 'onnxruntime' (its TensorRT execution "
                            "provider on device 'cuda') or 'torch'")
+    _refuse_nav_guidance(path_or_preset, backend, kwargs.get("nav_guidance_weight"))
     policy_kwargs = {k: kwargs.pop(k) for k in _POLICY_KWARGS if k in kwargs}
     kwargs.pop("cuda_graph", None)  # the exported backends capture their own loops (TensorRT) or none
     kwargs.pop("compile", None)
@@ -53,3 +54,20 @@ def load_policy(policy_cls: Any, path_or_preset: str | Path, *, device: str | to
         model, tokenizer, be = TensorRTBackend.load(path_or_preset, device=device, dtype=dtype,
                                                     max_samples=policy_kwargs.get("max_samples", 8), **kwargs)
     return policy_cls(model, tokenizer, be, **policy_kwargs)
+
+
+def _refuse_nav_guidance(path_or_preset: str | Path, backend: str, override: float | None) -> None:
+    """Before any export is made: navigation guidance (Alpamayo 1.5's classifier-free guidance)
+    needs a second prefix the exported graphs do not run. The Policy checks again."""
+    from vla_ros.model.alpamayo_release import is_release_dir
+    from vla_ros.model.checkpoint import load_config
+    from vla_ros.runtime.backends.protocol import BackendError
+
+    weight = override
+    if weight is None and is_release_dir(path_or_preset):
+        weight = load_config(path_or_preset).flow.nav_guidance_weight
+    if weight is not None and float(weight) != 1.0:
+        raise BackendError(f"'{path_or_preset}' guides its flow towards the navigation instruction (classifier-free "
+                           f"guidance, weight {weight}), which runs on the torch backend only; the {backend} backend "
+                           "would run something else. Use backend 'torch', or nav_guidance_weight=1.0 to run without "
+                           "guidance")

@@ -5,7 +5,9 @@ embedding cache, the start noise, the stale-context check's error, the family's 
 and the timings. A backend owns where the prefix K/V live and how the stages run:
 
     encode_images(images)                 uint8 (N, H, W, 3) -> one ImageEmbedding per image
-    prefill(plan, embeds, budget)         the family's prefix plan -> PrefixState (K/V kept inside)
+    prefill(plan, embeds, budget)         the family's prefix plan -> PrefixState (K/V kept inside);
+                                          the torch backend also takes `unguided=` (a second plan:
+                                          navigation guidance's prefix, in its own buffers)
     denoise(context, x, steps, guide)     all Euler steps from x (S, T, A) -> actions (S, T, A),
                                           guided by a real-time-chunking guide if given
     velocity(context, x, t)               one step's velocity (parity checks)
@@ -35,6 +37,8 @@ class PrefixState:
     length: int  # prefix tokens cached
     next_position: int  # rotary position of the first action token
     logits: torch.Tensor | None  # (1, V) float32 at the last prefix token
+    # Navigation guidance's second prefix (torch backend): its length and first action position.
+    unguided: tuple[int, int] | None = None
 
 
 class Backend(Protocol):

@@ -7,6 +7,9 @@
    Euler steps of `ExpertKernel` over the family's suffix layers (eager, or one CUDA graph on
    CUDA); samples share the prefix cache. A guide (real-time chunking, `runtime/rtc.py`) adds
    its correction to every step's velocity, in the eager loop and inside the CUDA graph.
+   Navigation guidance (Alpamayo 1.5's classifier-free guidance) keeps a second prefix, the
+   prompt without its route span plus the same reasoning tokens, in its own buffers, and blends
+   the two velocities every step; it runs in the eager loop only.
 """
 from __future__ import annotations
 
@@ -17,7 +20,7 @@ import torch
 
 from vla_ros.model.family import Family, ImageEmbedding
 from vla_ros.model.flow_matching import FlowSchedule, flow_schedule
-from vla_ros.runtime.backends.protocol import PrefixState
+from vla_ros.runtime.backends.protocol import BackendError, PrefixState
 from vla_ros.runtime.cuda_graph import DenoiseGraph
 from vla_ros.runtime.expert_kernel import ExpertKernel
 from vla_ros.runtime.inputs import PolicyInputError
@@ -44,6 +47,7 @@ class TorchBackend:
         self.max_samples = max_samples
         self.num_waypoints = model.action_shape[0]
         self.kv: KVBuffers | None = None
+        self.kv_unguided: KVBuffers | None = None  # navigation guidance's second prefix
         self._schedules: dict[int, tuple[FlowSchedule, torch.Tensor]] = {}
         self._graphs: dict[tuple[int, int, int, bool], DenoiseGraph] = {}
         self._suppress = model.text_logit_mask(tokenizer)  # None: the family has no text decoder
@@ -67,7 +71,9 @@ class TorchBackend:
             self._graphs.clear()
         return self.kv
 
-    def prefill(self, plan: Any, embeds: list[ImageEmbedding], budget: int) -> PrefixState:
+    def prefill(self, plan: Any, embeds: list[ImageEmbedding], budget: int, unguided: Any = None) -> PrefixState:
+        """unguided: navigation guidance's second plan (the prompt without its route span), cached
+        in its own buffers of the same capacity; the images' embeddings are shared."""
         with torch.inference_mode():
             kv = self._buffers(plan.length + budget)
             kv.reset()
@@ -75,11 +81,31 @@ class TorchBackend:
             result = self.model.prefill(plan, embeds, cache)
             if cache.commit() != plan.length:
                 raise RuntimeError(f"the family's prefill cached {kv.length} tokens, its plan said {plan.length}")
+            second = None
+            if unguided is not None:
+                if self.use_cuda_graph:
+                    raise BackendError("navigation guidance runs in the eager loop: make the Policy with cuda_graph=False")
+                if unguided.length > plan.length:
+                    raise RuntimeError("the unguided prompt must not be longer than the prompt")
+                ku = self.kv_unguided
+                if ku is None or ku.capacity != kv.capacity or not ku.fits(*self.model.cache_shape(), kv.capacity,
+                                                                            kv.suffix_slots, self.device, self.dtype):
+                    ku = self.kv_unguided = KVBuffers(*self.model.cache_shape(), kv.capacity, kv.suffix_slots,
+                                                      self.device, self.dtype)
+                ku.reset()
+                cache_u = ku.cache()
+                second_result = self.model.prefill(unguided, embeds, cache_u)
+                if cache_u.commit() != unguided.length:
+                    raise RuntimeError(f"the unguided prefill cached {ku.length} tokens, its plan said {unguided.length}")
+                second = (unguided.length, second_result.next_position)
         return PrefixState(epoch=kv.epoch, length=plan.length, next_position=result.next_position,
-                           logits=result.logits)
+                           logits=result.logits, unguided=second)
 
     def is_current(self, context: Any) -> bool:
-        return self.kv is not None and context.epoch == self.kv.epoch and context.length == self.kv.length
+        if self.kv is None or context.epoch != self.kv.epoch or context.length != self.kv.length:
+            return False
+        g = getattr(context, "guidance", None)
+        return g is None or (self.kv_unguided is not None and g.length == self.kv_unguided.length)
 
     def prefix_kv(self, length: int) -> tuple[np.ndarray, np.ndarray]:
         assert self.kv is not None
@@ -103,6 +129,7 @@ class TorchBackend:
                                   "cache slots; prefill with a larger reasoning_budget")
         release = self.config.prompt.reasoning_stop == "future_start"
         end = self.tokenizer.ids.future_start if release else self.tokenizer.ids.reasoning_end
+        guidance = getattr(context, "guidance", None)
         new: list[int] = []
         with torch.inference_mode():
             cache = kv.cache()
@@ -114,6 +141,8 @@ class TorchBackend:
                 else:
                     tok = int(_sample(scores / max(temperature, 1e-5), top_p, generator))
                 new.append(tok)
+                if guidance is not None:  # the unguided prefix is fed every generated token
+                    self._feed_unguided(tok, guidance)
                 if release and tok != end and i == max_tokens - 1:
                     # Alpamayo-R1 (budget spent, no <|traj_future_start|>): generation never feeds
                     # its last token, yet the expert's positions continue after it.
@@ -128,6 +157,18 @@ class TorchBackend:
             context.logits = logits
         return new
 
+    def _feed_unguided(self, token: int, guidance: Any) -> None:
+        """Alpamayo 1.5's unguided prefix runs the generated tokens after its own prompt, all of
+        them (also the last one of a rollout whose budget ran out, which the guided cache never
+        holds); its expert then sees everything up to and including <|traj_future_start|>."""
+        ku = self.kv_unguided
+        assert ku is not None
+        cache = ku.cache()
+        self.model.decode_token(token, guidance.length, guidance.next_position, cache, logits=False)
+        ku.length = cache.commit()
+        guidance.length += 1
+        guidance.next_position += 1
+
     def rewind(self, context: Any, length: int, next_position: int, logits: torch.Tensor) -> None:
         """Drop the cached tokens after `length` (reasoning); the prompt's K/V stay, so the next
         `reason` decodes again from there (a per-sample rollout)."""
@@ -135,6 +176,10 @@ class TorchBackend:
         assert kv is not None and length <= kv.length
         kv.length = length
         context.length, context.next_position, context.logits = length, next_position, logits
+        g = getattr(context, "guidance", None)
+        if g is not None and self.kv_unguided is not None:  # back to the unguided prompt alone
+            self.kv_unguided.length = g.length = g.prompt_length
+            g.next_position = g.prompt_next_position
 
     # ------------------------------------------------------------------ denoising
     def schedule(self, steps: int | None = None) -> tuple[FlowSchedule, torch.Tensor]:
@@ -147,19 +192,25 @@ class TorchBackend:
                 self._schedules[n] = (sched, self.model.time_terms(t))
         return self._schedules[n]
 
-    def _suffix_tables(self, context: Any, samples: int, graph: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, int, int]:
+    def _suffix_tables(self, context: Any, samples: int,
+                       graph: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, int, int]:
+        return self._tables(context.length, context.next_position, samples, graph)
+
+    def _tables(self, length: int, next_position: int, samples: int,
+                graph: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, int, int]:
         """Rotary cos/sin (1, S*T, 1, hd) and mask (1, 1, S*T, kv_len), built once per tick.
         Eager: suffix slots right after the prefix, kv_len = length + S*T. Graph: slots at
         `capacity` (fixed), kv_len = capacity + S*T, unused prefix slots masked. Every action
-        token sees the whole prefix; among its own sample's tokens, the family's suffix_mask."""
+        token sees the whole prefix (`length` tokens); among its own sample's tokens, the family's
+        suffix_mask. The unguided prefix's buffers have the same capacity, so the same layout."""
         kv = self.kv
         assert kv is not None
         t = self.num_waypoints
         n = samples * t
-        cos, sin = self.model.suffix_rope(context.next_position + torch.arange(t, device=self.device), self.dtype)
+        cos, sin = self.model.suffix_rope(next_position + torch.arange(t, device=self.device), self.dtype)
         cos = cos.repeat(samples, 1)[None, :, None]  # (1, S*T, 1, hd): broadcast over heads
         sin = sin.repeat(samples, 1)[None, :, None]
-        offset = kv.capacity if graph else context.length
+        offset = kv.capacity if graph else length
         kv_len = offset + n
         own = self.model.suffix_mask(t, self.device)  # (T, T) or None: all visible
         if own is None and not graph and (samples == 1 or self.device.type == "cpu"):
@@ -167,25 +218,43 @@ class TorchBackend:
             # kernel's split attention (no mask, no wasted sample-to-sample block).
             return cos, sin, None, offset, kv_len
         mask = torch.zeros(n, kv_len, dtype=torch.bool, device=self.device)
-        mask[:, :context.length] = True
+        mask[:, :length] = True
         for s in range(samples):  # each sample sees the prefix and its own T action tokens
             mask[s * t:(s + 1) * t, offset + s * t:offset + (s + 1) * t] = True if own is None else own
         return cos, sin, mask[None, None], offset, kv_len
 
     def _velocity(self, x: torch.Tensor, time_term: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
-                  mask: torch.Tensor | None, offset: int, kv_len: int) -> torch.Tensor:
-        """x (S, T, A) -> v (S, T, A)."""
+                  mask: torch.Tensor | None, offset: int, kv_len: int, kv: KVBuffers | None = None) -> torch.Tensor:
+        """x (S, T, A) -> v (S, T, A) against the prefix in `kv` (default: the prompt's)."""
         s, t, a = x.shape
         h = self.model.embed_suffix(x, time_term).reshape(1, s * t, -1)
         split = (kv_len - s * t, s) if (mask is None and s > 1) else None
-        h = self.kernel.forward(h, cos, sin, self.kv, offset, kv_len, mask, split)  # type: ignore[arg-type]
+        h = self.kernel.forward(h, cos, sin, kv or self.kv, offset, kv_len, mask, split)  # type: ignore[arg-type]
         return self.model.decode_suffix(h).view(s, t, a)
 
+    def _guided(self, context: Any, samples: int) -> tuple[Any, ...] | None:
+        """Navigation guidance's per-tick inputs: (weight, cos, sin, mask, offset, kv_len) of the
+        unguided prefix, or None on a plain tick."""
+        g = getattr(context, "guidance", None)
+        if g is None:
+            return None
+        return (g.weight, *self._tables(g.length, g.next_position, samples, graph=False))
+
+    def _blend(self, x: torch.Tensor, time_term: torch.Tensor, v: torch.Tensor, guided: tuple[Any, ...]) -> torch.Tensor:
+        """(1 - w) * v(unguided prefix) + w * v(prompt), as Alpamayo 1.5's FlowMatching._guided_v."""
+        w, cos_u, sin_u, mask_u, off_u, len_u = guided
+        v_u = self._velocity(x, time_term, cos_u, sin_u, mask_u, off_u, len_u, self.kv_unguided)
+        return (1 - w) * v_u + w * v
+
     def velocity(self, context: Any, x: torch.Tensor, t: float) -> torch.Tensor:
+        """The velocity an Euler step uses at flow time t (navigation guidance's blend on a guided tick)."""
         with torch.inference_mode():
             tt = self.model.time_terms(torch.tensor([t], device=self.device))[0]
+            x = x.to(self.device, self.dtype)
             cos, sin, mask, off, kv_len = self._suffix_tables(context, x.shape[0], graph=False)
-            return self._velocity(x.to(self.device, self.dtype), tt, cos, sin, mask, off, kv_len)
+            v = self._velocity(x, tt, cos, sin, mask, off, kv_len)
+            guided = self._guided(context, x.shape[0])
+            return v if guided is None else self._blend(x, tt, v, guided)
 
     def _guide_inputs(self, sched: FlowSchedule, guide: GuideTensors) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(target (T, A), weights (T, 1), per-step scales (steps,)) on the device: the guide's
@@ -195,11 +264,15 @@ class TorchBackend:
                 torch.tensor(scales, device=self.device, dtype=self.dtype))
 
     def _steps(self, sched: FlowSchedule, time_terms: torch.Tensor, off: int, kv_len: int, x: torch.Tensor,
-               cos: torch.Tensor, sin: torch.Tensor, mask: torch.Tensor | None, *guide: torch.Tensor) -> torch.Tensor:
-        """The Euler loop, guided when `guide` = (target, weights, scales) is given."""
+               cos: torch.Tensor, sin: torch.Tensor, mask: torch.Tensor | None, *guide: torch.Tensor,
+               nav: tuple[Any, ...] | None = None) -> torch.Tensor:
+        """The Euler loop, guided when `guide` = (target, weights, scales) is given (real-time
+        chunking), towards the navigation instruction when `nav` is (see `_guided`)."""
         reaches = step_coefficients(self.config.flow, sched, 1.0).reaches if guide else ()
         for i, dt in enumerate(sched.dts):
             v = self._velocity(x, time_terms[i], cos, sin, mask, off, kv_len)
+            if nav is not None:
+                v = self._blend(x, time_terms[i], v, nav)
             if guide:
                 target, weights, scales = guide
                 v = guided_velocity(x, v, target, weights, scales[i], reaches[i])
@@ -213,10 +286,13 @@ class TorchBackend:
         with torch.inference_mode():
             x = x.to(self.device, self.dtype)
             extra = () if guide is None else self._guide_inputs(sched, guide)
+            nav = self._guided(context, samples)
+            if nav is not None and self.use_cuda_graph:
+                raise BackendError("navigation guidance runs in the eager loop: make the Policy with cuda_graph=False")
             cos, sin, mask, off, kv_len = self._suffix_tables(context, samples, graph=self.use_cuda_graph)
             if self.use_cuda_graph:
                 return self._graph(samples, sched, time_terms, x, cos, sin, mask, extra).run(x, cos, sin, mask, extra)
-            return self._steps(sched, time_terms, off, kv_len, x, cos, sin, mask, *extra)
+            return self._steps(sched, time_terms, off, kv_len, x, cos, sin, mask, *extra, nav=nav)
 
     def _graph(self, samples: int, sched: FlowSchedule, time_terms: torch.Tensor, x: torch.Tensor,
                cos: torch.Tensor, sin: torch.Tensor, mask: torch.Tensor,
