@@ -30,13 +30,15 @@ class BaselinePrefix:
 
 
 def baseline_inputs(model: KVExpertVLA, prompts: PromptBuilder, images: np.ndarray, history_xyz: np.ndarray,
-                    device: torch.device, dtype: torch.dtype) -> dict:
-    """images uint8 (V, F, H, W, 3) -> the processor-style transformers inputs."""
+                    device: torch.device, dtype: torch.dtype, camera_ids: tuple[int, ...] | None = None) -> dict:
+    """images uint8 (V, F, H, W, 3) -> the processor-style transformers inputs (camera_ids: for
+    prompts that name the cameras, Alpamayo 1.5)."""
     v, f, h, w, _ = images.shape
     pixels, grid = model.image_preprocessor(images.reshape(v * f, h, w, 3), device=device)
     n_tok = int(grid[0].prod()) // model.config.image.merge_size ** 2
     # history token ids start after the future bins where the checkpoint says so (Alpamayo-R1 releases)
-    prompt = prompts.build(v * f, n_tok, model.history_tokenizer.encode(history_xyz) + model.config.history.token_offset)
+    prompt = prompts.build(v * f, n_tok, model.history_tokenizer.encode(history_xyz) + model.config.history.token_offset,
+                           camera_ids=camera_ids if model.config.prompt.needs_camera_ids else None)
     return {"input_ids": prompt.input_ids.to(device), "mm_token_type_ids": prompt.mm_token_type_ids.to(device),
             "pixel_values": pixels.to(device, dtype), "image_grid_thw": grid.to(device)}
 

@@ -94,7 +94,8 @@ def run_bench(model: str, device: str = "cpu", dtype: str | None = None, steps: 
     ctx = policy.prefill(ticks[0], reasoning_budget=0)
     policy.denoise(ctx, noise=noise, steps=steps)
     policy.denoise(ctx, noise=noise1, steps=steps)
-    b_inputs = baseline_inputs(policy.model, policy.model.prompt_builder(policy.tokenizer), ticks[0].images, ticks[0].history_xyz, dev, policy.dtype)
+    b_inputs = baseline_inputs(policy.model, policy.model.prompt_builder(policy.tokenizer), ticks[0].images, ticks[0].history_xyz, dev, policy.dtype,
+                           camera_ids=ticks[0].camera_ids)
     base = baseline_prefill(policy.model, b_inputs)
     baseline_denoise(policy.model, base, noise, sched)
 
@@ -109,7 +110,8 @@ def run_bench(model: str, device: str = "cpu", dtype: str | None = None, steps: 
         ours_dn.append(_time(lambda: policy.denoise(ctx, noise=noise, steps=steps), dev))
         if samples > 1:
             ours_dn1.append(_time(lambda: policy.denoise(ctx, noise=noise1, steps=steps), dev))
-        b_in = baseline_inputs(policy.model, policy.model.prompt_builder(policy.tokenizer), tick.images, tick.history_xyz, dev, policy.dtype)
+        b_in = baseline_inputs(policy.model, policy.model.prompt_builder(policy.tokenizer), tick.images, tick.history_xyz, dev, policy.dtype,
+                           camera_ids=tick.camera_ids)
         t0 = time.perf_counter()
         base = baseline_prefill(policy.model, b_in)
         _sync(dev)
@@ -124,7 +126,8 @@ def run_bench(model: str, device: str = "cpu", dtype: str | None = None, steps: 
     # equivalence on the last tick ---------------------------------------------------------
     ctx = policy.prefill(ticks[repeats], reasoning_budget=reasoning_tokens)
     ours = policy.denoise(ctx, noise=noise, steps=steps)
-    b_in = baseline_inputs(policy.model, policy.model.prompt_builder(policy.tokenizer), ticks[repeats].images, ticks[repeats].history_xyz, dev, policy.dtype)
+    b_in = baseline_inputs(policy.model, policy.model.prompt_builder(policy.tokenizer), ticks[repeats].images, ticks[repeats].history_xyz, dev, policy.dtype,
+                           camera_ids=ticks[repeats].camera_ids)
     base = baseline_prefill(policy.model, b_in)
     ref = baseline_denoise(policy.model, base, noise, sched)
     max_abs_diff = float((ours.float() - ref.float()).abs().max())

@@ -43,8 +43,9 @@ def synthetic_inputs(tick: int = 0, *, cameras: int = 4, frames: int = 4, height
     rot = np.zeros((history_steps, 3, 3))
     rot[:, 0, 0], rot[:, 0, 1], rot[:, 1, 0], rot[:, 1, 1], rot[:, 2, 2] = c, -s, s, c, 1.0
     names = tuple(f"cam{c}" for c in range(cameras))
+    # camera_ids 0..V-1: for models whose prompt names the cameras (Alpamayo 1.5), ignored by the others
     return PolicyInputs(images=images, history_xyz=xyz, history_rot=rot, camera_names=names, stamps_ns=stamps,
-                        t0_ns=int(stamps[0, -1]))
+                        t0_ns=int(stamps[0, -1]), camera_ids=tuple(range(cameras)))
 
 
 def synthetic_robot_inputs(tick: int = 0, *, cameras: int, height: int, width: int, state_dim: int,
