@@ -298,10 +298,26 @@ def test_camera_ids_and_navigation_are_checked(policy: Policy, inputs, meta) -> 
     assert "user\nFront camera: frame 0 frame 1 frame 2 frame 3 Front telephoto camera: frame 0 frame 1 " in text
 
 
-def test_guidance_refusals(loaded) -> None:
+def test_guided_loop_in_the_cuda_graph_layout(cfg_policy: Policy, inputs, meta, refs) -> None:
+    """The loop the CUDA graph captures, run eagerly on the CPU: suffix slots at the buffers'
+    capacity and masks hiding the unused prefix slots, for both prefixes. (The capture itself
+    needs a GPU; this checks the layout it captures.)"""
+    case = "reference_cfg_nav.safetensors"
+    ref = refs[case]
+    be = cfg_policy.backend
+    ctx = cfg_policy.prefill(_policy_inputs(inputs, meta, case), reasoning_budget=BUDGET)
+    cfg_policy.reason(ctx, BUDGET)
+    sched, time_terms = be.schedule()
+    with torch.inference_mode():
+        cos, sin, mask, off, kv_len = be._suffix_tables(ctx, 2, graph=True)
+        nav = be._guided(ctx, 2, graph=True)
+        assert off == be.kv.capacity == be.kv_unguided.capacity and nav[4:] == (off, kv_len)
+        x = be._steps(sched, time_terms, off, kv_len, ref["noise"].clone(), cos, sin, mask, nav=nav)
+    torch.testing.assert_close(x.float(), ref["action"], atol=TOL, rtol=0)
+
+
+def test_guidance_weight_one_is_off(loaded) -> None:
     model, tok = loaded
-    with pytest.raises(ValueError, match="cuda_graph=False"):
-        Policy(model, tok, cuda_graph=True, nav_guidance_weight=1.5)
     assert Policy(model, tok, nav_guidance_weight=1.0).nav_guidance_weight is None  # weight 1: the guided v alone
 
 

@@ -7,8 +7,8 @@
     README.md            model card
 
 Only safetensors are read: pickled files (.bin/.pt/.pth/.ckpt/.pkl) can run code when loaded and
-are refused. An Alpamayo-R1 release directory (config.json `model_type: alpamayo_r1`) is read
-as it is by `vla_ros.model.alpamayo_release`. Loading compares every key and shape with the model built from config.json and
+are refused. An Alpamayo-R1 or Alpamayo 1.5 release directory (config.json `model_type:
+alpamayo_r1` / `alpamayo1_5`) is read as it is by `vla_ros.model.alpamayo_release`. Loading compares every key and shape with the model built from config.json and
 names the missing, unexpected and mismatched keys.
 """
 from __future__ import annotations
@@ -52,7 +52,7 @@ def save_checkpoint(model: torch.nn.Module, tokenizer: TextTokenizer, path: str 
 
 
 def load_config(path: str | Path) -> VLAConfig:
-    """The VLAConfig of a checkpoint directory, vla_ros's own or an Alpamayo-R1 release (whose
+    """The VLAConfig of a checkpoint directory, vla_ros's own or an Alpamayo release (whose
     config.json is translated; its base VLM must resolve). Raises ModelConfigError naming the key."""
 
     root = Path(path)
@@ -70,7 +70,7 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu", dtype:
     if not root.is_dir():
         raise CheckpointError(f"checkpoint directory '{root}' does not exist")
 
-    if is_release_dir(root):  # NVIDIA's Alpamayo-R1 layout, read as it is
+    if is_release_dir(root):  # NVIDIA's Alpamayo-R1 / 1.5 layout, read as it is
         return load_release(root, device=device, dtype=dtype)
     for name in ("config.json", "tokenizer.json", "action_stats.json"):
         if not (root / name).is_file():

@@ -47,8 +47,8 @@ class Policy:
 
         nav_guidance_weight: classifier-free guidance towards the navigation instruction (models
         that take one, `takes_navigation`), overriding the checkpoint's `flow.nav_guidance_weight`
-        (Alpamayo 1.5's diffusion_cfg); 1.0 turns it off. It runs on the torch backend in the
-        eager loop: with guidance on, cuda_graph defaults to False and True is refused."""
+        (Alpamayo 1.5's diffusion_cfg); 1.0 turns it off. It runs on the torch backend (eager or
+        in the CUDA graph); the exported backends refuse it."""
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.config = model.config
@@ -60,12 +60,6 @@ class Policy:
         if backend is None:
             from vla_ros.runtime.backends.torch_backend import TorchBackend
 
-            if self.nav_guidance_weight is not None:
-                if cuda_graph:
-                    raise ValueError(f"navigation guidance (weight {self.nav_guidance_weight}) runs in the eager loop, "
-                                     "not in a CUDA graph: pass cuda_graph=False, or nav_guidance_weight=1.0 to turn "
-                                     "guidance off")
-                cuda_graph = False
             backend = TorchBackend(model, tokenizer, max_samples=max_samples, cuda_graph=cuda_graph, compile=compile)
         elif self.nav_guidance_weight is not None and backend.name != "torch":
             raise BackendError(f"this model guides its flow towards the navigation instruction (classifier-free "

@@ -8,8 +8,9 @@
    CUDA); samples share the prefix cache. A guide (real-time chunking, `runtime/rtc.py`) adds
    its correction to every step's velocity, in the eager loop and inside the CUDA graph.
    Navigation guidance (Alpamayo 1.5's classifier-free guidance) keeps a second prefix, the
-   prompt without its route span plus the same reasoning tokens, in its own buffers, and blends
-   the two velocities every step; it runs in the eager loop only.
+   prompt without its route span plus the same reasoning tokens, in its own buffers of the same
+   layout, and blends the two velocities every step, eagerly or inside the CUDA graph (its rotary
+   tables and mask are further static inputs).
 """
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ import torch
 
 from vla_ros.model.family import Family, ImageEmbedding
 from vla_ros.model.flow_matching import FlowSchedule, flow_schedule
-from vla_ros.runtime.backends.protocol import BackendError, PrefixState
+from vla_ros.runtime.backends.protocol import PrefixState
 from vla_ros.runtime.cuda_graph import DenoiseGraph
 from vla_ros.runtime.expert_kernel import ExpertKernel
 from vla_ros.runtime.inputs import PolicyInputError
@@ -49,7 +50,7 @@ class TorchBackend:
         self.kv: KVBuffers | None = None
         self.kv_unguided: KVBuffers | None = None  # navigation guidance's second prefix
         self._schedules: dict[int, tuple[FlowSchedule, torch.Tensor]] = {}
-        self._graphs: dict[tuple[int, int, int, bool], DenoiseGraph] = {}
+        self._graphs: dict[tuple[int, int, int, bool, float | None], DenoiseGraph] = {}
         self._suppress = model.text_logit_mask(tokenizer)  # None: the family has no text decoder
 
     def synchronize(self) -> None:
@@ -83,8 +84,6 @@ class TorchBackend:
                 raise RuntimeError(f"the family's prefill cached {kv.length} tokens, its plan said {plan.length}")
             second = None
             if unguided is not None:
-                if self.use_cuda_graph:
-                    raise BackendError("navigation guidance runs in the eager loop: make the Policy with cuda_graph=False")
                 if unguided.length > plan.length:
                     raise RuntimeError("the unguided prompt must not be longer than the prompt")
                 ku = self.kv_unguided
@@ -92,6 +91,7 @@ class TorchBackend:
                                                                             kv.suffix_slots, self.device, self.dtype):
                     ku = self.kv_unguided = KVBuffers(*self.model.cache_shape(), kv.capacity, kv.suffix_slots,
                                                       self.device, self.dtype)
+                    self._graphs.clear()  # guided graphs read the unguided buffers they were captured with
                 ku.reset()
                 cache_u = ku.cache()
                 second_result = self.model.prefill(unguided, embeds, cache_u)
@@ -232,13 +232,14 @@ class TorchBackend:
         h = self.kernel.forward(h, cos, sin, kv or self.kv, offset, kv_len, mask, split)  # type: ignore[arg-type]
         return self.model.decode_suffix(h).view(s, t, a)
 
-    def _guided(self, context: Any, samples: int) -> tuple[Any, ...] | None:
+    def _guided(self, context: Any, samples: int, graph: bool = False) -> tuple[Any, ...] | None:
         """Navigation guidance's per-tick inputs: (weight, cos, sin, mask, offset, kv_len) of the
-        unguided prefix, or None on a plain tick."""
+        unguided prefix, or None on a plain tick. Graph layout: the same suffix slots and kv_len
+        as the prompt's (both buffers have the same capacity)."""
         g = getattr(context, "guidance", None)
         if g is None:
             return None
-        return (g.weight, *self._tables(g.length, g.next_position, samples, graph=False))
+        return (g.weight, *self._tables(g.length, g.next_position, samples, graph=graph))
 
     def _blend(self, x: torch.Tensor, time_term: torch.Tensor, v: torch.Tensor, guided: tuple[Any, ...]) -> torch.Tensor:
         """(1 - w) * v(unguided prefix) + w * v(prompt), as Alpamayo 1.5's FlowMatching._guided_v."""
@@ -286,28 +287,34 @@ class TorchBackend:
         with torch.inference_mode():
             x = x.to(self.device, self.dtype)
             extra = () if guide is None else self._guide_inputs(sched, guide)
-            nav = self._guided(context, samples)
-            if nav is not None and self.use_cuda_graph:
-                raise BackendError("navigation guidance runs in the eager loop: make the Policy with cuda_graph=False")
+            nav = self._guided(context, samples, graph=self.use_cuda_graph)
             cos, sin, mask, off, kv_len = self._suffix_tables(context, samples, graph=self.use_cuda_graph)
             if self.use_cuda_graph:
-                return self._graph(samples, sched, time_terms, x, cos, sin, mask, extra).run(x, cos, sin, mask, extra)
+                weight, nav_tables = (None, ()) if nav is None else (nav[0], tuple(nav[1:4]))
+                graph = self._graph(samples, sched, time_terms, x, cos, sin, mask, extra, weight, nav_tables)
+                return graph.run(x, cos, sin, mask, extra + nav_tables)
             return self._steps(sched, time_terms, off, kv_len, x, cos, sin, mask, *extra, nav=nav)
 
     def _graph(self, samples: int, sched: FlowSchedule, time_terms: torch.Tensor, x: torch.Tensor,
                cos: torch.Tensor, sin: torch.Tensor, mask: torch.Tensor,
-               extra: tuple[torch.Tensor, ...] = ()) -> DenoiseGraph:
+               extra: tuple[torch.Tensor, ...] = (), nav_weight: float | None = None,
+               nav_tables: tuple[torch.Tensor, ...] = ()) -> DenoiseGraph:
+        """One graph per (samples, steps, capacity, guided or not, navigation weight). The RTC
+        guide's tensors and navigation guidance's unguided cos / sin / mask are static inputs
+        after the prompt's; the weight is baked in."""
         kv = self.kv
         assert kv is not None
-        key = (samples, sched.steps, kv.capacity, bool(extra))
+        key = (samples, sched.steps, kv.capacity, bool(extra), nav_weight)
         if key not in self._graphs:
             off, kv_len = kv.capacity, kv.capacity + samples * self.num_waypoints
+            n_rtc = len(extra)
 
             def loop(xs: torch.Tensor, c: torch.Tensor, s: torch.Tensor, m: torch.Tensor,
-                     *guide: torch.Tensor) -> torch.Tensor:
-                return self._steps(sched, time_terms, off, kv_len, xs, c, s, m, *guide)
+                     *inputs: torch.Tensor) -> torch.Tensor:
+                nav = None if nav_weight is None else (nav_weight, *inputs[n_rtc:], off, kv_len)
+                return self._steps(sched, time_terms, off, kv_len, xs, c, s, m, *inputs[:n_rtc], nav=nav)
 
-            self._graphs[key] = DenoiseGraph(loop, x, cos, sin, mask, extra)
+            self._graphs[key] = DenoiseGraph(loop, x, cos, sin, mask, extra + nav_tables)
         return self._graphs[key]
 
 
