@@ -208,11 +208,15 @@ class DenoiseStepGraph(nn.Module):
         cfg = ex.config
         self.num_heads, self.kv_heads, self.head_dim = cfg.num_attention_heads, cfg.num_key_value_heads, cfg.head_dim
         self.time_dim = model.action_in_proj.cfg.time_embed_dim
+        self.release_proj = model.action_in_proj.cfg.type == "alpamayo_v2"  # the Alpamayo releases' projection
         self.register_buffer("inv_freq", ex.rotary_emb.inv_freq.detach().float().clone(), persistent=False)
         self.rope_scale = float(ex.rotary_emb.attention_scaling)
 
     def _time_term(self, t: torch.Tensor) -> torch.Tensor:
-        """t (1,) float32 -> (1, mid): sinusoidal embedding (as `sinusoidal_embedding`) + time_proj."""
+        """t (1,) float32 -> (1, mid): sinusoidal embedding (as `sinusoidal_embedding`) + time_proj;
+        the release projection's own time term (Fourier features through the time columns)."""
+        if self.release_proj:
+            return self.action_in.time_term(t.float())
         half = self.time_dim // 2
         freqs = torch.exp(-math.log(10000.0) * torch.arange(half, dtype=torch.float32) / half)
         angles = (t.float() * 1000.0)[:, None] * freqs
@@ -222,7 +226,7 @@ class DenoiseStepGraph(nn.Module):
     def forward(self, x: torch.Tensor, t: torch.Tensor, dt: torch.Tensor, prefix_keys: torch.Tensor,
                 prefix_values: torch.Tensor, prefix_mask: torch.Tensor,
                 suffix_positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        dtype = self.action_in.out_proj.weight.dtype
+        dtype = self.action_out.weight.dtype
         h = self.action_in.forward_with_time_term(x.to(dtype), self._time_term(t))  # (S, T, D)
         freqs = suffix_positions.float()[:, None] * self.inv_freq  # equal M-RoPE axes: plain RoPE
         emb = torch.cat((freqs, freqs), dim=-1)
