@@ -144,7 +144,7 @@ def resolve_base_vlm(name: str, release_dir: Path) -> Path:
 
 def _sub(cfg: dict, name: str) -> dict:
     a15 = cfg.get("model_type") == A15_MODEL_TYPE
-    targets = release_targets(cfg.get("model_type", R1_MODEL_TYPE) if a15 else R1_MODEL_TYPE)
+    targets = release_targets(A15_MODEL_TYPE if a15 else R1_MODEL_TYPE)
     sub = cfg.get(name)
     if not isinstance(sub, dict):
         raise _err(name, "must be a hydra-style config object")
