@@ -1,9 +1,11 @@
-"""The reference-saved Alpamayo-R1 fixture directory through vla_ros's commands (issue 18, done
+"""The reference-saved Alpamayo fixture directories through vla_ros's commands (issue 18, done
 when): `vla-ros eval --model DIR` on a bag and `vla-ros node --transport dds --model DIR` fed by
 `vla-ros play --clock` must give the trajectory NVIDIA's reference code gave for the same inputs.
+Both releases: Alpamayo-R1 (4 cameras) and Alpamayo 1.5 (3 cameras, named in the prompt by their
+ids 0, 1, 6, and a navigation instruction, which the bag carries on the navigation topic).
 
-The bag carries the fixture's inputs exactly: 4 cameras x 4 frames of 64x96 (the fixture's 16
-images, PNG so no pixel changes) stamped at t0 - 0.3 .. t0, and odometry whose 16 poses at
+The bag carries the fixture's inputs exactly: cameras x 4 frames of 64x96 (the fixture's images,
+PNG so no pixel changes) stamped at t0 - 0.3 .. t0, and odometry whose 16 poses at
 t0 - 1.5 .. t0 are the fixture's ego history (t0 at the odom origin with zero yaw, so the t0 frame
 is the odom frame), continued along the same arc for 7 s so eval has a recorded future. Both
 commands run with their defaults (zero start noise, one sample) plus greedy reasoning, which is
@@ -11,6 +13,7 @@ the reference run recorded in `reference_zero_noise.safetensors`.
 """
 from __future__ import annotations
 
+import csv
 import json
 import math
 import os
@@ -29,8 +32,7 @@ from vla_ros.replay.bag_io import BagWriter, read_messages
 from vla_ros.ros import messages
 from vla_ros.sensors.geometry import yaw_to_quat
 
-FIXTURE = Path(__file__).parent / "fixtures" / "alpamayo_r1_tiny"
-MODEL = FIXTURE / "model"
+FIXTURES = Path(__file__).parent / "fixtures"
 TOL = 1e-4
 T0_NS = 1_000_000_000_000  # bag time of t0: 1000 s
 # The fixture's history is this arc (scripts/reference_fixtures/alpamayo.py ego_history); the bag
@@ -41,6 +43,15 @@ image: {height: 64, width: 96, override_model: true}  # the fixture's 64x96 fram
 inference: {reasoning: true, max_reasoning_tokens: 48}
 safety: {max_input_age_s: 30.0, max_output_age_s: 30.0, max_abs_curvature: 10.0, max_abs_acceleration: 100.0}
 """
+# Alpamayo 1.5's fixture: cameras 0, 1, 6 (cross left, front wide, front tele), the route on a topic
+CONFIG_A15 = CONFIG + """\
+cameras:
+  - {name: cross_left, topic: cameras/cross_left/image_raw/compressed, camera_id: 0}
+  - {name: front_wide, topic: cameras/front_wide/image_raw/compressed, camera_id: 1}
+  - {name: front_tele, topic: cameras/front_tele/image_raw/compressed, camera_id: 6}
+navigation: {topic: vla/navigation, max_age_s: 0.0}
+"""
+RELEASES = {"alpamayo_r1": ("alpamayo_r1_tiny", CONFIG), "alpamayo1_5": ("alpamayo1_5_tiny", CONFIG_A15)}
 
 
 def _arc(t: float) -> tuple[list[float], float]:
@@ -49,9 +60,10 @@ def _arc(t: float) -> tuple[list[float], float]:
     return [radius * math.sin(s / radius), radius * (1 - math.cos(s / radius)), 0.004 * math.sin(3.0 * t)], YAW_RATE * t
 
 
-def write_fixture_bag(path: Path, config) -> None:
-    inputs = load_file(str(FIXTURE / "inputs.safetensors"))
-    images = inputs["images"].permute(0, 2, 3, 1).numpy().reshape(4, 4, 64, 96, 3)  # camera-major
+def write_fixture_bag(path: Path, config, fixture: Path) -> None:
+    inputs = load_file(str(fixture / "inputs.safetensors"))
+    cams = len(config.cameras)
+    images = inputs["images"].permute(0, 2, 3, 1).numpy().reshape(cams, 4, 64, 96, 3)  # camera-major
     hist_xyz = inputs["ego_history_xyz"][0, 0].double().numpy()
     hist_rot = inputs["ego_history_rot"][0, 0].double().numpy()
     config = config.resolve_topics()
@@ -70,15 +82,18 @@ def write_fixture_bag(path: Path, config) -> None:
             stamp = T0_NS - (3 - f) * 100_000_000
             msg = messages.compressed_image(stamp, f"{cam.name}_optical", messages.encode_png(images[c, f]), "png")
             events.append((stamp, 1 + c, cam.topic, msg))
+    if config.navigation.topic:  # the route, once before the first frame (the node keeps the latest)
+        nav = json.loads((fixture / "meta.json").read_text())["nav_text"]
+        events.append((T0_NS - 2_000_000_000, -1, config.navigation.topic, messages.string(nav)))
     events.sort(key=lambda e: (e[0], e[1]))
     with BagWriter(path, "mcap") as bag:
         for stamp, _, topic, msg in events:
             bag.write(topic, msg, stamp)
 
 
-def _expected() -> tuple[np.ndarray, np.ndarray]:
+def _expected(fixture: Path) -> tuple[np.ndarray, np.ndarray]:
     """The reference's trajectory from zero start noise: xyz (64, 3) and yaw (64,)."""
-    ref = load_file(str(FIXTURE / "reference_zero_noise.safetensors"))
+    ref = load_file(str(fixture / "reference_zero_noise.safetensors"))
     xyz = ref["pred_xyz"][0, 0, 0].double().numpy()
     rot = ref["pred_rot"][0, 0, 0].double().numpy()
     return xyz, np.arctan2(rot[:, 1, 0], rot[:, 0, 0])
@@ -94,21 +109,21 @@ def _stamp(msg) -> int:
     return msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
 
 
-def _assert_reference_path(msg) -> None:
+def _assert_reference_path(msg, fixture: Path) -> None:
     xyz, yaw = _path_arrays(msg)
-    want_xyz, want_yaw = _expected()
+    want_xyz, want_yaw = _expected(fixture)
     assert _stamp(msg) == T0_NS and len(xyz) == 65  # t0 itself, then the 64 waypoints
     np.testing.assert_allclose(xyz[1:], want_xyz, atol=TOL, rtol=0)
     np.testing.assert_allclose(yaw[1:], want_yaw, atol=TOL, rtol=0)
 
 
-def _assert_retimed_reference_path(msg) -> None:
+def _assert_retimed_reference_path(msg, fixture: Path) -> None:
     """The node publishes the plan from the control tick's time on (control.trajectory.retime: the
     plan, t0 pose first, linearly interpolated at now, now + dt, ...): the same done to the
     reference's trajectory must give the same poses."""
     xyz, yaw = _path_arrays(msg)
     rel = (np.array([_stamp(p) for p in msg.poses]) - T0_NS) / 1e9
-    want_xyz, want_yaw = _expected()
+    want_xyz, want_yaw = _expected(fixture)
     grid = np.arange(65) * 0.1  # t0 (the odom origin, zero yaw), then the 64 waypoints
     full_xyz, full_yaw = np.vstack([np.zeros(3), want_xyz]), np.concatenate([[0.0], want_yaw])
     assert _stamp(msg) == T0_NS and len(xyz) >= 2 and rel[0] >= 0
@@ -116,20 +131,23 @@ def _assert_retimed_reference_path(msg) -> None:
     np.testing.assert_allclose(yaw, np.interp(rel, grid, full_yaw), atol=TOL, rtol=0)
 
 
-@pytest.fixture()
-def setup(tmp_path, monkeypatch):
-    monkeypatch.setenv(BASE_VLM_ENV, str(FIXTURE / "base_vlm"))
+@pytest.fixture(params=sorted(RELEASES))
+def setup(request, tmp_path, monkeypatch):
+    """(config file, bag, fixture directory) of one release."""
+    name, config = RELEASES[request.param]
+    fixture = FIXTURES / name
+    monkeypatch.setenv(BASE_VLM_ENV, str(fixture / "base_vlm"))
     cfg_path = tmp_path / "alpamayo_fixture.yaml"
-    cfg_path.write_text(CONFIG)
+    cfg_path.write_text(config)
     bag = tmp_path / "bag"
-    write_fixture_bag(bag, load_config(cfg_path))
-    return cfg_path, bag
+    write_fixture_bag(bag, load_config(cfg_path), fixture)
+    return cfg_path, bag, fixture
 
 
 def test_eval_with_the_release_directory_gives_the_reference_trajectory(setup, tmp_path) -> None:
-    cfg_path, bag = setup
+    cfg_path, bag, fixture = setup
     out = tmp_path / "eval"
-    done = subprocess.run([sys.executable, "-m", "vla_ros.cli", "eval", "--bag", str(bag), "--model", str(MODEL),
+    done = subprocess.run([sys.executable, "-m", "vla_ros.cli", "eval", "--bag", str(bag), "--model", str(fixture / "model"),
                            "--config", str(cfg_path), "--out", str(out), "--no-progress"],
                           capture_output=True, text=True, timeout=600, env={**os.environ})
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
@@ -138,7 +156,14 @@ def test_eval_with_the_release_directory_gives_the_reference_trajectory(setup, t
     paths = [m.msg for m in read_messages(out / "predictions.mcap", ["/vla/trajectory"])]
     assert paths and all(_stamp(p) == T0_NS for p in paths)  # every evaluated tick is the fixture's stack
     for p in paths:
-        _assert_reference_path(p)
+        _assert_reference_path(p, fixture)
+    if "navigation" in cfg_path.read_text():  # the route in force at every tick, as the node would have it
+        nav = json.loads((fixture / "meta.json").read_text())["nav_text"]
+        (bag_metrics,) = metrics["bags"].values()
+        assert bag_metrics["navigation"]["messages"] == 1 and "/vla/navigation" not in bag_metrics["missing_topics"]
+        with open(out / "ticks.csv", newline="") as f:
+            rows = list(csv.DictReader(f))
+        assert rows and all(r["navigation"] == nav for r in rows)
 
 
 def _domain() -> int:
@@ -149,12 +174,12 @@ def test_node_over_dds_with_the_release_directory_publishes_the_reference_trajec
     pytest.importorskip("cyclonedds", reason="cyclonedds is not installed: the DDS end-to-end test needs it")
     from vla_ros.ros.dds_transport import DdsTransport
 
-    cfg_path, bag = setup
+    cfg_path, bag, fixture = setup
     domain = _domain()
     env = {**os.environ, "ROS_DOMAIN_ID": str(domain), "PYTHONUNBUFFERED": "1"}
     log_path = tmp_path / "node.log"
     with open(log_path, "w") as log:
-        node = subprocess.Popen([sys.executable, "-m", "vla_ros.cli", "node", "--transport", "dds", "--model", str(MODEL),
+        node = subprocess.Popen([sys.executable, "-m", "vla_ros.cli", "node", "--transport", "dds", "--model", str(fixture / "model"),
                                  "--config", str(cfg_path), "--use-sim-time"], env=env, stdout=log, stderr=subprocess.STDOUT)
     paths = []
     try:
@@ -177,4 +202,27 @@ def test_node_over_dds_with_the_release_directory_publishes_the_reference_trajec
     policy = [p for p in list(paths) if _stamp(p) == T0_NS]  # the others are the stopping fallback
     assert policy, f"no trajectory for the fixture's t0 among {len(paths)}; node log:\n" + log_path.read_text()[-3000:]
     for p in policy:
-        _assert_retimed_reference_path(p)
+        _assert_retimed_reference_path(p, fixture)
+
+
+def test_eval_navigation_guidance_weight_reaches_the_policy(tmp_path, monkeypatch) -> None:
+    """`navigation.guidance_weight` turns on Alpamayo 1.5's classifier-free guidance (off in the
+    fixture's config.json, as in the reference's plain entry point): the trajectory moves away
+    from the unguided reference, by more than ten times the tolerance the unguided run meets."""
+    fixture = FIXTURES / RELEASES["alpamayo1_5"][0]
+    monkeypatch.setenv(BASE_VLM_ENV, str(fixture / "base_vlm"))
+    cfg_path = tmp_path / "guided.yaml"
+    cfg_path.write_text(RELEASES["alpamayo1_5"][1].replace("max_age_s: 0.0}", "max_age_s: 0.0, guidance_weight: 3.0}"))
+    bag = tmp_path / "bag"
+    write_fixture_bag(bag, load_config(cfg_path), fixture)
+    out = tmp_path / "eval"
+    done = subprocess.run([sys.executable, "-m", "vla_ros.cli", "eval", "--bag", str(bag), "--model", str(fixture / "model"),
+                           "--config", str(cfg_path), "--out", str(out), "--no-progress"],
+                          capture_output=True, text=True, timeout=600, env={**os.environ})
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    paths = [m.msg for m in read_messages(out / "predictions.mcap", ["/vla/trajectory"])]
+    assert paths
+    want_xyz, _ = _expected(fixture)
+    for p in paths:
+        xyz, _ = _path_arrays(p)
+        assert np.abs(xyz[1:] - want_xyz).max() > 10 * TOL  # 3.7e-3 seen at weight 3

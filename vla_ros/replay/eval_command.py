@@ -139,7 +139,8 @@ def run(args: argparse.Namespace) -> int:
             bag_info(bag)
         except BagError as exc:
             raise CommandError(str(exc)) from exc
-    spec = ModelSpec(model_path, device, config.model.dtype, inf.backend, max(8, options.samples), max(64, inf.max_reasoning_tokens))
+    spec = ModelSpec(model_path, device, config.model.dtype, inf.backend, max(8, options.samples), max(64, inf.max_reasoning_tokens),
+                     config.navigation.policy_guidance_weight)
     out = Path(args.out)
     names = _bag_names(args.bag)
     single = len(args.bag) == 1

@@ -41,13 +41,15 @@ class ModelSpec:
     backend: str
     max_samples: int
     max_reasoning_tokens: int
+    nav_guidance_weight: float | None = None  # navigation guidance (None: the checkpoint's setting)
 
     def load(self) -> Any:
         """The Policy (heavy imports here, so the CLI stays fast)."""
         from vla_ros.runtime.policy import Policy
 
         return Policy.from_pretrained(self.path, device=self.device, dtype=self.dtype, backend=self.backend,
-                                      max_samples=self.max_samples, max_reasoning_tokens=self.max_reasoning_tokens)
+                                      max_samples=self.max_samples, max_reasoning_tokens=self.max_reasoning_tokens,
+                                      nav_guidance_weight=self.nav_guidance_weight)
 
 
 @dataclass(frozen=True)

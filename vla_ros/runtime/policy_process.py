@@ -50,6 +50,7 @@ class PolicySpec:
     backend: str = "torch"
     cpu_threads: int = 0  # torch intra-op threads in the child (0: all cores but one, at least 1)
     nice: int = 0  # niceness the child adds to itself, so the node's timers preempt it
+    nav_guidance_weight: float | None = None  # navigation guidance (None: the checkpoint's setting)
 
 
 FrameKey = tuple[str, int, int, int]  # camera, stamp ns, height, width (as the vision cache keys)
@@ -115,7 +116,8 @@ def _serve(conn: Any, spec: PolicySpec) -> None:
         from vla_ros.runtime.policy import Policy
 
         torch.set_num_threads(default_threads(spec.cpu_threads))
-        policy = Policy.from_pretrained(spec.path, device=spec.device, dtype=spec.dtype, backend=spec.backend)
+        policy = Policy.from_pretrained(spec.path, device=spec.device, dtype=spec.dtype, backend=spec.backend,
+                                        nav_guidance_weight=spec.nav_guidance_weight)
         params = getattr(policy, "model", None)
         conn.send(("ready", {
             "image_size_hw": getattr(policy, "image_size_hw", None),
@@ -157,13 +159,14 @@ def load_node_policy(config: Any) -> tuple[Any, int]:
     if inf.separate_process:
         sys.setswitchinterval(0.001)  # the node's own threads (callbacks, timers) take turns promptly
         served = PolicyProcess(PolicySpec(config.model.path, config.model.device, config.model.dtype, inf.backend, inf.cpu_threads,
-                                        inf.policy_nice))
+                                          inf.policy_nice, config.navigation.policy_guidance_weight))
         return served, served.threads
     from vla_ros.runtime.policy import Policy
     from vla_ros.runtime.threads import configure_cpu_threads
 
     threads = configure_cpu_threads(inf.cpu_threads)
-    return Policy.from_pretrained(config.model.path, device=config.model.device, dtype=config.model.dtype, backend=inf.backend), threads
+    return Policy.from_pretrained(config.model.path, device=config.model.device, dtype=config.model.dtype, backend=inf.backend,
+                                  nav_guidance_weight=config.navigation.policy_guidance_weight), threads
 
 
 class PolicyProcess:
