@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import math
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -53,10 +51,10 @@ def check_arm_model(path: str, config: Config) -> Any:
 def run_arm_eval(args: argparse.Namespace, config: Config) -> int:
     from vla_ros.replay.arm_metrics import HOLD, MODEL, build_arm_metrics
     from vla_ros.replay.arm_report import write_arm_report
-    from vla_ros.replay.bag_io import BagError, bag_info
+    from vla_ros.replay.bag_io import BagError
     from vla_ros.replay.eval_command import _bag_names, command_line
-    from vla_ros.replay.eval_runner import (BagJob, ModelSpec, ModelSpecError, code_version, default_workers, device_description,
-                                            load_policy, run_jobs, split_jobs, threads_per_worker)
+    from vla_ros.replay.eval_runner import (BagJob, ModelSpec, ModelSpecError, check_bags, code_version, device_description,
+                                            plan_run)
     from vla_ros.replay.evaluator import EvalOptions
 
     if not config.chunk_mode:
@@ -76,13 +74,10 @@ def run_arm_eval(args: argparse.Namespace, config: Config) -> int:
     if options.samples > 1 and options.noise_scale == 0:
         raise CommandError(f"{options.samples} samples with noise scale 0 give {options.samples} identical chunks; "
                            "add --noise-scale 1 to sample the distribution")
-    for bag in args.bag:
-        if not Path(bag).exists():
-            raise CommandError(f"bag '{bag}' does not exist")
-        try:
-            bag_info(bag)
-        except BagError as exc:
-            raise CommandError(str(exc)) from exc
+    try:
+        check_bags(args.bag)
+    except BagError as exc:
+        raise CommandError(str(exc)) from exc
     if device.startswith("cuda"):
         import torch
 
@@ -92,19 +87,15 @@ def run_arm_eval(args: argparse.Namespace, config: Config) -> int:
     spec = ModelSpec(model_path, device, config.model.dtype, inf.backend, max(8, options.samples), 1)
     out = Path(args.out)
     jobs = [BagJob(i, bag, name, None) for i, (bag, name) in enumerate(zip(args.bag, _bag_names(args.bag)))]
-    wanted = args.workers if args.workers is not None else default_workers(device)
     # Ticks at a bag's end whose chunk runs past the recorded commands are skipped cheaply:
     # parts of a bag get the same share of the ticks that run the policy.
     tail = math.ceil(round((model_spec.chunk_size - 1) * config.arm.action_dt_s * options.rate_hz, 6))
-    jobs = split_jobs(jobs, wanted, options.rate_hz, options.limit, head_ticks=0, tail_ticks=tail)
-    workers = max(1, min(wanted, len(jobs)))
     try:
-        policy = load_policy(spec) if workers == 1 else None
+        plan = plan_run(jobs, spec, options, 0, tail, workers=args.workers, threads=args.threads)
     except ModelSpecError as exc:
         raise CommandError(str(exc)) from exc
     out.mkdir(parents=True, exist_ok=True)
-    threads = args.threads or threads_per_worker(workers)
-    options = dataclasses.replace(options, decode_threads=threads)
+    options, workers, threads = plan.options, plan.workers, plan.threads
     run_info = {
         "model": model_path, "model_name": None, "model_parameters": None,
         "config": str(Path(args.config).resolve()) if args.config else "<built-in defaults>",
@@ -118,21 +109,10 @@ def run_arm_eval(args: argparse.Namespace, config: Config) -> int:
     def done(r: Any) -> None:
         print(f"  {r.name}: {r.ticks_evaluated} of {r.ticks_total} ticks evaluated in {r.wall_s:.1f} s", file=sys.stderr)
 
-    previous_threads = None
-    if workers == 1:
-        import torch
-
-        previous_threads = torch.get_num_threads()
-        torch.set_num_threads(threads)
-    wall0 = time.perf_counter()
     try:
-        evals = run_jobs(jobs, config, options, spec, workers, policy=policy, on_done=done, threads=threads)
+        evals, wall_s = plan.run(config, spec, on_done=done)
     except ModelSpecError as exc:
         raise CommandError(str(exc)) from exc
-    finally:
-        if previous_threads is not None:
-            torch.set_num_threads(previous_threads)
-    wall_s = time.perf_counter() - wall0
     for e in evals:
         run_info.update(e.model_info)
     durations = {e.name: e.ticks_total / options.rate_hz for e in evals}

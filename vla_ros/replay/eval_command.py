@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 
 HELP = "replay bags through the sensing pipeline and the policy; write metrics, a report and an output bag"
 DESCRIPTION = """\
@@ -97,15 +96,13 @@ def run(args: argparse.Namespace) -> int:
     import csv
     import json
     import sys
-    import time
     from pathlib import Path
 
     from vla_ros.command_error import CommandError
     from vla_ros.config import load_config
-    from vla_ros.replay.bag_io import BagError, bag_info
-    from vla_ros.replay.eval_runner import (BagJob, ModelSpec, ModelSpecError, check_model, code_version, device_description,
-                                            default_workers, load_policy, run_jobs, split_jobs, threads_per_worker,
-                                            unevaluable_ticks)
+    from vla_ros.replay.bag_io import BagError
+    from vla_ros.replay.eval_runner import (BagJob, ModelSpec, ModelSpecError, check_bags, check_model, code_version,
+                                            device_description, plan_run, unevaluable_ticks)
     from vla_ros.replay.evaluator import EvalOptions, pick_front_camera
     from vla_ros.replay.report import write_report
     from vla_ros.replay.summary import METHODS, build_metrics
@@ -132,13 +129,10 @@ def run(args: argparse.Namespace) -> int:
         pick_front_camera(config, args.front_camera)
     except ValueError as exc:
         raise CommandError(str(exc)) from exc
-    for bag in args.bag:  # every bag must at least open before any work starts
-        if not Path(bag).exists():
-            raise CommandError(f"bag '{bag}' does not exist")
-        try:
-            bag_info(bag)
-        except BagError as exc:
-            raise CommandError(str(exc)) from exc
+    try:
+        check_bags(args.bag)
+    except BagError as exc:
+        raise CommandError(str(exc)) from exc
     spec = ModelSpec(model_path, device, config.model.dtype, inf.backend, max(8, options.samples), max(64, inf.max_reasoning_tokens),
                      config.navigation.policy_guidance_weight)
     out = Path(args.out)
@@ -148,22 +142,14 @@ def run(args: argparse.Namespace) -> int:
         BagJob(i, bag, name, str(out / "predictions.mcap") if single else str(out / "predictions" / f"{name}.mcap"))
         for i, (bag, name) in enumerate(zip(args.bag, names))
     ]
-    wanted = args.workers if args.workers is not None else default_workers(device)
     try:
         model_config = check_model(spec, config)
-    except ModelSpecError as exc:
-        raise CommandError(str(exc)) from exc
-    head, tail = unevaluable_ticks(config, model_config, options.rate_hz)
-    # With more workers than bags: parts of bags, each with the same share of evaluable ticks.
-    jobs = split_jobs(jobs, wanted, options.rate_hz, options.limit, head_ticks=head, tail_ticks=tail)
-    workers = max(1, min(wanted, len(jobs)))
-    try:
-        policy = load_policy(spec) if workers == 1 else None
+        head, tail = unevaluable_ticks(config, model_config, options.rate_hz)
+        plan = plan_run(jobs, spec, options, head, tail, workers=args.workers, threads=args.threads)
     except ModelSpecError as exc:
         raise CommandError(str(exc)) from exc
     out.mkdir(parents=True, exist_ok=True)
-    threads = args.threads or threads_per_worker(workers)
-    options = dataclasses.replace(options, decode_threads=threads)  # each worker decodes on its own share of the cores
+    options, workers, threads = plan.options, plan.workers, plan.threads
     run_info = {
         "model": model_path,
         "model_name": None,
@@ -191,21 +177,10 @@ def run(args: argparse.Namespace) -> int:
     def done(r) -> None:
         print(f"  {r.name}: {r.ticks_evaluated} of {r.ticks_total} ticks evaluated in {r.wall_s:.1f} s", file=sys.stderr)
 
-    previous_threads = None
-    if workers == 1:  # in this process; with workers it never imports torch (seconds of start-up)
-        import torch
-
-        previous_threads = torch.get_num_threads()
-        torch.set_num_threads(threads)  # restored below: main() may run inside a larger program
-    wall0 = time.perf_counter()
     try:
-        evals = run_jobs(jobs, config, options, spec, workers, policy=policy, on_done=done, threads=threads)
+        evals, wall_s = plan.run(config, spec, on_done=done)
     except ModelSpecError as exc:  # a worker could not load the model
         raise CommandError(str(exc)) from exc
-    finally:
-        if previous_threads is not None:
-            torch.set_num_threads(previous_threads)
-    wall_s = time.perf_counter() - wall0
     for e in evals:  # the workers report what they loaded
         run_info.update(e.model_info)
         if e.predictions_bag:  # relative to --out, so the directory can be moved

@@ -11,11 +11,13 @@ model down many times over.
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import multiprocessing
 import os
 import platform
 import subprocess
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -260,6 +262,60 @@ def default_workers(device: str) -> int:
 
 def threads_per_worker(workers: int) -> int:
     return max(1, available_cores() // max(workers, 1))
+
+
+def check_bags(bags: list[str]) -> None:
+    """Every bag must exist and open before any work starts (BagError naming the bag)."""
+    from vla_ros.replay.bag_io import BagError, bag_info
+
+    for bag in bags:
+        if not Path(bag).exists():
+            raise BagError(f"bag '{bag}' does not exist")
+        bag_info(bag)
+
+
+@dataclass
+class RunPlan:
+    """How an evaluation runs: its jobs (whole bags, or parts of bags with more workers than
+    bags), the worker processes, torch threads per worker, the policy when it runs in this
+    process (one worker), and the options with each worker's decode threads."""
+
+    jobs: list[BagJob]
+    workers: int
+    threads: int
+    policy: Any
+    options: EvalOptions
+
+    def run(self, config: Config, spec: ModelSpec, on_done: Callable[[Any], None] | None = None) -> tuple[list[Any], float]:
+        """run_jobs with this process's torch threads set for the run and restored after (main()
+        may run inside a larger program): the evaluations and the wall time in seconds."""
+        previous = None
+        if self.workers == 1:  # in this process; with workers it never imports torch (seconds of start-up)
+            import torch
+
+            previous = torch.get_num_threads()
+            torch.set_num_threads(self.threads)
+        start = time.perf_counter()
+        try:
+            evals = run_jobs(self.jobs, config, self.options, spec, self.workers, policy=self.policy, on_done=on_done,
+                             threads=self.threads)
+        finally:
+            if previous is not None:
+                torch.set_num_threads(previous)
+        return evals, time.perf_counter() - start
+
+
+def plan_run(jobs: list[BagJob], spec: ModelSpec, options: EvalOptions, head_ticks: int, tail_ticks: int,
+             workers: int | None = None, threads: int | None = None) -> RunPlan:
+    """Split the jobs for the workers wanted (default: `default_workers`), each part with the same
+    share of evaluable ticks (`head_ticks` / `tail_ticks` at a bag's ends are not), and load the
+    policy here when one worker runs them all. ModelSpecError when it cannot be loaded."""
+    wanted = workers if workers is not None else default_workers(spec.device)
+    jobs = split_jobs(jobs, wanted, options.rate_hz, options.limit, head_ticks=head_ticks, tail_ticks=tail_ticks)
+    n = max(1, min(wanted, len(jobs)))
+    policy = load_policy(spec) if n == 1 else None
+    threads = threads or threads_per_worker(n)
+    return RunPlan(jobs, n, threads, policy, dataclasses.replace(options, decode_threads=threads))
 
 
 def run_jobs(
