@@ -22,16 +22,20 @@ the slope of a line fitted to all probes after warm-up (MB per hour).
 Bisecting a growth: --faults picks which fault kinds are sent (none, all, or a comma-separated
 list of kinds, e.g. burst,png_bomb or odometry/stale_stamp). --trace-python runs the node under
 tracemalloc (bench/soak_trace_node.py, same process): each minute's report adds the memory traced
-by Python and the C allocator's in-use bytes (glibc mallinfo2) next to RSS, the summary fits a
-slope to each, and every --trace-every minutes OUT/tracemalloc-MMMmin.txt lists what grew since
-the snapshot taken after warm-up, by traceback and by object type. Traced flat while RSS and
-malloc in-use grow: native allocations; malloc in-use flat while RSS grows: allocator or
-mappings (RSS under tracing is not comparable with an untraced run: tracemalloc costs memory).
+by Python, the C allocator's in-use bytes (glibc mallinfo2) and Python's small-object arenas
+(pymalloc) next to RSS, the summary fits a slope to each, and every --trace-every minutes
+OUT/tracemalloc-MMMmin.txt lists what grew since the snapshot taken after warm-up, by traceback
+and by object type. Traced flat while RSS and malloc in-use grow: native allocations; both flat
+while RSS grows: allocator fragmentation or mappings. RSS under tracing is not comparable with
+an untraced run (tracemalloc costs memory, and each snapshot leaves RSS a few tens of MB
+higher); --trace-native gives the allocators' figures with the node untraced. Every probe also
+splits the node's RSS by kind of mapping (/proc/PID/smaps: C heap, other anonymous maps, files,
+stacks), with a slope for each.
 
 Usage: nice -n 10 .venv/bin/python bench/soak.py [--minutes 60] [--out bench/results/soak-DATE]
 CI never runs it (an hour). Output: OUT/soak.json (every sample), OUT/soak.log (these lines),
-OUT/node.log, OUT/soak.png (RSS and output rate over time); with --trace-python also
-OUT/trace.jsonl (every 5 s) and OUT/tracemalloc-*.txt.
+OUT/node.log, OUT/soak.png (RSS and output rate over time); with --trace-python or --trace-native
+also OUT/trace.jsonl (every 5 s), with --trace-python OUT/tracemalloc-*.txt.
 """
 from __future__ import annotations
 
@@ -137,6 +141,28 @@ def _proc_stats(proc: psutil.Process | None) -> dict:
         return {"rss_mb": None, "fds": None}
 
 
+def smaps_rss_mb(pid: int) -> dict[str, float] | None:
+    """The node's RSS by kind of mapping (/proc/PID/smaps): `heap` (the C allocator's main
+    arena), `anon` (other anonymous maps: the allocator's thread arenas and large blocks, Python's
+    object arenas, numpy buffers, Cyclone's pools), `file` (libraries and mapped files), `stack`.
+    Which one grows says which allocator holds the growth."""
+    out = {"heap": 0.0, "anon": 0.0, "file": 0.0, "stack": 0.0}
+    kind = "anon"
+    try:
+        with open(f"/proc/{pid}/smaps") as f:
+            for line in f:
+                head = line.split(None, 6)
+                if "-" in head[0] and len(head) >= 5 and ":" not in head[0]:  # a mapping's first line
+                    name = head[5].strip() if len(head) > 5 else ""
+                    kind = ("heap" if name == "[heap]" else "stack" if name.startswith("[stack") else
+                            "anon" if not name or name.startswith("[anon") else "file" if name.startswith("/") else "stack" if "stack" in name else "file")
+                elif head[0] == "Rss:":
+                    out[kind] += int(head[1]) / 1024
+    except OSError:
+        return None
+    return out
+
+
 def _policy_child(node: psutil.Process) -> psutil.Process | None:
     try:
         kids = [c for c in node.children(recursive=True) if "python" in (c.name() or "")]
@@ -164,6 +190,8 @@ def main() -> int:
                     help="run the node under tracemalloc (bench/soak_trace_node.py): traced and malloc MB per minute, "
                          "OUT/tracemalloc-*.txt growth reports")
     ap.add_argument("--overwrite", action="store_true", help="write into an --out that already holds a soak.json")
+    ap.add_argument("--trace-native", action="store_true",
+                    help="like --trace-python without tracemalloc: the C allocator's in-use MB (mallinfo2) per minute, node untraced")
     ap.add_argument("--trace-every", type=float, default=5.0, help="minutes between tracemalloc reports (default 5)")
     args = ap.parse_args()
     faults = select_faults(args.faults)
@@ -188,15 +216,19 @@ def main() -> int:
         logf.flush()
 
     say(f"soak: {args.minutes:g} min after {args.warmup_minutes:g} min warm-up, model {args.model}, DDS domain {domain}, "
-        f"fault every {args.fault_every:g} s ({args.faults}: {len(faults)} kinds){', node under tracemalloc' if args.trace_python else ''}, host {platform.node()} ({psutil.cpu_count()} CPUs, load {os.getloadavg()[0]:.2f})")
+        f"fault every {args.fault_every:g} s ({args.faults}: {len(faults)} kinds){', node under tracemalloc' if args.trace_python else ', allocator figures' if args.trace_native else ''}, host {platform.node()} ({psutil.cpu_count()} CPUs, load {os.getloadavg()[0]:.2f})")
     node_cmd = ["node", "--transport", "dds", "--model", args.model, "--config", str(cfg_path), "--use-sim-time", "--status-every", "60"]
     trace_log = args.out / "trace.jsonl"
     baseline_flag = args.out / ".trace-baseline"  # created at the end of the warm-up: the wrapper's baseline snapshot
-    if args.trace_python:
+    if args.trace_python and args.trace_native:
+        raise SystemExit("soak: --trace-python already includes --trace-native's figures; pass one")
+    tracing = args.trace_python or args.trace_native
+    if tracing:
         for old in [trace_log, baseline_flag, *args.out.glob("tracemalloc-*.txt")]:
             old.unlink(missing_ok=True)
         launcher = [sys.executable, str(ROOT / "bench" / "soak_trace_node.py"), "--out", str(args.out),
-                    "--baseline-when", str(baseline_flag), "--every-s", str(args.trace_every * 60), "--"]
+                    "--baseline-when", str(baseline_flag), "--every-s", str(args.trace_every * 60)]
+        launcher += ["--no-tracemalloc", "--"] if args.trace_native else ["--"]
     else:
         launcher = [sys.executable, "-m", "vla_ros.cli"]
     node = subprocess.Popen(
@@ -261,6 +293,8 @@ def main() -> int:
                         rss = _proc_stats(ps)["rss_mb"]
                         if rss is not None:
                             probes.append({"minute": round((now - t_start) / 60, 3), "process": name, "rss_mb": rss})
+                            if name == "node":
+                                probes[-1]["smaps_mb"] = smaps_rss_mb(ps.pid)
                             minute_probes[name].append(rss)
                     next_probe += args.probe_every
                 if now >= next_report:
@@ -271,9 +305,9 @@ def main() -> int:
                         if values:
                             stats[name].update(rss_mb=float(np.median(values)), rss_max_mb=max(values))
                             values.clear()
-                    traced = _last_trace(trace_log) if args.trace_python else None
+                    traced = _last_trace(trace_log) if tracing else None
                     if traced:
-                        stats["node"].update(traced_mb=traced["traced_mb"], malloc_in_use_mb=traced["malloc_in_use_mb"])
+                        stats["node"].update({k: traced.get(k) for k in ("traced_mb", "malloc_in_use_mb", "pymalloc_arenas_mb")})
                     sample = {
                         "minute": round((now - t_start) / 60, 2),
                         "warmup": now - t_start < args.warmup_minutes * 60,
@@ -294,7 +328,9 @@ def main() -> int:
                         f" | policy RSS {p['rss_mb'] or 0:.1f} MB fds {p['fds']} | outputs {sample['outputs_per_s']:.1f}/s"
                         f" | ticks {sample['ticks_run']} | fallbacks {sample['fallback_activations']} | time jumps {sample['time_jumps']}"
                         f" | faults sent {sum(faults_sent.values())} | load {sample['load']:.2f}"
-                        + (f" | traced {n['traced_mb']:.2f} MB malloc in use {n['malloc_in_use_mb'] or 0:.2f} MB" if "traced_mb" in n else ""))
+                        + (f" | traced {n['traced_mb']:.2f} MB" if n.get("traced_mb") is not None else "")
+                        + (f" | malloc in use {n['malloc_in_use_mb']:.2f} MB" if n.get("malloc_in_use_mb") is not None else "")
+                        + (f" | pymalloc arenas {n['pymalloc_arenas_mb']:.0f} MB" if n.get("pymalloc_arenas_mb") is not None else ""))
                     next_report += args.report_every
                 time.sleep(0.05)
             time.sleep(3.0)  # the node's diagnostics (1 Hz) catch up with the last fault
@@ -313,7 +349,7 @@ def main() -> int:
                     proc.kill()
     shutil.rmtree(bag.parent, ignore_errors=True)
     baseline_flag.unlink(missing_ok=True)
-    trace = _read_trace(trace_log) if args.trace_python else []
+    trace = _read_trace(trace_log) if tracing else []
     result = summarize(samples, probes, faults_sent, final_drops, args, status, node.returncode, trace)
     (args.out / "soak.json").write_text(json.dumps(result, indent=1))
     plot(samples, args.out / "soak.png")
@@ -323,6 +359,8 @@ def main() -> int:
             say(f"{name} RSS after warm-up (median of {args.window:g} min at each end): {g['baseline_mb']:.1f} MB -> {g['final_mb']:.1f} MB,"
                 f" ratio {g['ratio']:.4f} (limit {1 + args.max_growth:.2f}); fitted slope {g['slope_mb_per_h']:+.2f} MB/h;"
                 f" max {g['max_mb']:.1f} MB; fds {g['fds_first']} -> {g['fds_last']}")
+    say("node RSS by mapping after warm-up (median of first -> last window; fitted slope): " + "; ".join(
+        f"{kind} {g['baseline_mb']:.2f} -> {g['final_mb']:.2f} MB ({g['slope_mb_per_h']:+.2f} MB/h)" for kind, g in result["node_smaps_growth"].items()))
     for name, g in result.get("trace_growth", {}).items():
         say(f"node {name} after warm-up (median of {args.window:g} min at each end): {g['baseline_mb']:.3f} MB -> {g['final_mb']:.3f} MB,"
             f" {g['final_mb'] - g['baseline_mb']:+.3f} MB; fitted slope {g['slope_mb_per_h']:+.3f} MB/h")
@@ -374,10 +412,16 @@ def summarize(samples: list[dict], probes: list[dict], faults_sent: dict, final_
         fds = [s[name]["fds"] for s in after if s[name]["fds"] is not None]
         if fit:
             growth[name] = {**fit, "fds_first": fds[0] if fds else None, "fds_last": fds[-1] if fds else None}
+    smaps_growth = {}
+    for kind in ("heap", "anon", "file", "stack"):
+        fit = _fit([(p["minute"], p["smaps_mb"][kind]) for p in probes
+                    if p["process"] == "node" and p.get("smaps_mb") and p["minute"] >= args.warmup_minutes], args.window)
+        if fit:
+            smaps_growth[kind] = fit
     trace_growth = {}
     for row in trace or []:  # on this run's minutes (the wrapper starts with the node, before the player)
         row["minute"] = round((row["unix_s"] - getattr(args, "unix_start", row["unix_s"])) / 60, 3)
-    for key in ("traced_mb", "malloc_in_use_mb", "malloc_arenas_mb", "rss_mb"):
+    for key in ("traced_mb", "malloc_in_use_mb", "malloc_arenas_mb", "pymalloc_arenas_mb", "pymalloc_used_mb", "rss_mb"):
         fit = _fit([(r["minute"], r[key]) for r in trace or [] if r.get(key) is not None and r["minute"] >= args.warmup_minutes],
                    args.window)
         if fit:
@@ -392,7 +436,9 @@ def summarize(samples: list[dict], probes: list[dict], faults_sent: dict, final_
         "fault_every_s": args.fault_every,
         "faults": args.faults,
         "trace_python": args.trace_python,
+        "trace_native": args.trace_native,
         "trace_growth": trace_growth,
+        "node_smaps_growth": smaps_growth,
         "max_growth": args.max_growth,
         "growth": growth,
         "outputs": last.get("outputs", 0),
@@ -431,7 +477,7 @@ def plot(samples: list[dict], path: Path) -> None:
     if not samples:
         return
     t = [s["minute"] for s in samples]
-    traced = any("traced_mb" in s["node"] for s in samples)
+    traced = any(s["node"].get("malloc_in_use_mb") is not None for s in samples)
     fig, axes = plt.subplots(3 if traced else 2, 1, figsize=(9, 9 if traced else 6), sharex=True)
     ax1, ax2 = axes[0], axes[-1]
     for name in ("node", "policy"):

@@ -7,7 +7,9 @@ Same process as a plain `python -m vla_ros.cli node ...` (same pid, same signals
 spawned child is not traced). A thread in it:
 - every --sample-every seconds appends one line to DIR/trace.jsonl: seconds since start, memory
   traced by Python (tracemalloc), the C allocator's in-use bytes and its arenas' total
-  (glibc mallinfo2: what malloc handed out and did not get back, Python or native), and RSS;
+  (glibc mallinfo2: what malloc handed out and did not get back, native or large Python blocks),
+  Python's small-object allocator's arenas and the bytes in use in them (pymalloc: 1 MiB mmapped
+  arenas, given back only when empty), and RSS;
 - when the file --baseline-when appears (bench/soak.py creates it at the end of its warm-up), or
   without one at --warmup-s, takes a baseline snapshot (and the count of live objects by type);
   every --every-s after that writes DIR/tracemalloc-MMM.txt (MMM: minutes since start): the allocations
@@ -21,6 +23,9 @@ import argparse
 import ctypes
 import gc
 import json
+import linecache
+import re
+import tempfile
 import sys
 import threading
 import time
@@ -57,6 +62,32 @@ def _give_back_heap() -> None:
         pass
 
 
+def _pymalloc_mb() -> tuple[float | None, float | None]:
+    """(arenas, bytes in allocated blocks) in MB of Python's own small-object allocator, whose
+    1 MiB arenas are mmapped (neither mallinfo2 nor malloc_trim sees them) and given back only
+    when wholly empty. From CPython's _PyObject_DebugMallocStats, written to a scratch file."""
+    try:
+        libc = ctypes.CDLL(None)
+        libc.fopen.restype, libc.fopen.argtypes = ctypes.c_void_p, [ctypes.c_char_p, ctypes.c_char_p]
+        libc.fclose.argtypes = [ctypes.c_void_p]
+        stats = ctypes.pythonapi._PyObject_DebugMallocStats
+        stats.argtypes, stats.restype = [ctypes.c_void_p], ctypes.c_int
+    except AttributeError:
+        return None, None
+    with tempfile.NamedTemporaryFile("r", suffix=".txt") as tmp:
+        fp = libc.fopen(tmp.name.encode(), b"w")
+        if not fp:
+            return None, None
+        stats(fp)
+        libc.fclose(fp)
+        text = tmp.read()
+    arenas = re.search(r"# arenas allocated current\s*=\s*([\d,]+)", text)
+    used = re.search(r"# bytes in allocated blocks\s*=\s*([\d,]+)", text)
+    if not (arenas and used):
+        return None, None
+    return int(arenas.group(1).replace(",", "")) * 1.0, int(used.group(1).replace(",", "")) / 2**20
+
+
 def _rss_mb() -> float:
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * 4096 / 2**20
@@ -72,6 +103,7 @@ def _snapshot() -> tracemalloc.Snapshot:
         tracemalloc.Filter(False, tracemalloc.__file__),
         tracemalloc.Filter(False, __file__),  # this thread's own work
         tracemalloc.Filter(False, "<frozen importlib._bootstrap>"),
+        tracemalloc.Filter(False, linecache.__file__),
     ])
 
 
@@ -93,9 +125,11 @@ def _report(path: Path, minute: float, base: tracemalloc.Snapshot, base_types: C
     for name, d in diff.most_common(top):
         lines.append(f"{d:+8d}  {name} (now {types[name]})")
     path.write_text("\n".join(lines) + "\n")
+    linecache.clearcache()  # the source lines just formatted: not the node's memory
 
 
-def _watch(out: Path, warmup_s: float, baseline_when: Path | None, every_s: float, sample_every: float, top: int) -> None:
+def _watch(out: Path, warmup_s: float, baseline_when: Path | None, every_s: float, sample_every: float, top: int,
+           python: bool) -> None:
     t0 = time.monotonic()
     base = base_types = None
     next_report = 0.0
@@ -104,10 +138,15 @@ def _watch(out: Path, warmup_s: float, baseline_when: Path | None, every_s: floa
             time.sleep(sample_every)
             t = time.monotonic() - t0
             in_use, arenas = _malloc_mb()
-            log.write(json.dumps({"t_s": round(t, 1), "unix_s": round(time.time(), 2), "traced_mb": tracemalloc.get_traced_memory()[0] / 2**20,
+            py_arenas, py_used = _pymalloc_mb()
+            log.write(json.dumps({"t_s": round(t, 1), "unix_s": round(time.time(), 2),
+                                  "traced_mb": tracemalloc.get_traced_memory()[0] / 2**20 if python else None,
                                   "malloc_in_use_mb": in_use, "malloc_arenas_mb": arenas, "rss_mb": _rss_mb(),
-                                  "tracemalloc_overhead_mb": tracemalloc.get_tracemalloc_memory() / 2**20}) + "\n")
+                                  "pymalloc_arenas_mb": py_arenas, "pymalloc_used_mb": py_used,
+                                  "tracemalloc_overhead_mb": tracemalloc.get_tracemalloc_memory() / 2**20 if python else None}) + "\n")
             log.flush()
+            if not python:
+                continue
             if base is None and (baseline_when.exists() if baseline_when else t >= warmup_s):
                 base, base_types = _snapshot(), _type_counts()
                 next_report = t + every_s
@@ -126,13 +165,17 @@ def main() -> int:
     ap.add_argument("--every-s", type=float, default=300.0, help="seconds between growth reports after it (default 300)")
     ap.add_argument("--sample-every", type=float, default=5.0, help="seconds between trace.jsonl lines (default 5)")
     ap.add_argument("--top", type=int, default=25, help="entries per report section (default 25)")
+    ap.add_argument("--no-tracemalloc", action="store_true",
+                    help="only the allocator's figures in trace.jsonl (mallinfo2, RSS): the node runs at full speed, untraced")
     ap.add_argument("node_args", nargs=argparse.REMAINDER, help="-- then the vla-ros arguments (node ...)")
     args = ap.parse_args()
     node_args = args.node_args[1:] if args.node_args[:1] == ["--"] else args.node_args
     args.out.mkdir(parents=True, exist_ok=True)
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    tracemalloc.start(NFRAMES)
-    threading.Thread(target=_watch, args=(args.out, args.warmup_s, args.baseline_when, args.every_s, args.sample_every, args.top),
+    if not args.no_tracemalloc:
+        tracemalloc.start(NFRAMES)
+    threading.Thread(target=_watch, args=(args.out, args.warmup_s, args.baseline_when, args.every_s, args.sample_every, args.top,
+                                          not args.no_tracemalloc),
                      name="soak-tracemalloc", daemon=True).start()
     from vla_ros.cli import main as vla_main  # after tracemalloc starts: imports are traced too
 
