@@ -7,7 +7,9 @@ Per layer one K and one V tensor of shape (1, KVH, capacity + suffix_slots, head
                                           overwritten in place every denoising step
 
 Nothing is allocated, copied or grown per step: the prefix region is read-only while denoising
-and the suffix region has fixed slots. `BufferCache` lets transformers write the prefill and
+and the suffix region has fixed slots. Several samples on the CPU (eager) denoise in `SampleKV`
+instead: per sample [prefix | own T slots], the prefix copied in once per tick, so that each
+layer-step is one batched attention without a mask. `BufferCache` lets transformers write the prefill and
 decode K/V straight into the prefix region (it is a `Cache` whose layers return views).
 """
 from __future__ import annotations
@@ -49,6 +51,35 @@ class KVBuffers:
 
     def cache(self) -> "BufferCache":
         return BufferCache(self)
+
+    def per_sample(self, prefix_len: int, samples: int, tokens: int) -> "SampleKV":
+        return SampleKV(self, prefix_len, samples, tokens)
+
+
+class SampleKV:
+    """Per layer one K and one V tensor (S, KVH, prefix_len + T, hd): every sample's rows hold the
+    prefix (copied from `KVBuffers` once per tick), then that sample's own T action tokens
+    (overwritten every step). Attention over it is exactly one softmax over [prefix | own
+    tokens] per sample, as the masked buffer layout gives, in one unmasked call."""
+
+    def __init__(self, buffers: KVBuffers, prefix_len: int, samples: int, tokens: int) -> None:
+        self.prefix_len, self.samples, self.tokens = prefix_len, samples, tokens
+
+        def expand(b: torch.Tensor) -> torch.Tensor:
+            t = torch.empty((samples, b.shape[1], prefix_len + tokens, b.shape[3]), device=b.device, dtype=b.dtype)
+            t[:, :, :prefix_len] = b[:, :, :prefix_len]  # broadcast over samples
+            return t
+
+        self.keys = [expand(b) for b in buffers.keys]
+        self.values = [expand(b) for b in buffers.values]
+
+    def write(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """k, v (1, KVH, S*T, hd), sample-major -> this layer's (S, KVH, P + T, hd) K and V."""
+        s, t, p = self.samples, self.tokens, self.prefix_len
+        kb, vb = self.keys[layer], self.values[layer]
+        kb[:, :, p:].copy_(k[0].unflatten(1, (s, t)).transpose(0, 1))
+        vb[:, :, p:].copy_(v[0].unflatten(1, (s, t)).transpose(0, 1))
+        return kb, vb
 
 
 class _BufferLayer(DynamicLayer):

@@ -25,7 +25,7 @@ from vla_ros.runtime.backends.protocol import PrefixState
 from vla_ros.runtime.cuda_graph import DenoiseGraph
 from vla_ros.runtime.expert_kernel import ExpertKernel
 from vla_ros.runtime.inputs import PolicyInputError
-from vla_ros.runtime.kv_buffers import KVBuffers, KVCapacityError
+from vla_ros.runtime.kv_buffers import KVBuffers, KVCapacityError, SampleKV
 from vla_ros.runtime.rtc import GuideTensors, guided_velocity, step_coefficients
 
 
@@ -214,8 +214,8 @@ class TorchBackend:
         kv_len = offset + n
         own = self.model.suffix_mask(t, self.device)  # (T, T) or None: all visible
         if own is None and not graph and (samples == 1 or self.device.type == "cpu"):
-            # One sample: everything in [0, kv_len) is visible, no mask. Several on the CPU: the
-            # kernel's split attention (no mask, no wasted sample-to-sample block).
+            # One sample: everything in [0, kv_len) is visible, no mask. Several on the CPU: each
+            # sample's [prefix | own tokens] in `SampleKV` (no mask, no wasted sample-to-sample block).
             return cos, sin, None, offset, kv_len
         mask = torch.zeros(n, kv_len, dtype=torch.bool, device=self.device)
         mask[:, :length] = True
@@ -223,13 +223,21 @@ class TorchBackend:
             mask[s * t:(s + 1) * t, offset + s * t:offset + (s + 1) * t] = True if own is None else own
         return cos, sin, mask[None, None], offset, kv_len
 
+    def _per_sample(self, kv: KVBuffers | None, mask: torch.Tensor | None, offset: int, samples: int) -> SampleKV | None:
+        """Several samples without a mask (the CPU's eager layout, see `_tables`): their K/V as
+        `SampleKV`, the prefix of `kv` ([0, offset)) copied in once per tick; otherwise None."""
+        if mask is not None or samples == 1 or kv is None:
+            return None
+        return kv.per_sample(offset, samples, self.num_waypoints)
+
     def _velocity(self, x: torch.Tensor, time_term: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
-                  mask: torch.Tensor | None, offset: int, kv_len: int, kv: KVBuffers | None = None) -> torch.Tensor:
-        """x (S, T, A) -> v (S, T, A) against the prefix in `kv` (default: the prompt's)."""
+                  mask: torch.Tensor | None, offset: int, kv_len: int, kv: KVBuffers | None = None,
+                  per_sample: SampleKV | None = None) -> torch.Tensor:
+        """x (S, T, A) -> v (S, T, A) against the prefix in `kv` (default: the prompt's), or in
+        `per_sample` (several samples without a mask: see `_per_sample`)."""
         s, t, a = x.shape
         h = self.model.embed_suffix(x, time_term).reshape(1, s * t, -1)
-        split = (kv_len - s * t, s) if (mask is None and s > 1) else None
-        h = self.kernel.forward(h, cos, sin, kv or self.kv, offset, kv_len, mask, split)  # type: ignore[arg-type]
+        h = self.kernel.forward(h, cos, sin, kv or self.kv, offset, kv_len, mask, per_sample)  # type: ignore[arg-type]
         return self.model.decode_suffix(h).view(s, t, a)
 
     def _guided(self, context: Any, samples: int, graph: bool = False) -> tuple[Any, ...] | None:
@@ -241,10 +249,11 @@ class TorchBackend:
             return None
         return (g.weight, *self._tables(g.length, g.next_position, samples, graph=graph))
 
-    def _blend(self, x: torch.Tensor, time_term: torch.Tensor, v: torch.Tensor, guided: tuple[Any, ...]) -> torch.Tensor:
+    def _blend(self, x: torch.Tensor, time_term: torch.Tensor, v: torch.Tensor, guided: tuple[Any, ...],
+               per_sample_u: SampleKV | None = None) -> torch.Tensor:
         """(1 - w) * v(unguided prefix) + w * v(prompt), as Alpamayo 1.5's FlowMatching._guided_v."""
         w, cos_u, sin_u, mask_u, off_u, len_u = guided
-        v_u = self._velocity(x, time_term, cos_u, sin_u, mask_u, off_u, len_u, self.kv_unguided)
+        v_u = self._velocity(x, time_term, cos_u, sin_u, mask_u, off_u, len_u, self.kv_unguided, per_sample_u)
         return (1 - w) * v_u + w * v
 
     def velocity(self, context: Any, x: torch.Tensor, t: float) -> torch.Tensor:
@@ -253,9 +262,11 @@ class TorchBackend:
             tt = self.model.time_terms(torch.tensor([t], device=self.device))[0]
             x = x.to(self.device, self.dtype)
             cos, sin, mask, off, kv_len = self._suffix_tables(context, x.shape[0], graph=False)
-            v = self._velocity(x, tt, cos, sin, mask, off, kv_len)
+            v = self._velocity(x, tt, cos, sin, mask, off, kv_len, None, self._per_sample(self.kv, mask, off, x.shape[0]))
             guided = self._guided(context, x.shape[0])
-            return v if guided is None else self._blend(x, tt, v, guided)
+            if guided is None:
+                return v
+            return self._blend(x, tt, v, guided, self._per_sample(self.kv_unguided, guided[3], guided[4], x.shape[0]))
 
     def _guide_inputs(self, sched: FlowSchedule, guide: GuideTensors) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(target (T, A), weights (T, 1), per-step scales (steps,)) on the device: the guide's
@@ -270,10 +281,12 @@ class TorchBackend:
         """The Euler loop, guided when `guide` = (target, weights, scales) is given (real-time
         chunking), towards the navigation instruction when `nav` is (see `_guided`)."""
         reaches = step_coefficients(self.config.flow, sched, 1.0).reaches if guide else ()
+        per_sample = self._per_sample(self.kv, mask, off, x.shape[0])
+        per_sample_u = None if nav is None else self._per_sample(self.kv_unguided, nav[3], nav[4], x.shape[0])
         for i, dt in enumerate(sched.dts):
-            v = self._velocity(x, time_terms[i], cos, sin, mask, off, kv_len)
+            v = self._velocity(x, time_terms[i], cos, sin, mask, off, kv_len, None, per_sample)
             if nav is not None:
-                v = self._blend(x, time_terms[i], v, nav)
+                v = self._blend(x, time_terms[i], v, nav, per_sample_u)
             if guide:
                 target, weights, scales = guide
                 v = guided_velocity(x, v, target, weights, scales[i], reaches[i])
