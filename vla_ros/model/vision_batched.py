@@ -15,7 +15,6 @@ from types import SimpleNamespace
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 from transformers.models.qwen3_vl.modeling_qwen3_vl import apply_rotary_pos_emb_vision
 
 try:  # transformers >= 5 builds the tower's position tables with these; older versions take the packed path
@@ -38,7 +37,7 @@ def image_features(vm, pixel_values: torch.Tensor, grid_thw: torch.Tensor):
     idx, weights = get_vision_interpolation_indices_and_weights(
         one, num_grid_per_side=visual.num_grid_per_side, mode=visual.interpolation_mode,
         align_corners=visual.interpolation_align_corners, spatial_merge_size=visual.spatial_merge_size)
-    h = _patch_embed(visual.patch_embed, pixel_values.type(visual.dtype))  # (n * P, D)
+    h = visual.patch_embed(pixel_values.type(visual.dtype))  # (n * P, D)
     pos = (visual.pos_embed(idx) * weights[:, :, None]).sum(1)  # (P, D), the same for every image
     per_image = pos.shape[0]
     h = (h.view(n, per_image, -1) + pos.to(h.dtype)).view(n * per_image, -1)
@@ -52,17 +51,6 @@ def image_features(vm, pixel_values: torch.Tensor, grid_thw: torch.Tensor):
     merged = visual.merger(h)
     tokens = merged.shape[0] // n
     return SimpleNamespace(pooler_output=merged.split(tokens), deepstack_features=[d.split(tokens) for d in deepstack])
-
-
-def _patch_embed(embed, pixels: torch.Tensor) -> torch.Tensor:
-    """The tower's patch embedding. Its Conv3d has kernel == stride over whole patches, so it is
-    one matmul of the flattened patches (C, T, P, P) with the flattened kernel: the same sum,
-    without the CPU's slow 3-d convolution (1.6 of 5 ms of the fixture's 16 images)."""
-    conv = getattr(embed, "proj", None)
-    if not (isinstance(conv, nn.Conv3d) and conv.kernel_size == conv.stride and conv.groups == 1
-            and all(x == 0 for x in conv.padding) and all(x == 1 for x in conv.dilation)):
-        return embed(pixels)
-    return F.linear(pixels.reshape(-1, conv.weight[0].numel()).to(conv.weight.dtype), conv.weight.flatten(1), conv.bias)
 
 
 def _fast_path_applies(visual) -> bool:
