@@ -128,9 +128,17 @@ class AlpamayoActionInV2(nn.Module):
         arg = x.float()[..., None] * freqs * 2 * torch.pi  # (B, T, A, F/2)
         feats = (torch.cat([torch.sin(arg), torch.cos(arg)], -1) * math.sqrt(2)).flatten(-2).to(w.dtype)
         h = torch.nn.functional.linear(feats, w) + time_term
-        for mod in self.encoder.trunk[1:]:
-            h = mod(h)
-        return self.norm(h)
+        for mod in self.encoder.trunk[1:]:  # the modules' own functions: no Module call per layer per step
+            if isinstance(mod, nn.Linear):
+                h = torch.nn.functional.linear(h, mod.weight, mod.bias)
+            elif isinstance(mod, RMSNorm):
+                h = rms_norm(h, mod.weight, mod.eps)
+            elif isinstance(mod, nn.SiLU):
+                h = torch.nn.functional.silu(h)
+            else:
+                h = mod(h)
+        n = self.norm
+        return torch.nn.functional.layer_norm(h, n.normalized_shape, n.weight, n.bias, n.eps)
 
     def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """x (B, T, A), t (B,) -> (B, T, hidden)."""
