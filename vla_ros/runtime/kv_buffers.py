@@ -7,9 +7,10 @@ Per layer one K and one V tensor of shape (1, KVH, capacity + suffix_slots, head
                                           overwritten in place every denoising step
 
 Nothing is allocated, copied or grown per step: the prefix region is read-only while denoising
-and the suffix region has fixed slots. Several samples on the CPU (eager) denoise in `SampleKV`
-instead: per sample [prefix | own T slots], the prefix copied in once per tick, so that each
-layer-step is one batched attention without a mask. `BufferCache` lets transformers write the prefill and
+and the suffix region has fixed slots. Eager denoising without a mask (the CPU; one sample on a
+GPU) reads them through `SampleKV`: per sample [prefix | own T slots], views of these buffers for
+one sample, the prefix copied in once per tick for several, so that each layer-step is one
+batched attention without a mask. `BufferCache` lets transformers write the prefill and
 decode K/V straight into the prefix region (it is a `Cache` whose layers return views).
 """
 from __future__ import annotations
@@ -53,32 +54,42 @@ class KVBuffers:
         return BufferCache(self)
 
     def per_sample(self, prefix_len: int, samples: int, tokens: int) -> "SampleKV":
-        return SampleKV(self, prefix_len, samples, tokens)
+        return SampleKV.of(self, prefix_len, samples, tokens)
 
 
 class SampleKV:
     """Per layer one K and one V tensor (S, KVH, prefix_len + T, hd): every sample's rows hold the
-    prefix (copied from `KVBuffers` once per tick), then that sample's own T action tokens
-    (overwritten every step). Attention over it is exactly one softmax over [prefix | own
-    tokens] per sample, as the masked buffer layout gives, in one unmasked call."""
+    prefix, then that sample's own T action tokens (the last T slots, overwritten every step).
+    Attention over it is exactly one softmax over [prefix | own tokens] per sample, as the masked
+    buffer layout gives, in one unmasked call. One sample: views of `KVBuffers` (no copy); several:
+    the prefix copied in once per tick."""
 
-    def __init__(self, buffers: KVBuffers, prefix_len: int, samples: int, tokens: int) -> None:
-        self.prefix_len, self.samples, self.tokens = prefix_len, samples, tokens
+    def __init__(self, keys: list[torch.Tensor], values: list[torch.Tensor], samples: int, tokens: int) -> None:
+        self.keys, self.values, self.samples, self.tokens = keys, values, samples, tokens
+
+    @classmethod
+    def of(cls, buffers: KVBuffers, prefix_len: int, samples: int, tokens: int) -> "SampleKV":
+        if samples == 1:
+            return cls([b[:, :, :prefix_len + tokens] for b in buffers.keys],
+                       [b[:, :, :prefix_len + tokens] for b in buffers.values], 1, tokens)
 
         def expand(b: torch.Tensor) -> torch.Tensor:
             t = torch.empty((samples, b.shape[1], prefix_len + tokens, b.shape[3]), device=b.device, dtype=b.dtype)
             t[:, :, :prefix_len] = b[:, :, :prefix_len]  # broadcast over samples
             return t
 
-        self.keys = [expand(b) for b in buffers.keys]
-        self.values = [expand(b) for b in buffers.values]
+        return cls([expand(b) for b in buffers.keys], [expand(b) for b in buffers.values], samples, tokens)
+
+    def tensors(self) -> list[torch.Tensor]:
+        return [*self.keys, *self.values]
 
     def write(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """k, v (1, KVH, S*T, hd), sample-major -> this layer's (S, KVH, P + T, hd) K and V."""
-        s, t, p = self.samples, self.tokens, self.prefix_len
+        """k, v (1, KVH, S*T, hd), sample-major -> this layer's (S, KVH, P + T, hd) K and V. The
+        slots are counted from the end, so nothing here depends on the prefix length."""
+        s, t = self.samples, self.tokens
         kb, vb = self.keys[layer], self.values[layer]
-        kb[:, :, p:].copy_(k[0].unflatten(1, (s, t)).transpose(0, 1))
-        vb[:, :, p:].copy_(v[0].unflatten(1, (s, t)).transpose(0, 1))
+        kb[:, :, -t:].copy_(k[0].unflatten(1, (s, t)).transpose(0, 1))
+        vb[:, :, -t:].copy_(v[0].unflatten(1, (s, t)).transpose(0, 1))
         return kb, vb
 
 
