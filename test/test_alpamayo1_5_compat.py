@@ -8,7 +8,8 @@ with `inputs.safetensors`: 3 cameras with indices [0, 1, 6] x 4 frames, a naviga
 greedy reasoning, 2 samples. Here vla_ros loads `model/` through its ordinary loader (with
 `base_vlm/` standing in for the hub id, through $VLA_ROS_BASE_VLM) and must reproduce, from the
 same inputs and start noise, for the navigation case, the case without navigation, the
-classifier-free navigation guidance case (`..._cfg_nav`, weight 1.5) and the zero-start-noise case:
+classifier-free navigation guidance case (`..._cfg_nav`, weight 1.5), the zero-start-noise case and
+the same call with a budget that ends at <|traj_future_start|> (`..._budget_at_stop`):
 the prompt ids (camera names, frame numbers, route span), the greedy reasoning tokens, the
 cache lengths and the expert's first positions (also of the unguided prefix), every Euler step's
 velocity, the chained 10-step result and the final trajectory (1e-4, fp32).
@@ -40,7 +41,7 @@ TOL = 1e-4
 STEP_TOL = 1e-5  # one velocity evaluation from the reference's own x: float32 rounding only
 BUDGET = 24  # the reference's max_generation_length
 CASES = ("reference.safetensors", "reference_no_nav.safetensors", "reference_cfg_nav.safetensors",
-         "reference_zero_noise.safetensors")
+         "reference_zero_noise.safetensors", "reference_budget_at_stop.safetensors")
 
 
 @pytest.fixture(scope="module")
@@ -103,6 +104,11 @@ def _reasoning(ref: dict[str, torch.Tensor], meta) -> list[int]:
     generated = ref["sequences_raw"][0, prompt_len:].tolist()
     stop = meta["tokens"]["special"]["traj_future_start"]
     return generated[:generated.index(stop) + 1] if stop in generated else generated
+
+
+def _budget(meta, case: str) -> int:
+    """The case's max_generation_length (the budget-at-stop case's is its rollout's length)."""
+    return meta["cases"][case].get("max_generation_length", BUDGET)
 
 
 def _policy_for(case: str, policy: Policy, cfg_policy: Policy) -> Policy:
@@ -195,10 +201,12 @@ def test_reproduces_the_reference_rollout_and_flow(policy: Policy, cfg_policy: P
                                                    case: str) -> None:
     ref = refs[case]
     pol = _policy_for(case, policy, cfg_policy)
-    ctx = pol.prefill(_policy_inputs(inputs, meta, case), reasoning_budget=BUDGET)
-    pol.reason(ctx, BUDGET)
+    budget = _budget(meta, case)
+    ctx = pol.prefill(_policy_inputs(inputs, meta, case), reasoning_budget=budget)
+    pol.reason(ctx, budget)
     assert ctx.reasoning_ids == _reasoning(ref, meta)
-    assert ctx.length == int(ref["cache_len"])  # the K/V the expert reads
+    # the K/V the expert reads: a <|traj_future_start|> in the budget's last slot is never fed
+    assert ctx.length == int(ref["cache_len"])
     assert ctx.next_position == int(ref["expert_position_ids"][0, 0, 0])
     if "cfg" in case:
         w = float(ref["guidance_weight"])
@@ -263,6 +271,21 @@ def test_act_end_to_end(policy: Policy, cfg_policy: Policy, inputs, meta, refs) 
                      max_reasoning_tokens=BUDGET, noise_scale=0.0)
     np.testing.assert_allclose(out.xyz, ref["pred_xyz"][0, 0].double().numpy(), atol=TOL, rtol=0)
     np.testing.assert_allclose(out.rot, ref["pred_rot"][0, 0].double().numpy(), atol=TOL, rtol=0)
+
+
+def test_stop_token_in_the_budgets_last_slot(policy: Policy, inputs, meta, refs) -> None:
+    """<|traj_future_start|> sampled as the last token the budget allows: like the reference's
+    generate, no forward for it (one key less than with a larger budget), positions after it."""
+    case = "reference_budget_at_stop.safetensors"
+    ref, budget = refs[case], _budget(meta, case)
+    out = policy.act(_policy_inputs(inputs, meta, case), reasoning=True, max_reasoning_tokens=budget,
+                     noise_scale=0.0)
+    np.testing.assert_allclose(out.xyz, ref["pred_xyz"][0, 0].double().numpy(), atol=TOL, rtol=0)
+    np.testing.assert_allclose(out.rot, ref["pred_rot"][0, 0].double().numpy(), atol=TOL, rtol=0)
+    ctx = policy.prefill(_policy_inputs(inputs, meta, case), reasoning_budget=budget)
+    actions, tokens = policy.reason_per_sample(ctx, budget, noise=ref["noise"], greedy=True)
+    assert tokens == [_reasoning(ref, meta)]
+    torch.testing.assert_close(actions.float(), ref["action"], atol=TOL, rtol=0)
 
 
 def test_per_sample_reasoning_with_guidance(cfg_policy: Policy, inputs, meta, refs) -> None:

@@ -21,7 +21,7 @@ from tokenizers import Tokenizer
 
 FIXTURE = Path(__file__).parent / "fixtures" / "alpamayo1_5_tiny"
 CASES = ("reference.safetensors", "reference_no_nav.safetensors", "reference_cfg_nav.safetensors",
-         "reference_zero_noise.safetensors")
+         "reference_zero_noise.safetensors", "reference_budget_at_stop.safetensors")
 # helper.CAMERA_DISPLAY_NAMES of the reference: the label create_message puts before a camera's first frame
 CAMERA_NAMES = {0: "Front left camera", 1: "Front camera", 2: "Front right camera", 3: "Rear left camera",
                 4: "Rear camera", 5: "Rear right camera", 6: "Front telephoto camera"}
@@ -229,6 +229,22 @@ def test_zero_noise_case_starts_from_zero(refs):
     zero, plain = refs["reference_zero_noise.safetensors"], refs["reference.safetensors"]
     assert zero["noise"].shape[0] == 1 and not zero["noise"].any()
     assert torch.equal(zero["sequences_raw"][0], plain["sequences_raw"][0])
+
+
+def test_budget_at_stop_case_never_feeds_the_stop_token(refs, meta):
+    """<|traj_future_start|> sampled in the budget's last slot: generate ran no forward for it, so the
+    cache lacks its key, while the expert's positions still continue after it."""
+    ref, zero = refs["reference_budget_at_stop.safetensors"], refs["reference_zero_noise.safetensors"]
+    entry = meta["cases"]["reference_budget_at_stop.safetensors"]
+    budget, prompt_len = entry["max_generation_length"], ref["input_ids"].shape[1]
+    assert budget < meta["call"]["max_generation_length"]
+    assert torch.equal(ref["sequences_raw"][0], zero["sequences_raw"][0, :prompt_len + budget])
+    assert int(ref["sequences_raw"][0, -1]) == meta["tokens"]["special"]["traj_future_start"]
+    assert int(ref["cache_len"]) == prompt_len + budget - 1 == int(zero["cache_len"]) - 1
+    assert int(ref["prefix_len"][0]) == prompt_len + budget == int(zero["prefix_len"][0])
+    assert not ref["noise"].any()
+    # one key less moves the trajectory by more than the replay's tolerance (1e-4)
+    assert float((ref["pred_xyz"] - zero["pred_xyz"]).abs().max()) > 3e-4
 
 
 def test_trajectory_outputs_have_the_reference_shapes(case, refs, meta):

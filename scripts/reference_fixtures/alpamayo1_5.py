@@ -40,6 +40,10 @@ What it does, all offline (HF_HUB_OFFLINE=1, TRANSFORMERS_OFFLINE=1), on one CPU
      diffusion_kwargs {"use_classifier_free_guidance": True} (weight from config) -> reference_cfg_nav.safetensors
    - the first with diffusion_kwargs {"temperature": 0.0} (the sampler's own start-noise scale: zero
      start noise) and 1 sample                                             -> reference_zero_noise.safetensors
+   - the zero-noise case with max_generation_length the length of its greedy rollout, so
+     <|traj_future_start|> is sampled in the budget's last slot: generate never runs a forward for
+     that token, so the cache lacks its key while the expert's positions continue after it
+                                                                           -> reference_budget_at_stop.safetensors
    The weight seed is the first from --seed whose greedy rollouts, with and without nav text, reach
    <|traj_future_start|> after >= 3 tokens. Every case must be well conditioned: one float32 ulp of
    start noise may move the final action by at most 1e-5 (the reference's own step function; for
@@ -344,7 +348,7 @@ def main() -> int:
         kwargs = config_kwargs()
         run_seed, n, max_len = 7, args.samples, args.max_generation_length
 
-        def all_cases(model, processor) -> dict:
+        def all_cases(model, processor, stop_len: int) -> dict:
             return {
                 "reference.safetensors": run_case(model, processor, inputs, NAV_TEXT, n, max_len, run_seed),
                 "reference_no_nav.safetensors": run_case(model, processor, inputs, None, n, max_len, run_seed),
@@ -352,6 +356,9 @@ def main() -> int:
                                                           cfg=True, diffusion_kwargs={"use_classifier_free_guidance": True}),
                 "reference_zero_noise.safetensors": run_case(model, processor, inputs, NAV_TEXT, 1, max_len, run_seed,
                                                              diffusion_kwargs={"temperature": 0.0}),
+                # zero start noise: fewer tokens sampled leave the global generator elsewhere for the noise
+                "reference_budget_at_stop.safetensors": run_case(model, processor, inputs, NAV_TEXT, 1, stop_len,
+                                                                 run_seed, diffusion_kwargs={"temperature": 0.0}),
             }
 
         chosen = None
@@ -371,7 +378,7 @@ def main() -> int:
             raise SystemExit(f"no weight seed in [{args.seed}, {args.seed + args.max_seeds}) gave rollouts that end "
                              "with <|traj_future_start|>; raise --max-seeds or --max-generation-length")
         log(f"weight seed {chosen}: reasoning of {len_nav} tokens with nav text, {len_no} without")
-        cases = all_cases(model, processor)
+        cases = all_cases(model, processor, len_nav)
         for name, case in cases.items():
             ulp = case["result"][3].data["ulp_effect"]
             if ulp > r1.MAX_ULP_EFFECT:
@@ -384,6 +391,14 @@ def main() -> int:
                 raise SystemExit(f"{name}: the greedy rollout differs from reference.safetensors'")
         if not (cases["reference_zero_noise.safetensors"]["result"][3].steps[0][0] == 0).all():
             raise SystemExit("temperature 0 did not give zero start noise")
+        at_stop = cases["reference_budget_at_stop.safetensors"]["result"]
+        prompt_len = at_stop[4]["input_ids"].shape[1]
+        seq = at_stop[3].data["sequences_raw"]
+        if not (torch.equal(seq, nav_seq[:1, :seq.shape[1]]) and seq.shape[1] == prompt_len + len_nav
+                and bool((seq[:, -1] == eos).all()) and at_stop[3].data["cache_len"] == seq.shape[1] - 1
+                and not at_stop[3].steps[0][0].any()):
+            raise SystemExit("reference_budget_at_stop.safetensors: expected reference_zero_noise.safetensors' rollout "
+                             "and zero noise with <|traj_future_start|> in the last slot and a cache without its key")
 
         model_dir = stage / "model"
         model.save_pretrained(model_dir, safe_serialization=True)
@@ -393,7 +408,7 @@ def main() -> int:
         # attn_implementation must be passed: transformers' from_dict replaces config.json's value with this
         # kwarg (None by default), which Alpamayo1_5Config turns into flash_attention_2 (CUDA + flash-attn only).
         reloaded = Alpamayo1_5.from_pretrained(str(model_dir), attn_implementation="sdpa").eval()
-        reloaded_cases = all_cases(reloaded, helper.get_processor(reloaded.tokenizer))
+        reloaded_cases = all_cases(reloaded, helper.get_processor(reloaded.tokenizer), len_nav)
         reload_check = {}
         for name, case in cases.items():
             a, b = case["result"], reloaded_cases[name]["result"]
@@ -496,6 +511,13 @@ def main() -> int:
             if name == "reference_zero_noise.safetensors":
                 entry["note"] = ("diffusion_kwargs temperature 0: the sampler's torch.randn draw times 0 (zero start "
                                  "noise), one sample: what vla_ros computes with inference.noise_scale 0 and 1 sample")
+            if name == "reference_budget_at_stop.safetensors":
+                entry["max_generation_length"] = len_nav
+                entry["note"] = ("reference_zero_noise.safetensors' call with max_generation_length the greedy "
+                                 "rollout's length: "
+                                 "<|traj_future_start|> is sampled in the budget's last slot, generate runs no forward "
+                                 "for it (cache_len = prompt + rollout - 1), the expert's positions still continue "
+                                 "after it (expert_position_ids)")
             meta["cases"][name] = entry
         for path in sorted(p for p in stage.rglob("*") if p.is_file()):
             meta["files"][str(path.relative_to(stage))] = r1.sha256(path)

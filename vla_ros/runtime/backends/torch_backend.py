@@ -146,9 +146,9 @@ class TorchBackend:
                 new.append(tok)
                 if guidance is not None:  # the unguided prefix is fed every generated token
                     self._feed_unguided(tok, guidance)
-                if release and tok != end and i == max_tokens - 1:
-                    # Alpamayo-R1 (budget spent, no <|traj_future_start|>): generation never feeds
-                    # its last token, yet the expert's positions continue after it.
+                if release and i == max_tokens - 1:
+                    # Alpamayo (budget spent): generate never feeds its last token, not even a
+                    # <|traj_future_start|>, yet the expert's positions continue after it.
                     context.next_position += 1
                     break
                 logits = self.model.decode_token(tok, context.length, context.next_position, cache)
