@@ -226,3 +226,29 @@ def test_eval_navigation_guidance_weight_reaches_the_policy(tmp_path, monkeypatc
     for p in paths:
         xyz, _ = _path_arrays(p)
         assert np.abs(xyz[1:] - want_xyz).max() > 10 * TOL  # 3.7e-3 seen at weight 3
+
+
+def test_node_refuses_configs_the_release_cannot_serve(monkeypatch) -> None:
+    """Before the first tick (the real policies, as the node's factory sees them): a navigation
+    topic for R1, which takes none; for 1.5, cameras without ids, ids out of the ascending order
+    the reference's loader sorts them into, or the same id twice."""
+    from vla_ros.config import ConfigError, config_from_dict
+    from vla_ros.ros.node_factory import check_policy_fits
+    from vla_ros.runtime.policy import Policy
+
+    def cameras(*ids):
+        return [{"name": f"c{i}", "topic": f"cam{i}/image/compressed", "camera_id": c} for i, c in enumerate(ids)]
+
+    monkeypatch.setenv(BASE_VLM_ENV, str(FIXTURES / "alpamayo_r1_tiny" / "base_vlm"))
+    r1 = Policy.from_pretrained(FIXTURES / "alpamayo_r1_tiny" / "model")
+    with pytest.raises(ConfigError, match="navigation.topic.*takes no navigation instruction"):
+        check_policy_fits(config_from_dict({"navigation": {"topic": "vla/navigation"}}), r1)
+    check_policy_fits(config_from_dict({"cameras": cameras(-1, -1, -1, -1)}), r1)  # R1's prompt names no camera
+    monkeypatch.setenv(BASE_VLM_ENV, str(FIXTURES / "alpamayo1_5_tiny" / "base_vlm"))
+    a15 = Policy.from_pretrained(FIXTURES / "alpamayo1_5_tiny" / "model")
+    check_policy_fits(config_from_dict({"cameras": cameras(0, 1, 6), "navigation": {"topic": "vla/navigation"}}), a15)
+    check_policy_fits(config_from_dict({"cameras": cameras(*range(7))}), a15)  # any camera count
+    for ids, key in (((0, -1, 6), r"cameras\[1\].camera_id.*not given"), ((1, 0, 6), r"cameras\[1\].camera_id.*ascending"),
+                     ((0, 1, 1), r"cameras\[2\].camera_id.*ascending")):
+        with pytest.raises(ConfigError, match=key):
+            check_policy_fits(config_from_dict({"cameras": cameras(*ids)}), a15)

@@ -279,20 +279,22 @@ class NavigationConfig:
     max_age_s: float = 10.0
     # Classifier-free guidance towards the instruction (Alpamayo 1.5): each flow step's velocity is
     # (1 - w) * unguided + w * guided, the unguided one from the prompt without the route (one
-    # more prefill and expert pass per step; torch backend only). 0: the checkpoint's setting
-    # (off unless its config turns it on); 1: off; above 1 follows the instruction more strongly.
-    guidance_weight: float = 0.0
+    # more prefill and expert pass per step; torch backend only). null: the checkpoint's setting
+    # (off unless its config turns it on); 1: off (the guided velocity alone); 0: the unguided
+    # one alone; above 1 follows the instruction more strongly.
+    guidance_weight: float | None = None
 
     @property
     def policy_guidance_weight(self) -> float | None:
         """What `Policy(nav_guidance_weight=)` gets: None for the checkpoint's setting."""
-        return None if self.guidance_weight == 0 else float(self.guidance_weight)
+        return None if self.guidance_weight is None else float(self.guidance_weight)
 
     def validate(self, key: str) -> None:
         if self.topic:
             _require_topic(self.topic, f"{key}.topic")
         _require(self.max_age_s >= 0, f"{key}.max_age_s", self.max_age_s, "must be >= 0 (0: never expires)")
-        _require(math.isfinite(self.guidance_weight), f"{key}.guidance_weight", self.guidance_weight, "must be finite")
+        _require(self.guidance_weight is None or math.isfinite(self.guidance_weight), f"{key}.guidance_weight",
+                 self.guidance_weight, "must be finite (or null: the checkpoint's setting)")
 
 
 @dataclass(frozen=True)

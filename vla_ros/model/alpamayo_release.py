@@ -254,10 +254,13 @@ def release_config(root: str | Path, num_cameras: int = 4, num_frames: int = 4) 
     min_px = cfg.get("min_pixels") or pre.get("min_pixels") or ImageConfig.min_pixels
     max_px = cfg.get("max_pixels") or pre.get("max_pixels") or ImageConfig.max_pixels
     if a15:  # camera names / frame numbers, the route span and navigation guidance
+        # The reference's inference (helper.create_message) names every camera and numbers every
+        # frame whenever it is given camera indices, as all its examples do; include_camera_ids /
+        # include_frame_nums are only read by its training code. They are checked, not followed.
+        _flag(cfg, "include_camera_ids"), _flag(cfg, "include_frame_nums")
         prompt = PromptConfig(system=SYSTEM, instruction=INSTRUCTION, reasoning_stop="future_start",
-                              traj_tokens=traj_vocab, camera_labels=_flag(cfg, "include_camera_ids"),
-                              frame_numbers=_flag(cfg, "include_frame_nums"), camera_names=A15_CAMERA_NAMES,
-                              navigation=True)
+                              traj_tokens=traj_vocab, camera_labels=True, frame_numbers=True,
+                              camera_names=A15_CAMERA_NAMES, navigation=True)
     else:
         prompt = PromptConfig(system=SYSTEM, instruction=INSTRUCTION, reasoning_stop="future_start",
                               traj_tokens=traj_vocab)

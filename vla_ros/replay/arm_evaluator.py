@@ -125,7 +125,7 @@ def evaluate_arm_ticks(
 
     size = None if config.image.override_model else getattr(policy, "image_size_hw", None)
     pipeline = SensingPipeline(config, image_size_hw=size, decode_threads=options.decode_threads)
-    instructions = InstructionTrack(bag, arm.instruction_topic, pipeline.drops, initial=arm.instruction)
+    instructions = InstructionTrack(bag, arm.instruction_topic, pipeline.drops, count_earlier=first == 0, initial=arm.instruction)
     result.instructions = instructions.stats()
     if hasattr(policy, "vision_cache"):
         policy.vision_cache.clear()  # keyed by (camera, stamp): another bag may reuse the stamps

@@ -114,7 +114,7 @@ def check_model(spec: ModelSpec, config: Config) -> Any:
     checkpoint directory and its config.json, the device, and that the model takes the stacks
     this config assembles. Returns the model's VLAConfig. Raises ModelSpecError."""
     from vla_ros.model.checkpoint import load_config
-    from vla_ros.model.config import ModelConfigError
+    from vla_ros.model.config import MAX_CAMERAS, ModelConfigError
     from vla_ros.model.presets import UnknownPresetError, is_preset, preset_config
 
     if spec.device.startswith("cuda"):
@@ -146,7 +146,10 @@ def check_model(spec: ModelSpec, config: Config) -> Any:
     except ConfigError as exc:
         raise ModelSpecError(f"model '{spec.path}' does not fit the config: {exc}") from exc
     problems = []
-    if model_cfg.image.num_cameras != len(config.cameras) and not getattr(model_cfg.image, "variable_cameras", False):
+    if getattr(model_cfg.image, "variable_cameras", False):
+        if len(config.cameras) > MAX_CAMERAS:
+            problems.append(f"it takes at most {MAX_CAMERAS} cameras, the config lists {len(config.cameras)}")
+    elif model_cfg.image.num_cameras != len(config.cameras):
         problems.append(f"it takes {model_cfg.image.num_cameras} cameras, the config lists {len(config.cameras)}")
     if model_cfg.image.num_frames != config.frames.count:
         problems.append(f"it takes {model_cfg.image.num_frames} frames per camera, the config has frames.count {config.frames.count}")

@@ -35,7 +35,7 @@ from vla_ros.replay.tick_replay import evaluated_stacks
 from vla_ros.runtime.inputs import PolicyInputs
 from vla_ros.sensors.drops import DropCounter
 from vla_ros.sensors.frame_stack import FrameStack
-from vla_ros.sensors.instruction import MAX_NAVIGATION_CHARS
+from vla_ros.sensors.instruction import navigation_rule
 from vla_ros.sensors.pipeline import SensingPipeline
 from vla_ros.sensors.stamps import to_ns
 
@@ -163,18 +163,16 @@ def read_odometry(bag: str | Path, config: Config) -> OdometryTrack:
 
 
 def navigation_track(bag: Path, config: Config, drops: DropCounter, counts: dict[str, int],
-                     result: BagEvaluation) -> InstructionTrack | None:
-    """The bag's navigation instructions under the node's rule (None: no navigation.topic), its
-    counts noted in `result.navigation`; a configured topic the bag lacks is a missing topic."""
+                     result: BagEvaluation, first_part: bool) -> InstructionTrack | None:
+    """The bag's navigation instructions under the node's rule (None: no navigation.topic); a
+    configured topic the bag lacks is a missing topic. `first_part`: this part counts the drops
+    of messages before its first tick (later parts of a split bag do not count them again)."""
     nav = config.navigation
     if not nav.topic:
         return None
     if not counts.get(nav.topic):
         result.missing_topics.append(nav.topic)
-    track = InstructionTrack(bag, nav.topic, drops, empty_clears=True, max_age_s=nav.max_age_s,
-                             max_chars=MAX_NAVIGATION_CHARS, label="navigation")
-    result.navigation = track.stats()
-    return track
+    return InstructionTrack(bag, nav.topic, drops, count_earlier=first_part, **navigation_rule(nav.max_age_s))
 
 
 def count_policy_error(result: Any, exc: Exception, bag: Path, t0_s: float, logged: set[str]) -> None:
@@ -238,7 +236,7 @@ def evaluate_ticks(
     # The embedding cache is keyed by (camera, stamp): another bag may reuse the same stamps.
     if hasattr(policy, "vision_cache"):
         policy.vision_cache.clear()
-    navigation = navigation_track(bag, config, pipeline.drops, info.message_counts, result)
+    navigation = navigation_track(bag, config, pipeline.drops, info.message_counts, result, first_part=first == 0)
     camera_ids = tuple(c.camera_id for c in config.cameras) if getattr(policy, "needs_camera_ids", False) else None
     horizon_s = (np.arange(T) + 1) * dt
     logged_policy_errors: set[str] = set()
@@ -295,6 +293,8 @@ def evaluate_ticks(
             )
         )
     result.sensing = pipeline.stats()
+    if navigation is not None:
+        result.navigation = navigation.stats()
     result.wall_s = time.perf_counter() - start
     return result
 
@@ -333,6 +333,8 @@ def merge_parts(parts: Sequence[BagEvaluation]) -> BagEvaluation:
     for p in parts:
         merged.skipped.update(p.skipped)
     merged.ticks_total = sum(p.ticks_total for p in parts)
+    if first.navigation:  # the track's counts are the bag's; the expired ticks each part's own
+        merged.navigation = {**first.navigation, "expired_ticks": sum(p.navigation.get("expired_ticks", 0) for p in parts)}
     merged.wall_s = max(p.wall_s for p in parts)  # the parts run side by side
     merged.error = next((p.error for p in parts if p.error), None)
     return merged

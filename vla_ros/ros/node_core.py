@@ -37,7 +37,7 @@ from vla_ros.ros.conversions import latency_message, path_message
 from vla_ros.ros.inference_trigger import InferenceTrigger
 from vla_ros.runtime.inputs import PolicyInputs
 from vla_ros.sensors.frame_stack import FrameStack, StackSkip
-from vla_ros.sensors.instruction import MAX_NAVIGATION_CHARS, InstructionInput
+from vla_ros.sensors.instruction import InstructionInput, navigation_rule
 from vla_ros.sensors.pipeline import SensingPipeline
 from vla_ros.sensors.stamps import StampError
 
@@ -161,9 +161,8 @@ class DriveNodeCore:
         self.text_inputs: dict[str, InstructionInput] = {}
         self.navigation: InstructionInput | None = None
         if config.navigation.topic and not config.chunk_mode:
-            self.navigation = InstructionInput(config.navigation.topic, self.pipeline.drops, empty_clears=True,
-                                               max_age_s=config.navigation.max_age_s, label="navigation",
-                                               max_chars=MAX_NAVIGATION_CHARS)
+            self.navigation = InstructionInput(config.navigation.topic, self.pipeline.drops,
+                                               **navigation_rule(config.navigation.max_age_s))
             self.text_inputs[config.navigation.topic] = self.navigation
 
     _state_name = "odometry"  # the state stream, as diagnostics name it
@@ -250,6 +249,10 @@ class DriveNodeCore:
         except Exception as exc:  # noqa: BLE001 - one failed inference is reported, the next tick runs
             self.inference_errors += 1
             self._last_error = f"{type(exc).__name__}: {exc}"
+            route = getattr(inputs, "task", None) if self.navigation is not None else None
+            # the prompt's refusals of a route (special tokens, too long) name the navigation instruction
+            if route and "navigation instruction" in str(exc):  # drive without it from the next tick
+                self.navigation.reject(route, str(exc))
             self._count_skip("inference_error")
             if self.inference_errors == 1:
                 _LOG.error("inference failed at t0=%.3f: %s\n%s", result.t0, exc, traceback.format_exc())

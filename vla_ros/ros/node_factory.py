@@ -4,6 +4,7 @@ from __future__ import annotations
 from typing import Any
 
 from vla_ros.config import Config, ConfigError
+from vla_ros.model.config import MAX_CAMERAS
 from vla_ros.ros.arm_node_core import ArmNodeCore
 from vla_ros.ros.clock import Clock
 from vla_ros.ros.node_core import DriveNodeCore, PolicyLike, Publish
@@ -28,7 +29,10 @@ def check_policy_fits(config: Config, policy: Any) -> None:
     check_prompt_inputs(config, getattr(policy, "takes_navigation", True), getattr(policy, "needs_camera_ids", False))
     model_config = getattr(policy, "config", None)
     cameras = getattr(getattr(model_config, "image", None), "num_cameras", None)
-    if isinstance(cameras, int) and cameras != len(config.cameras) and not getattr(policy, "variable_cameras", False):
+    if getattr(policy, "variable_cameras", False):
+        if len(config.cameras) > MAX_CAMERAS:
+            raise ConfigError("cameras", f"lists {len(config.cameras)} cameras, the model takes at most {MAX_CAMERAS}")
+    elif isinstance(cameras, int) and cameras != len(config.cameras):
         raise ConfigError("cameras", f"lists {len(config.cameras)} cameras, the model takes {cameras} (in its order)")
 
 
@@ -40,11 +44,18 @@ def check_prompt_inputs(config: Config, takes_navigation: bool, needs_camera_ids
         raise ConfigError("navigation.topic", f"is {config.navigation.topic!r}, but the model takes no navigation instruction "
                                               "(Alpamayo 1.5 releases do); set it to \"\"")
     if needs_camera_ids:
+        previous = -1
         for i, cam in enumerate(config.cameras):
             if cam.camera_id < 0:
                 raise ConfigError(f"cameras[{i}].camera_id", f"is not given for {cam.name!r}; the model's prompt names each "
                                                              "camera by its index (Alpamayo 1.5: 0 cross left, 1 front wide, "
                                                              "2 cross right, 3 rear left, 4 rear tele, 5 rear right, 6 front tele)")
+            # the reference's data loader sorts the cameras by index: the model saw them in that order
+            if cam.camera_id <= previous:
+                raise ConfigError(f"cameras[{i}].camera_id", f"is {cam.camera_id} after {previous}: list the cameras in "
+                                                             "ascending camera_id order, each id once (the order the model "
+                                                             "was trained with)")
+            previous = cam.camera_id
 
 
 def make_node_core(config: Config, policy: PolicyLike, publish: Publish, clock: Clock, **kwargs: Any) -> DriveNodeCore:
