@@ -30,7 +30,8 @@ FIXTURE = Path(__file__).parent / "fixtures" / "alpamayo_r1_tiny"
 MODEL = FIXTURE / "model"
 TOL = 1e-4
 STEP_TOL = 1e-5  # one velocity evaluation from the reference's own x: float32 rounding only
-CASES = {"reference.safetensors": 24, "reference_no_stop.safetensors": 8}  # reasoning budget of each run
+# reasoning budget of each run (the budget-at-stop run's ends at its <|traj_future_start|>)
+CASES = {"reference.safetensors": 24, "reference_no_stop.safetensors": 8, "reference_budget_at_stop.safetensors": 12}
 
 
 @pytest.fixture(scope="module")
@@ -113,6 +114,7 @@ def test_unknown_config_key_is_named(base_vlm_env, tmp_path) -> None:
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_reproduces_the_reference_rollout(policy: Policy, inputs, case: str) -> None:
     ref = load_file(str(FIXTURE / case))
+    assert json.loads((FIXTURE / "meta.json").read_text())["cases"][case]["max_generation_length"] == CASES[case]
     prompt_len = inputs["input_ids"].shape[1]
     ctx = policy.prefill(_policy_inputs(inputs), reasoning_budget=CASES[case])
     plan_ids = policy.model.prefix_plan(policy.encode_images(inputs["images"].permute(0, 2, 3, 1).numpy(), None)[0],
@@ -121,11 +123,12 @@ def test_reproduces_the_reference_rollout(policy: Policy, inputs, case: str) -> 
 
     policy.reason(ctx, CASES[case])
     generated = ref["sequences_raw"][0, prompt_len:].tolist()
-    assert ref["sequences_raw"][0].tolist() == ref["sequences_raw"][1].tolist()  # greedy: one rollout fits both
+    assert (ref["sequences_raw"] == ref["sequences_raw"][:1]).all()  # greedy: one rollout fits every sample
     stop = json.loads((FIXTURE / "meta.json").read_text())["tokens"]["special"]["traj_future_start"]
     expected = generated[:generated.index(stop) + 1] if stop in generated else generated
     assert ctx.reasoning_ids == expected
-    assert ctx.length == int(ref["cache_len"])  # the K/V the expert reads
+    # the K/V the expert reads: a <|traj_future_start|> in the budget's last slot is never fed
+    assert ctx.length == int(ref["cache_len"])
     assert ctx.next_position == int(ref["expert_position_ids"][0, 0, 0])
 
     # Every Euler step: from the reference's own x_k at t_k, the velocity v_k (float32 rounding).

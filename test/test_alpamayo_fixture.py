@@ -26,7 +26,7 @@ def meta() -> dict:
     return json.loads((FIXTURE / "meta.json").read_text(encoding="utf-8"))
 
 
-CASES = ("reference.safetensors", "reference_no_stop.safetensors")
+CASES = ("reference.safetensors", "reference_no_stop.safetensors", "reference_budget_at_stop.safetensors")
 
 
 @pytest.fixture(scope="module", params=CASES)
@@ -89,7 +89,7 @@ def test_euler_steps_follow_the_references_noise_to_data_direction(ref, meta):
 
 
 def test_greedy_rollout_is_the_argmax_and_sets_the_experts_prefix(ref, case, inputs, config, meta):
-    assert ref["sequences_raw"].shape[0] == meta["shapes"]["samples"]
+    assert ref["sequences_raw"].shape[0] == meta["cases"][case].get("num_traj_samples", meta["shapes"]["samples"])
     assert inputs["input_ids"].shape[1] == meta["shapes"]["prompt_len"]
     cache_len = check_greedy_rollout(ref, inputs["input_ids"], config, meta["tokens"]["pad_token_id"],
                                      meta["cases"][case]["stops_at_traj_future_start"])
@@ -98,5 +98,23 @@ def test_greedy_rollout_is_the_argmax_and_sets_the_experts_prefix(ref, case, inp
                       ref["rope_deltas"], meta["shapes"]["n_waypoints"])
 
 
-def test_trajectory_outputs_have_the_reference_shapes(ref, meta):
-    check_trajectory_outputs(ref, meta["shapes"]["samples"], meta["shapes"]["n_waypoints"])
+def test_trajectory_outputs_have_the_reference_shapes(ref, case, meta):
+    check_trajectory_outputs(ref, meta["cases"][case].get("num_traj_samples", meta["shapes"]["samples"]),
+                             meta["shapes"]["n_waypoints"])
+
+
+def test_budget_at_stop_case_never_feeds_the_stop_token(inputs, meta):
+    """<|traj_future_start|> sampled in the budget's last slot: generate ran no forward for it, so the
+    cache lacks its key, while the expert's positions still continue after it."""
+    ref = load_file(str(FIXTURE / "reference_budget_at_stop.safetensors"))
+    zero = load_file(str(FIXTURE / "reference_zero_noise.safetensors"))
+    budget, prompt_len = meta["cases"]["reference_budget_at_stop.safetensors"]["max_generation_length"], \
+        inputs["input_ids"].shape[1]
+    assert budget < meta["call"]["max_generation_length"]
+    assert torch.equal(ref["sequences_raw"][0], zero["sequences_raw"][0, :prompt_len + budget])
+    assert int(ref["sequences_raw"][0, -1]) == meta["tokens"]["special"]["traj_future_start"]
+    assert int(ref["cache_len"]) == prompt_len + budget - 1 == int(zero["cache_len"]) - 1
+    assert int(ref["prefix_len"][0]) == prompt_len + budget == int(zero["prefix_len"][0])
+    assert not ref["noise"].any()
+    # one key less moves each velocity by more than the replay's per-step tolerance (1e-5)
+    assert float((ref["flow_v"] - zero["flow_v"]).abs().max()) > 5e-5

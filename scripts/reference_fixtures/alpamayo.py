@@ -41,8 +41,10 @@ What it does, all offline (HF_HUB_OFFLINE=1, TRANSFORMERS_OFFLINE=1):
 
 Outputs (safetensors + json, no pickles): OUT/base_vlm/, OUT/model/, OUT/inputs.safetensors,
 OUT/reference.safetensors (2 samples), OUT/reference_no_stop.safetensors (8-token budget),
-OUT/reference_zero_noise.safetensors (1 sample from zero start noise), OUT/meta.json (commit, versions, settings, decoded text, sha256 of
-every file).
+OUT/reference_zero_noise.safetensors (1 sample from zero start noise),
+OUT/reference_budget_at_stop.safetensors (the zero-noise call with a budget of the greedy rollout's
+length: <|traj_future_start|> sampled in the last slot, never fed), OUT/meta.json (commit, versions,
+settings, decoded text, sha256 of every file).
 
 alpamayo1_5.py (the Alpamayo 1.5 generator) imports this module's pieces: changes here must leave
 both fixtures reproducible.
@@ -544,6 +546,17 @@ def main() -> int:
         zero = run_reference(model, processor, inputs, 1, args.max_generation_length, run_seed, noise_scale=0.0)
         if not torch.equal(zero[3].data["sequences_raw"][0], rec.data["sequences_raw"][0]):
             raise SystemExit("the zero-noise case's greedy rollout differs from the first case's")
+        # A fourth: the zero-noise call with a budget of the rollout's length, so <|traj_future_start|>
+        # is sampled in its last slot: generate runs no forward for it (the cache lacks its key), the
+        # expert's positions still continue after it.
+        stop_len = int(first[0]) + 1
+        at_stop = run_reference(model, processor, inputs, 1, stop_len, run_seed, noise_scale=0.0)
+        at_stop_seq = at_stop[3].data["sequences_raw"]
+        if not (torch.equal(at_stop_seq[0], rec.data["sequences_raw"][0, :at_stop_seq.shape[1]])
+                and at_stop_seq.shape[1] == tokenized["input_ids"].shape[1] + stop_len
+                and int(at_stop_seq[0, -1]) == eos and at_stop[3].data["cache_len"] == at_stop_seq.shape[1] - 1):
+            raise SystemExit("the budget-at-stop case: expected the first rollout through <|traj_future_start|> "
+                             "in the budget's last slot, and a cache without its key")
 
         d = rec.data
         inputs_out = {
@@ -559,6 +572,7 @@ def main() -> int:
         short_out = outputs_of(model, short, eos, xyz, rot, args.samples)
         save_file(short_out, str(stage / "reference_no_stop.safetensors"))
         save_file(outputs_of(model, zero, eos, xyz, rot, 1), str(stage / "reference_zero_noise.safetensors"))
+        save_file(outputs_of(model, at_stop, eos, xyz, rot, 1), str(stage / "reference_budget_at_stop.safetensors"))
         save_file(inputs_out, str(stage / "inputs.safetensors"))
         save_file(ref_out, str(stage / "reference.safetensors"))
 
@@ -605,6 +619,12 @@ def main() -> int:
                     "cache_len": int(zero[3].data["cache_len"]), "num_traj_samples": 1, "start_noise_scale": 0.0,
                     "note": "the sampler's torch.randn draw multiplied by 0 (zero start noise), one sample: what "
                             "vla_ros's node and eval compute with inference.noise_scale 0 and samples 1"},
+                "reference_budget_at_stop.safetensors": {
+                    "max_generation_length": stop_len, "stops_at_traj_future_start": True,
+                    "cache_len": int(at_stop[3].data["cache_len"]), "num_traj_samples": 1, "start_noise_scale": 0.0,
+                    "note": "the zero-noise call with max_generation_length the greedy rollout's length: "
+                            "<|traj_future_start|> is sampled in the budget's last slot, generate runs no forward for "
+                            "it (cache_len = prompt + rollout - 1), the expert's positions still continue after it"},
             },
             "prompt_text": prompt_text,
             "reasoning": {"generated_text": tok.batch_decode(d["sequences_raw"][:, prompt_len:], skip_special_tokens=False),
@@ -616,6 +636,7 @@ def main() -> int:
                      "ulp_effect": {"reference.safetensors": ulp_effect,
                                     "reference_no_stop.safetensors": short[3].data["ulp_effect"],
                                     "reference_zero_noise.safetensors": zero[3].data["ulp_effect"],
+                                    "reference_budget_at_stop.safetensors": at_stop[3].data["ulp_effect"],
                                     "what": "max |final action change| when the start noise moves by one float32 "
                                             "ulp, through the reference's own step function"}},
             "reload_check": {"max_abs_xyz_rot_diff": reload_xyz_diff, "same_reasoning_tokens": reload_same_tokens},
