@@ -118,12 +118,15 @@ def _assert_reference_path(msg, fixture: Path) -> None:
 
 
 def _assert_retimed_reference_path(msg, fixture: Path) -> None:
+    _assert_retimed_path(msg, *_expected(fixture))
+
+
+def _assert_retimed_path(msg, want_xyz: np.ndarray, want_yaw: np.ndarray) -> None:
     """The node publishes the plan from the control tick's time on (control.trajectory.retime: the
     plan, t0 pose first, linearly interpolated at now, now + dt, ...): the same done to the
-    reference's trajectory must give the same poses."""
+    expected trajectory (64 waypoints after t0) must give the same poses."""
     xyz, yaw = _path_arrays(msg)
     rel = (np.array([_stamp(p) for p in msg.poses]) - T0_NS) / 1e9
-    want_xyz, want_yaw = _expected(fixture)
     grid = np.arange(65) * 0.1  # t0 (the odom origin, zero yaw), then the 64 waypoints
     full_xyz, full_yaw = np.vstack([np.zeros(3), want_xyz]), np.concatenate([[0.0], want_yaw])
     assert _stamp(msg) == T0_NS and len(xyz) >= 2 and rel[0] >= 0
@@ -144,9 +147,8 @@ def setup(request, tmp_path, monkeypatch):
     return cfg_path, bag, fixture
 
 
-def test_eval_with_the_release_directory_gives_the_reference_trajectory(setup, tmp_path) -> None:
-    cfg_path, bag, fixture = setup
-    out = tmp_path / "eval"
+def _run_eval(cfg_path: Path, bag: Path, fixture: Path, out: Path) -> tuple[list, dict]:
+    """`vla-ros eval` on the fixture bag: (its predicted paths, metrics.json)."""
     done = subprocess.run([sys.executable, "-m", "vla_ros.cli", "eval", "--bag", str(bag), "--model", str(fixture / "model"),
                            "--config", str(cfg_path), "--out", str(out), "--no-progress"],
                           capture_output=True, text=True, timeout=600, env={**os.environ})
@@ -155,6 +157,13 @@ def test_eval_with_the_release_directory_gives_the_reference_trajectory(setup, t
     assert metrics["overall"]["ticks_evaluated"] >= 1, metrics["overall"]
     paths = [m.msg for m in read_messages(out / "predictions.mcap", ["/vla/trajectory"])]
     assert paths and all(_stamp(p) == T0_NS for p in paths)  # every evaluated tick is the fixture's stack
+    return paths, metrics
+
+
+def test_eval_with_the_release_directory_gives_the_reference_trajectory(setup, tmp_path) -> None:
+    cfg_path, bag, fixture = setup
+    out = tmp_path / "eval"
+    paths, metrics = _run_eval(cfg_path, bag, fixture, out)
     for p in paths:
         _assert_reference_path(p, fixture)
     if "navigation" in cfg_path.read_text():  # the route in force at every tick, as the node would have it
@@ -170,11 +179,12 @@ def _domain() -> int:
     return 20 + (os.getpid() + int(time.time())) % 80  # ids <= 101 keep Cyclone's ports out of the ephemeral range
 
 
-def test_node_over_dds_with_the_release_directory_publishes_the_reference_trajectory(setup, tmp_path) -> None:
+def _run_node(cfg_path: Path, bag: Path, fixture: Path, tmp_path: Path) -> list:
+    """`vla-ros node --transport dds` fed by `vla-ros play --clock` of the fixture bag: the paths it
+    published for the fixture's t0."""
     pytest.importorskip("cyclonedds", reason="cyclonedds is not installed: the DDS end-to-end test needs it")
     from vla_ros.ros.dds_transport import DdsTransport
 
-    cfg_path, bag, fixture = setup
     domain = _domain()
     env = {**os.environ, "ROS_DOMAIN_ID": str(domain), "PYTHONUNBUFFERED": "1"}
     log_path = tmp_path / "node.log"
@@ -201,8 +211,29 @@ def test_node_over_dds_with_the_release_directory_publishes_the_reference_trajec
         assert node.wait(30) == 0, log_path.read_text()[-3000:]
     policy = [p for p in list(paths) if _stamp(p) == T0_NS]  # the others are the stopping fallback
     assert policy, f"no trajectory for the fixture's t0 among {len(paths)}; node log:\n" + log_path.read_text()[-3000:]
-    for p in policy:
+    return policy
+
+
+def test_node_over_dds_with_the_release_directory_publishes_the_reference_trajectory(setup, tmp_path) -> None:
+    cfg_path, bag, fixture = setup
+    for p in _run_node(cfg_path, bag, fixture, tmp_path):
         _assert_retimed_reference_path(p, fixture)
+
+
+def test_sampled_noise_is_seeded_by_tick_the_same_in_node_and_eval(tmp_path, monkeypatch) -> None:
+    """With inference.noise_scale 1 the start noise is drawn, seeded by (inference.seed, t0): the
+    node gives the trajectory eval gives for the same tick (and not the zero-noise one)."""
+    fixture = FIXTURES / RELEASES["alpamayo_r1"][0]
+    monkeypatch.setenv(BASE_VLM_ENV, str(fixture / "base_vlm"))
+    cfg_path = tmp_path / "sampled.yaml"
+    cfg_path.write_text(RELEASES["alpamayo_r1"][1].replace("max_reasoning_tokens: 48}", "max_reasoning_tokens: 48, noise_scale: 1.0, seed: 7}"))
+    bag = tmp_path / "bag"
+    write_fixture_bag(bag, load_config(cfg_path), fixture)
+    evaluated, _ = _run_eval(cfg_path, bag, fixture, tmp_path / "eval")
+    want_xyz, want_yaw = _path_arrays(evaluated[0])
+    assert np.abs(want_xyz[1:] - _expected(fixture)[0]).max() > 10 * TOL  # the noise is not zero
+    for p in _run_node(cfg_path, bag, fixture, tmp_path):
+        _assert_retimed_path(p, want_xyz[1:], want_yaw[1:])
 
 
 def test_eval_navigation_guidance_weight_reaches_the_policy(tmp_path, monkeypatch) -> None:

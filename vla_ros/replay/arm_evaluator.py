@@ -27,10 +27,11 @@ import numpy as np
 from vla_ros.config import Config
 from vla_ros.replay.bag_io import bag_info
 from vla_ros.replay.command_track import CommandTrack
-from vla_ros.replay.evaluator import EvalOptions, _sum_counts, ablate, count_policy_error, model_info, tick_seed, tick_timings
+from vla_ros.replay.evaluator import EvalOptions, _sum_counts, ablate, count_policy_error, model_info, tick_timings
 from vla_ros.replay.ground_truth import FutureUnavailable
 from vla_ros.replay.instruction_track import InstructionTrack
 from vla_ros.replay.tick_replay import evaluated_stacks
+from vla_ros.runtime.tick_seed import tick_seed
 from vla_ros.sensors.pipeline import SensingPipeline
 
 _LOG = logging.getLogger("vla_ros.replay")

@@ -33,6 +33,7 @@ from vla_ros.replay.prediction_bag import write_prediction_bag
 from vla_ros.replay.tick_record import MODEL, TickRecord
 from vla_ros.replay.tick_replay import evaluated_stacks
 from vla_ros.runtime.inputs import PolicyInputs
+from vla_ros.runtime.tick_seed import tick_seed
 from vla_ros.sensors.drops import DropCounter
 from vla_ros.sensors.frame_stack import FrameStack
 from vla_ros.sensors.instruction import navigation_rule
@@ -110,12 +111,6 @@ def model_info(policy: Any) -> dict[str, Any]:
     model = getattr(policy, "model", None)
     params = sum(p.numel() for p in model.parameters()) if model is not None else None
     return {"model_name": getattr(getattr(policy, "config", None), "name", None) or None, "model_parameters": params}
-
-
-def tick_seed(seed: int, t0_ns: int) -> int:
-    """A 63-bit seed for the noise at one tick, from the run seed and the tick's t0."""
-    state = np.random.SeedSequence([int(seed) & 0xFFFFFFFF, int(t0_ns) & 0xFFFFFFFFFFFFFFFF]).generate_state(2, np.uint32)
-    return (int(state[0]) << 31) ^ int(state[1])
 
 
 def pick_front_camera(config: Config, name: str | None) -> tuple[int, CameraConfig]:

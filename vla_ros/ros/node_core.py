@@ -36,6 +36,7 @@ from vla_ros.ros.clock import Clock, SimClock, Timer
 from vla_ros.ros.conversions import latency_message, path_message
 from vla_ros.ros.inference_trigger import InferenceTrigger
 from vla_ros.runtime.inputs import PolicyInputs
+from vla_ros.runtime.tick_seed import tick_seed
 from vla_ros.sensors.frame_stack import FrameStack, StackSkip
 from vla_ros.sensors.instruction import InstructionInput, navigation_rule
 from vla_ros.sensors.pipeline import SensingPipeline
@@ -59,7 +60,7 @@ class PolicyLike(Protocol):
     """What the node needs of a policy (vla_ros.runtime.Policy satisfies it)."""
 
     def act(self, stack: FrameStack, *, reasoning: bool, max_reasoning_tokens: int | None, samples: int, steps: int | None,
-            noise_scale: float = 1.0) -> Any: ...
+            noise_scale: float = 1.0, seed: int | None = None) -> Any: ...
 
 
 Publish = Callable[[str, Any], None]
@@ -243,6 +244,8 @@ class DriveNodeCore:
             inf = self.config.inference
             t_call = time.perf_counter()
             # the policy draws the (scaled) start noise itself: no torch in this process, no tensor to send
+            if inf.noise_scale > 0:  # the tick's noise from (inference.seed, t0), as vla-ros eval draws it
+                extra["seed"] = tick_seed(inf.seed, result.t0_ns)
             out = self.policy.act(inputs, reasoning=inf.reasoning, max_reasoning_tokens=inf.max_reasoning_tokens, samples=1,
                                   steps=inf.steps, noise_scale=inf.noise_scale, **extra)
             call_ms = (time.perf_counter() - t_call) * 1e3

@@ -329,12 +329,15 @@ class Policy:
     def act(self, stack: Any, *, reasoning: bool = False, max_reasoning_tokens: int | None = None,
             samples: int = 1, steps: int | None = None, noise: torch.Tensor | None = None,
             generator: torch.Generator | None = None, noise_scale: float = 1.0,
-            guide: ChunkGuide | None = None) -> PolicyOutput:
+            guide: ChunkGuide | None = None, seed: int | None = None) -> PolicyOutput:
         """One tick: prefill, optional reasoning, denoise, decode. Raises on NaN/inf output.
         Without `noise`, the start noise is drawn here from `generator`, scaled by `noise_scale`
         (inference.noise_scale: 0 = deterministic), so a caller in another process (the node)
-        sends a number, not a tensor. guide: real-time chunking (see `denoise`)."""
+        sends a number, not a tensor; `seed` (without `generator`): draw it from a CPU generator
+        seeded so, as `vla-ros eval` does per tick. guide: real-time chunking (see `denoise`)."""
         start = time.perf_counter()
+        if generator is None and seed is not None:
+            generator = torch.Generator(device="cpu").manual_seed(int(seed))
         if noise is None and noise_scale != 1.0:
             noise = start_noise(self.num_waypoints, self.action_dim, samples, noise_scale, generator)
         budget = (max_reasoning_tokens or self.max_reasoning_tokens) if reasoning else 0
