@@ -121,7 +121,8 @@ class TorchBackend:
                top_p: float = 1.0, generator: torch.Generator | None = None) -> list[int]:
         """Decode up to max_tokens on the cache until the stop token (`prompt.reasoning_stop`: the
         reasoning-end token, or Alpamayo-R1's <|traj_future_start|>). Every decoded token
-        is appended to the cache, so the expert then attends to the reasoning. Advances `context`
+        is appended to the cache, so the expert then attends to the reasoning (for Alpamayo, not
+        the one sampled in the budget's last slot, as in the reference). Advances `context`
         (length, next_position, logits) in place; returns the new token ids."""
         kv = self.kv
         assert kv is not None
