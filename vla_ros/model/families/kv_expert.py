@@ -196,8 +196,8 @@ class KVExpertVLA(nn.Module):
         (a second prefix fed the same tokens, e.g. navigation guidance's unguided one)."""
         lm = self.vlm.model.language_model
         layers = self._fused_text_layers()
-        device = lm.embed_tokens.weight.device
-        h = lm.embed_tokens(torch.tensor([[token]], device=device))
+        table = lm.embed_tokens.weight
+        h = torch.nn.functional.embedding(torch.tensor([[token]], device=table.device), table)
         cos, sin = self._token_rope(position, h)
         for i, layer in enumerate(layers):
             q, k, v = layer.qkv(h, cos, sin)
@@ -208,7 +208,8 @@ class KVExpertVLA(nn.Module):
         if not logits:
             return None
         h = rms_norm(h, lm.norm.weight, self.text_config.rms_norm_eps)
-        return self.vlm.lm_head(h[:, -1]).float()
+        head = self.vlm.lm_head
+        return torch.nn.functional.linear(h[:, -1], head.weight, head.bias).float()
 
     def _token_rope(self, position: int, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Rotary cos/sin (1, 1, 1, hd) of one text token at `position` (equal M-RoPE axes), cached:
