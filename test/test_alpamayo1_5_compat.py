@@ -9,7 +9,7 @@ greedy reasoning, 2 samples. Here vla_ros loads `model/` through its ordinary lo
 `base_vlm/` standing in for the hub id, through $VLA_ROS_BASE_VLM) and must reproduce, from the
 same inputs and start noise, for the navigation case, the case without navigation, the
 classifier-free navigation guidance case (`..._cfg_nav`, weight 1.5), the zero-start-noise case and
-the same call with a budget that ends at <|traj_future_start|> (`..._budget_at_stop`):
+that call, plain and guided, with a budget that ends at <|traj_future_start|> (`..._budget_at_stop`):
 the prompt ids (camera names, frame numbers, route span), the greedy reasoning tokens, the
 cache lengths and the expert's first positions (also of the unguided prefix), every Euler step's
 velocity, the chained 10-step result and the final trajectory (1e-4, fp32).
@@ -41,7 +41,8 @@ TOL = 1e-4
 STEP_TOL = 1e-5  # one velocity evaluation from the reference's own x: float32 rounding only
 BUDGET = 24  # the reference's max_generation_length
 CASES = ("reference.safetensors", "reference_no_nav.safetensors", "reference_cfg_nav.safetensors",
-         "reference_zero_noise.safetensors", "reference_budget_at_stop.safetensors")
+         "reference_zero_noise.safetensors", "reference_budget_at_stop.safetensors",
+         "reference_cfg_nav_budget_at_stop.safetensors")
 
 
 @pytest.fixture(scope="module")
@@ -212,11 +213,12 @@ def test_reproduces_the_reference_rollout_and_flow(policy: Policy, cfg_policy: P
         w = float(ref["guidance_weight"])
         assert ctx.guidance is not None and ctx.guidance.weight == w
         # The reference runs its unguided cache through the padded rollout (one pad after
-        # <|traj_future_start|>, masked for the expert); we feed through the stop token: the keys
-        # the expert sees are the same.
+        # <|traj_future_start|>, masked for the expert; none when the stop token took the budget's
+        # last slot); we feed through the stop token: the keys the expert sees are the same.
         n_visible = int(ref["unguided_expert_visible_keys"][0].sum()) - ref["flow_x"].shape[2]
         assert ctx.guidance.length == int(ref["unguided_prefix_len"][0]) == n_visible
-        assert int(ref["unguided_cache_len"]) == n_visible + 1
+        generated = ref["sequences_raw"].shape[1] - ref["input_ids"].shape[1]
+        assert int(ref["unguided_cache_len"]) == ref["unguided_input_ids"].shape[1] + generated
         assert ctx.guidance.next_position == int(ref["unguided_expert_position_ids"][0, 0, 0])
     else:
         assert ctx.guidance is None

@@ -21,7 +21,8 @@ from tokenizers import Tokenizer
 
 FIXTURE = Path(__file__).parent / "fixtures" / "alpamayo1_5_tiny"
 CASES = ("reference.safetensors", "reference_no_nav.safetensors", "reference_cfg_nav.safetensors",
-         "reference_zero_noise.safetensors", "reference_budget_at_stop.safetensors")
+         "reference_zero_noise.safetensors", "reference_budget_at_stop.safetensors",
+         "reference_cfg_nav_budget_at_stop.safetensors")
 # helper.CAMERA_DISPLAY_NAMES of the reference: the label create_message puts before a camera's first frame
 CAMERA_NAMES = {0: "Front left camera", 1: "Front camera", 2: "Front right camera", 3: "Rear left camera",
                 4: "Rear camera", 5: "Rear right camera", 6: "Front telephoto camera"}
@@ -245,6 +246,14 @@ def test_budget_at_stop_case_never_feeds_the_stop_token(refs, meta):
     assert not ref["noise"].any()
     # one key less moves the trajectory by more than the replay's tolerance (1e-4)
     assert float((ref["pred_xyz"] - zero["pred_xyz"]).abs().max()) > 3e-4
+    # Through the cfg entry point: the guided cache the same, the unguided branch fed every generated
+    # token, <|traj_future_start|> in the last slot too, so its expert sees its whole cache.
+    cfg = refs["reference_cfg_nav_budget_at_stop.safetensors"]
+    assert meta["cases"]["reference_cfg_nav_budget_at_stop.safetensors"]["max_generation_length"] == budget
+    assert torch.equal(cfg["sequences_raw"], ref["sequences_raw"]) and int(cfg["cache_len"]) == int(ref["cache_len"])
+    assert torch.equal(cfg["expert_position_ids"], ref["expert_position_ids"]) and not cfg["noise"].any()
+    unguided_len = cfg["unguided_input_ids"].shape[1] + budget
+    assert int(cfg["unguided_cache_len"]) == int(cfg["unguided_prefix_len"][0]) == unguided_len
 
 
 def test_trajectory_outputs_have_the_reference_shapes(case, refs, meta):

@@ -44,6 +44,8 @@ What it does, all offline (HF_HUB_OFFLINE=1, TRANSFORMERS_OFFLINE=1), on one CPU
      <|traj_future_start|> is sampled in the budget's last slot: generate never runs a forward for
      that token, so the cache lacks its key while the expert's positions continue after it
                                                                            -> reference_budget_at_stop.safetensors
+   - the same through the cfg entry point (its unguided branch is still fed every generated token,
+     the last one too)                                                     -> reference_cfg_nav_budget_at_stop.safetensors
    The weight seed is the first from --seed whose greedy rollouts, with and without nav text, reach
    <|traj_future_start|> after >= 3 tokens. Every case must be well conditioned: one float32 ulp of
    start noise may move the final action by at most 1e-5 (the reference's own step function; for
@@ -359,6 +361,9 @@ def main() -> int:
                 # zero start noise: fewer tokens sampled leave the global generator elsewhere for the noise
                 "reference_budget_at_stop.safetensors": run_case(model, processor, inputs, NAV_TEXT, 1, stop_len,
                                                                  run_seed, diffusion_kwargs={"temperature": 0.0}),
+                "reference_cfg_nav_budget_at_stop.safetensors": run_case(
+                    model, processor, inputs, NAV_TEXT, 1, stop_len, run_seed, cfg=True,
+                    diffusion_kwargs={"use_classifier_free_guidance": True, "temperature": 0.0}),
             }
 
         chosen = None
@@ -391,14 +396,15 @@ def main() -> int:
                 raise SystemExit(f"{name}: the greedy rollout differs from reference.safetensors'")
         if not (cases["reference_zero_noise.safetensors"]["result"][3].steps[0][0] == 0).all():
             raise SystemExit("temperature 0 did not give zero start noise")
-        at_stop = cases["reference_budget_at_stop.safetensors"]["result"]
-        prompt_len = at_stop[4]["input_ids"].shape[1]
-        seq = at_stop[3].data["sequences_raw"]
-        if not (torch.equal(seq, nav_seq[:1, :seq.shape[1]]) and seq.shape[1] == prompt_len + len_nav
-                and bool((seq[:, -1] == eos).all()) and at_stop[3].data["cache_len"] == seq.shape[1] - 1
-                and not at_stop[3].steps[0][0].any()):
-            raise SystemExit("reference_budget_at_stop.safetensors: expected reference_zero_noise.safetensors' rollout "
-                             "and zero noise with <|traj_future_start|> in the last slot and a cache without its key")
+        for name in ("reference_budget_at_stop.safetensors", "reference_cfg_nav_budget_at_stop.safetensors"):
+            at_stop = cases[name]["result"]
+            prompt_len = at_stop[4]["input_ids"].shape[1]
+            seq = at_stop[3].data["sequences_raw"]
+            if not (torch.equal(seq, nav_seq[:1, :seq.shape[1]]) and seq.shape[1] == prompt_len + len_nav
+                    and bool((seq[:, -1] == eos).all()) and at_stop[3].data["cache_len"] == seq.shape[1] - 1
+                    and not at_stop[3].steps[0][0].any()):
+                raise SystemExit(f"{name}: expected reference_zero_noise.safetensors' rollout and zero noise with "
+                                 "<|traj_future_start|> in the last slot and a cache without its key")
 
         model_dir = stage / "model"
         model.save_pretrained(model_dir, safe_serialization=True)
@@ -511,13 +517,15 @@ def main() -> int:
             if name == "reference_zero_noise.safetensors":
                 entry["note"] = ("diffusion_kwargs temperature 0: the sampler's torch.randn draw times 0 (zero start "
                                  "noise), one sample: what vla_ros computes with inference.noise_scale 0 and 1 sample")
-            if name == "reference_budget_at_stop.safetensors":
+            if name.endswith("budget_at_stop.safetensors"):
                 entry["max_generation_length"] = len_nav
-                entry["note"] = ("reference_zero_noise.safetensors' call with max_generation_length the greedy "
-                                 "rollout's length: "
-                                 "<|traj_future_start|> is sampled in the budget's last slot, generate runs no forward "
-                                 "for it (cache_len = prompt + rollout - 1), the expert's positions still continue "
-                                 "after it (expert_position_ids)")
+                entry["note"] = (("the cfg entry point with zero start noise, 1 sample, and " if case["cfg"] else
+                                  "reference_zero_noise.safetensors' call with ")
+                                 + "max_generation_length the greedy rollout's length: <|traj_future_start|> is sampled "
+                                 "in the budget's last slot, generate runs no forward for it (cache_len = prompt + "
+                                 "rollout - 1), the expert's positions still continue after it (expert_position_ids)"
+                                 + ("; the unguided branch is fed every generated token, the last one too "
+                                    "(unguided_cache_len = unguided prompt + rollout)" if case["cfg"] else ""))
             meta["cases"][name] = entry
         for path in sorted(p for p in stage.rglob("*") if p.is_file()):
             meta["files"][str(path.relative_to(stage))] = r1.sha256(path)
