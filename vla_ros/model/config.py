@@ -201,7 +201,8 @@ class PromptConfig:
     traj_token_format: str = "<i{}>"
     traj_tokens: int = 0  # 0: history.bins (Alpamayo-R1: traj_vocab_size, masked in reasoning)
     # Reasoning stops at (and feeds) this token: Alpamayo-R1 stops at <|traj_future_start|>, so the
-    # expert's prefix ends with it.
+    # expert's prefix ends with it. A release's token sampled in the budget's last slot is never fed
+    # (the reference's generate stops there), whatever it is.
     reasoning_stop: str = "reasoning_end"
     # Alpamayo 1.5 (`helper.create_message` with camera indices): "<camera name>: " before each
     # camera's first image (camera_labels) and "frame k " before each image (frame_numbers). The
