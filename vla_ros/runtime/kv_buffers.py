@@ -124,6 +124,17 @@ class _BufferLayer(DynamicLayer):
         self.keys, self.values = kb[:, :, :end], vb[:, :, :end]
         return self.keys, self.values
 
+    def reserve(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Count the next n slots as filled for a caller that writes them itself (the reasoning
+        token's step): views of [0, filled + n), the new slots last."""
+        end = self.filled + n
+        if end > self.owner.capacity:
+            raise KVCapacityError(f"prefix needs {end} K/V slots but {self.owner.capacity} are preallocated")
+        kb, vb = self.owner.keys[self.index], self.owner.values[self.index]
+        self.filled = end
+        self.keys, self.values = kb[:, :, :end], vb[:, :, :end]
+        return self.keys, self.values
+
     def get_seq_length(self) -> int:
         return self.filled
 

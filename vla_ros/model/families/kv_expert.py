@@ -34,6 +34,7 @@ from vla_ros.model.history_tokenizer import HistoryTokenizer
 from vla_ros.model.image_preprocess import ImagePreprocessor
 from vla_ros.model.prompt import Prompt, PromptBuilder
 from vla_ros.model.qwen3_layer import Qwen3Layer, rms_norm
+from vla_ros.model.traced_step import TracedStep
 from vla_ros.model.vision_batched import image_features
 
 
@@ -190,23 +191,39 @@ class KVExpertVLA(nn.Module):
     def decode_token(self, token: int, length: int, position: int, cache: Any,
                      logits: bool = True) -> torch.Tensor | None:
         """One reasoning token through the VLM text layers (fused `Qwen3Layer`s, as the expert
-        runs), its K/V appended through `cache`: the same computation as a transformers forward
-        of one text token (no image features, it sees the whole cache), without the per-call
-        mask and position bookkeeping that dominates small models. logits False: only the K/V
+        runs), its K/V appended to `cache` (a runtime `BufferCache`): the same computation as a
+        transformers forward of one text token (no image features, it sees the whole cache),
+        without the per-call mask and position bookkeeping that dominates small models; on the
+        CPU through a trace of itself (`vla_ros.model.traced_step`). logits False: only the K/V
         (a second prefix fed the same tokens, e.g. navigation guidance's unguided one)."""
+        table = self.vlm.model.language_model.embed_tokens.weight
+        ids = torch.tensor([[token]], device=table.device)
+        cos, sin = self._token_rope(position, table)
+        views = [layer.reserve(1) for layer in cache.layers]  # [0, length + 1): the new slot last
+        kv = [k for k, _ in views] + [v for _, v in views]
+        if table.device.type != "cpu" or torch.is_grad_enabled():
+            out = self._token_step(ids, cos, sin, *kv)
+        else:
+            step = self.__dict__.get("_token_trace")
+            if step is None:
+                step = self.__dict__["_token_trace"] = TracedStep(self._token_step, self, "reasoning token step")
+            out = step((kv[0].shape[2], table.dtype), ids, cos, sin, *kv)
+        return out if logits else None
+
+    def _token_step(self, ids: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, *kv: torch.Tensor) -> torch.Tensor:
+        """ids (1, 1); kv: per layer K then V views (1, KVH, L + 1, hd) whose last slot is this
+        token's -> the next token's logits (1, V) float32."""
         lm = self.vlm.model.language_model
         layers = self._fused_text_layers()
-        table = lm.embed_tokens.weight
-        h = torch.nn.functional.embedding(torch.tensor([[token]], device=table.device), table)
-        cos, sin = self._token_rope(position, h)
+        h = torch.nn.functional.embedding(ids, lm.embed_tokens.weight)
         for i, layer in enumerate(layers):
             q, k, v = layer.qkv(h, cos, sin)
-            keys, values = cache.layers[i].update(k, v)
+            keys, values = kv[i], kv[len(layers) + i]
+            keys[:, :, -1:].copy_(k)
+            values[:, :, -1:].copy_(v)
             o = torch.nn.functional.scaled_dot_product_attention(q, keys, values, scale=layer.scaling,
                                                                  enable_gqa=layer.kv_heads != layer.num_heads)
             h = layer.finish(h, o.transpose(1, 2).reshape(1, 1, -1))
-        if not logits:
-            return None
         h = rms_norm(h, lm.norm.weight, self.text_config.rms_norm_eps)
         head = self.vlm.lm_head
         return torch.nn.functional.linear(h[:, -1], head.weight, head.bias).float()

@@ -14,7 +14,6 @@
 """
 from __future__ import annotations
 
-import warnings
 from typing import Any
 
 import numpy as np
@@ -22,6 +21,7 @@ import torch
 
 from vla_ros.model.family import Family, ImageEmbedding
 from vla_ros.model.flow_matching import FlowSchedule, flow_schedule
+from vla_ros.model.traced_step import TracedStep
 from vla_ros.runtime.backends.protocol import PrefixState
 from vla_ros.runtime.cuda_graph import DenoiseGraph
 from vla_ros.runtime.expert_kernel import ExpertKernel
@@ -52,8 +52,7 @@ class TorchBackend:
         self.kv_unguided: KVBuffers | None = None  # navigation guidance's second prefix
         self._schedules: dict[int, tuple[FlowSchedule, torch.Tensor]] = {}
         self._graphs: dict[tuple[int, int, int, bool, float | None], DenoiseGraph] = {}
-        self._traces: dict[int, Any] = {}  # the CPU's traced denoising step per sample count (None: eager)
-        self._traces_checked: set[tuple[int, int, torch.dtype]] = set()
+        self._traces: dict[int, TracedStep] = {}  # the CPU's traced denoising step per sample count
         self._suppress = model.text_logit_mask(tokenizer)  # None: the family has no text decoder
 
     def synchronize(self) -> None:
@@ -256,58 +255,24 @@ class TorchBackend:
 
     def _traced(self, x: torch.Tensor, time_term: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
                 per_sample: SampleKV) -> torch.Tensor | None:
-        """The velocity through a TorchScript trace of `_velocity_eager` (CPU, `SampleKV` layout),
-        one per sample count: the same ATen ops without the Python between them, a quarter of a
-        denoising step of the tiny fixture (1.38 -> 1.01 ms). The K/V tensors are inputs and
-        nothing in the step depends on the prefix length, so one trace serves every tick; still,
-        each new K/V length is checked once against the eager step (bit-equal), and a trace that
-        fails to build or to match is dropped for the eager step. None: run the eager step."""
-        if "forward" in vars(self.kernel):  # torch.compile'd (or replaced): not ours to trace
+        """The velocity through a trace of `_velocity_eager` (CPU, `SampleKV` layout; see
+        `vla_ros.model.traced_step`), one per sample count: velocity 1.38 -> 1.02 ms on the tiny
+        R1 fixture. The K/V tensors are inputs, so one trace serves every tick. None: a
+        torch.compile'd (or replaced) kernel, which is not ours to trace."""
+        if "forward" in vars(self.kernel):
             return None
-        s = x.shape[0]
-        if s not in self._traces:
-            self._traces[s] = self._trace(x, time_term, cos, sin, per_sample)
-        traced = self._traces[s]
-        if traced is None:
-            return None
-        args = (x, time_term, cos, sin, *per_sample.tensors())
-        key = (s, per_sample.keys[0].shape[2], x.dtype)
-        if key in self._traces_checked:
-            return traced(*args)
-        eager = self._velocity_eager(x, time_term, cos, sin, None, 0, 0, None, per_sample)
-        v = traced(*args)
-        if not bool(((v == eager) | (v.isnan() & eager.isnan())).all()):  # bit-equal (NaN where NaN)
-            warnings.warn(f"the traced denoising step differs from the eager one ({s} samples, "
-                          f"{per_sample.keys[0].shape[2]} keys); running it eagerly", RuntimeWarning, stacklevel=2)
-            self._traces[s] = None
-            return eager
-        self._traces_checked.add(key)
-        return v
-
-    def _trace(self, x: torch.Tensor, time_term: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
-               per_sample: SampleKV) -> Any:
         s, t = per_sample.samples, per_sample.tokens
-        layers = len(per_sample.keys)
+        step = self._traces.get(s)
+        if step is None:
+            layers = len(per_sample.keys)
 
-        def step(x: torch.Tensor, time_term: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
-                 *kv: torch.Tensor) -> torch.Tensor:
-            own = SampleKV(list(kv[:layers]), list(kv[layers:]), s, t)
-            return self._velocity_eager(x, time_term, cos, sin, None, 0, 0, None, own)
+            def eager(x: torch.Tensor, time_term: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
+                      *kv: torch.Tensor) -> torch.Tensor:
+                own = SampleKV(list(kv[:layers]), list(kv[layers:]), s, t)
+                return self._velocity_eager(x, time_term, cos, sin, None, 0, 0, None, own)
 
-        # The weights become the trace's constants, which must not require grad while it is built.
-        params = [p for p in self.model.parameters() if p.requires_grad]
-        try:
-            for p in params:
-                p.requires_grad_(False)
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                return torch.jit.trace(step, (x, time_term, cos, sin, *per_sample.tensors()), check_trace=False)
-        except Exception as exc:  # noqa: BLE001 - any failure: the eager step is always there
-            warnings.warn(f"tracing the denoising step failed ({exc}); running it eagerly", RuntimeWarning, stacklevel=3)
-            return None
-        finally:
-            for p in params:
-                p.requires_grad_(True)
+            step = self._traces[s] = TracedStep(eager, self.model, "denoising step")
+        return step((per_sample.keys[0].shape[2], x.dtype), x, time_term, cos, sin, *per_sample.tensors())
 
     def _guided(self, context: Any, samples: int, graph: bool = False) -> tuple[Any, ...] | None:
         """Navigation guidance's per-tick inputs: (weight, cos, sin, mask, offset, kv_len) of the
