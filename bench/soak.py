@@ -307,7 +307,7 @@ def main() -> int:
                             values.clear()
                     traced = _last_trace(trace_log) if tracing else None
                     if traced:
-                        stats["node"].update({k: traced.get(k) for k in ("traced_mb", "malloc_in_use_mb", "pymalloc_arenas_mb")})
+                        stats["node"].update({k: traced.get(k) for k in ("traced_mb", "malloc_in_use_mb", "malloc_arenas_mb", "pymalloc_arenas_mb")})
                     sample = {
                         "minute": round((now - t_start) / 60, 2),
                         "warmup": now - t_start < args.warmup_minutes * 60,
@@ -486,7 +486,8 @@ def plot(samples: list[dict], path: Path) -> None:
     ax1.legend()
     ax1.set_title("drive node soak: RSS per process")
     if traced:  # relative to the first sample: the two scales differ by tens of MB
-        for key, label in (("rss_mb", "node RSS"), ("malloc_in_use_mb", "node malloc in use"), ("traced_mb", "node traced by Python")):
+        for key, label in (("rss_mb", "node RSS"), ("malloc_in_use_mb", "node malloc in use"), ("malloc_arenas_mb", "node malloc arenas"),
+                           ("pymalloc_arenas_mb", "node pymalloc arenas"), ("traced_mb", "node traced by Python")):
             vals = np.array([s["node"].get(key) if s["node"].get(key) is not None else np.nan for s in samples], dtype=float)
             ok = vals[~np.isnan(vals)]
             if ok.size:
