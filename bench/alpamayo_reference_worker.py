@@ -38,8 +38,8 @@ RELEASES = {
 }
 
 
-def load_reference(release: str, fixture: Path, gen, src: Path, tmp: Path, meta: dict):
-    """-> (the reference model, its processor, messages for the fixture's images, commit)."""
+def load_reference(release: str, fixture: Path, gen, tmp: Path, meta: dict):
+    """-> (the reference model, its processor, the messages for the fixture's images)."""
     from safetensors.torch import load_file
 
     cwd = tmp / "cwd"  # the hub ids, as relative paths, point at the fixture's stand-in here
@@ -95,7 +95,7 @@ def main() -> int:
         sys.path.insert(0, str(src / "src"))
         from safetensors.torch import load_file
 
-        model, proc, messages = load_reference(args.release, fixture, gen, src, Path(tmp), meta)
+        model, proc, messages = load_reference(args.release, fixture, gen, Path(tmp), meta)
         inputs = load_file(str(fixture / "inputs.safetensors"))
         ref = load_file(str(fixture / "reference.safetensors"))
         call = meta["call"]
