@@ -207,7 +207,7 @@ class KVExpertVLA(nn.Module):
             step = self.__dict__.get("_token_trace")
             if step is None:
                 step = self.__dict__["_token_trace"] = TracedStep(self._token_step, self, "reasoning token step")
-            out = step((kv[0].shape[2], table.dtype), ids, cos, sin, *kv)
+            out = step((kv[0].shape[2], kv[0].stride(), table.dtype), ids, cos, sin, *kv)  # per length and layout
         return out if logits else None
 
     def _token_step(self, ids: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, *kv: torch.Tensor) -> torch.Tensor:

@@ -272,7 +272,8 @@ class TorchBackend:
                 return self._velocity_eager(x, time_term, cos, sin, None, 0, 0, None, own)
 
             step = self._traces[s] = TracedStep(eager, self.model, "denoising step")
-        return step((per_sample.keys[0].shape[2], x.dtype), x, time_term, cos, sin, *per_sample.tensors())
+        k0 = per_sample.keys[0]  # checked once per K/V length and layout (a reallocated buffer: new strides)
+        return step((k0.shape[2], k0.stride(), x.dtype), x, time_term, cos, sin, *per_sample.tensors())
 
     def _guided(self, context: Any, samples: int, graph: bool = False) -> tuple[Any, ...] | None:
         """Navigation guidance's per-tick inputs: (weight, cos, sin, mask, offset, kv_len) of the
