@@ -134,17 +134,21 @@ def _assert_retimed_path(msg, want_xyz: np.ndarray, want_yaw: np.ndarray) -> Non
     np.testing.assert_allclose(yaw, np.interp(rel, grid, full_yaw), atol=TOL, rtol=0)
 
 
-@pytest.fixture(params=sorted(RELEASES))
-def setup(request, tmp_path, monkeypatch):
-    """(config file, bag, fixture directory) of one release."""
-    name, config = RELEASES[request.param]
+def _release_setup(release: str, tmp_path: Path, monkeypatch, edit: tuple[str, str] = ("", "")) -> tuple[Path, Path, Path]:
+    """(config file, bag, fixture directory) of one release; `edit` replaces a piece of its config."""
+    name, config = RELEASES[release]
     fixture = FIXTURES / name
     monkeypatch.setenv(BASE_VLM_ENV, str(fixture / "base_vlm"))
     cfg_path = tmp_path / "alpamayo_fixture.yaml"
-    cfg_path.write_text(config)
+    cfg_path.write_text(config.replace(*edit) if edit[0] else config)
     bag = tmp_path / "bag"
     write_fixture_bag(bag, load_config(cfg_path), fixture)
     return cfg_path, bag, fixture
+
+
+@pytest.fixture(params=sorted(RELEASES))
+def setup(request, tmp_path, monkeypatch):
+    return _release_setup(request.param, tmp_path, monkeypatch)
 
 
 def _run_eval(cfg_path: Path, bag: Path, fixture: Path, out: Path) -> tuple[list, dict]:
@@ -223,12 +227,8 @@ def test_node_over_dds_with_the_release_directory_publishes_the_reference_trajec
 def test_sampled_noise_is_seeded_by_tick_the_same_in_node_and_eval(tmp_path, monkeypatch) -> None:
     """With inference.noise_scale 1 the start noise is drawn, seeded by (inference.seed, t0): the
     node gives the trajectory eval gives for the same tick (and not the zero-noise one)."""
-    fixture = FIXTURES / RELEASES["alpamayo_r1"][0]
-    monkeypatch.setenv(BASE_VLM_ENV, str(fixture / "base_vlm"))
-    cfg_path = tmp_path / "sampled.yaml"
-    cfg_path.write_text(RELEASES["alpamayo_r1"][1].replace("max_reasoning_tokens: 48}", "max_reasoning_tokens: 48, noise_scale: 1.0, seed: 7}"))
-    bag = tmp_path / "bag"
-    write_fixture_bag(bag, load_config(cfg_path), fixture)
+    cfg_path, bag, fixture = _release_setup("alpamayo_r1", tmp_path, monkeypatch,
+                                            ("max_reasoning_tokens: 48}", "max_reasoning_tokens: 48, noise_scale: 1.0, seed: 7}"))
     evaluated, _ = _run_eval(cfg_path, bag, fixture, tmp_path / "eval")
     want_xyz, want_yaw = _path_arrays(evaluated[0])
     assert np.abs(want_xyz[1:] - _expected(fixture)[0]).max() > 10 * TOL  # the noise is not zero
@@ -240,19 +240,9 @@ def test_eval_navigation_guidance_weight_reaches_the_policy(tmp_path, monkeypatc
     """`navigation.guidance_weight` turns on Alpamayo 1.5's classifier-free guidance (off in the
     fixture's config.json, as in the reference's plain entry point): the trajectory moves away
     from the unguided reference, by more than ten times the tolerance the unguided run meets."""
-    fixture = FIXTURES / RELEASES["alpamayo1_5"][0]
-    monkeypatch.setenv(BASE_VLM_ENV, str(fixture / "base_vlm"))
-    cfg_path = tmp_path / "guided.yaml"
-    cfg_path.write_text(RELEASES["alpamayo1_5"][1].replace("max_age_s: 0.0}", "max_age_s: 0.0, guidance_weight: 3.0}"))
-    bag = tmp_path / "bag"
-    write_fixture_bag(bag, load_config(cfg_path), fixture)
-    out = tmp_path / "eval"
-    done = subprocess.run([sys.executable, "-m", "vla_ros.cli", "eval", "--bag", str(bag), "--model", str(fixture / "model"),
-                           "--config", str(cfg_path), "--out", str(out), "--no-progress"],
-                          capture_output=True, text=True, timeout=600, env={**os.environ})
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    paths = [m.msg for m in read_messages(out / "predictions.mcap", ["/vla/trajectory"])]
-    assert paths
+    cfg_path, bag, fixture = _release_setup("alpamayo1_5", tmp_path, monkeypatch,
+                                            ("max_age_s: 0.0}", "max_age_s: 0.0, guidance_weight: 3.0}"))
+    paths, _ = _run_eval(cfg_path, bag, fixture, tmp_path / "eval")
     want_xyz, _ = _expected(fixture)
     for p in paths:
         xyz, _ = _path_arrays(p)
