@@ -43,7 +43,6 @@ from vla_ros.model.text_tokenizer import TextTokenizer, TokenizerError
 
 R1_MODEL_TYPE, A15_MODEL_TYPE = "alpamayo_r1", "alpamayo1_5"
 RELEASE_MODEL_TYPES = (R1_MODEL_TYPE, A15_MODEL_TYPE)
-RELEASE_MODEL_TYPE = R1_MODEL_TYPE  # kept for callers that name the R1 release
 BASE_VLM_ENV = "VLA_ROS_BASE_VLM"
 SYSTEM = "You are a driving assistant that generates safe and accurate actions."
 INSTRUCTION = "output the chain-of-thought reasoning of the driving process, then output the future trajectory."

@@ -27,7 +27,7 @@ import torch
 from vla_ros.model import TextTokenizer
 from vla_ros.model.family import DecodedActions, Family, ImageEmbedding
 from vla_ros.model.prompt import PromptInputError
-from vla_ros.runtime.backends.protocol import Backend, BackendError
+from vla_ros.runtime.backends.protocol import Backend, nav_guidance_unsupported
 from vla_ros.runtime.context import Context, GuidancePrefix, StaleContextError
 from vla_ros.runtime.inputs import (PolicyInputError, PolicyInputs, validate_camera_ids, validate_inputs,
                                     validate_navigation, validate_robot_inputs)
@@ -62,10 +62,7 @@ class Policy:
 
             backend = TorchBackend(model, tokenizer, max_samples=max_samples, cuda_graph=cuda_graph, compile=compile)
         elif self.nav_guidance_weight is not None and backend.name != "torch":
-            raise BackendError(f"this model guides its flow towards the navigation instruction (classifier-free "
-                               f"guidance, weight {self.nav_guidance_weight}), which runs on the torch backend only; "
-                               f"the {backend.name} backend would run something else. Use backend 'torch', or "
-                               "nav_guidance_weight=1.0 to run without guidance")
+            raise nav_guidance_unsupported("this model", self.nav_guidance_weight, backend.name)
         self.backend = backend
         self.max_samples = max_samples
         self.max_reasoning_tokens = max_reasoning_tokens

@@ -61,13 +61,10 @@ def _refuse_nav_guidance(path_or_preset: str | Path, backend: str, override: flo
     needs a second prefix the exported graphs do not run. The Policy checks again."""
     from vla_ros.model.alpamayo_release import is_release_dir
     from vla_ros.model.checkpoint import load_config
-    from vla_ros.runtime.backends.protocol import BackendError
+    from vla_ros.runtime.backends.protocol import nav_guidance_unsupported
 
     weight = override
     if weight is None and is_release_dir(path_or_preset):
         weight = load_config(path_or_preset).flow.nav_guidance_weight
     if weight is not None and float(weight) != 1.0:
-        raise BackendError(f"'{path_or_preset}' guides its flow towards the navigation instruction (classifier-free "
-                           f"guidance, weight {weight}), which runs on the torch backend only; the {backend} backend "
-                           "would run something else. Use backend 'torch', or nav_guidance_weight=1.0 to run without "
-                           "guidance")
+        raise nav_guidance_unsupported(f"'{path_or_preset}'", weight, backend)

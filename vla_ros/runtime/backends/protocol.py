@@ -31,6 +31,13 @@ class BackendError(ValueError):
     """The backend cannot run what was asked (missing runtime or provider, unsupported feature)."""
 
 
+def nav_guidance_unsupported(what: str, weight: float, backend: str) -> BackendError:
+    """Alpamayo 1.5's navigation guidance needs a second prefix that only the torch backend runs."""
+    return BackendError(f"{what} guides its flow towards the navigation instruction (classifier-free guidance, weight "
+                        f"{weight}), which runs on the torch backend only; the {backend} backend would run something "
+                        "else. Use backend 'torch', or nav_guidance_weight=1.0 to run without guidance")
+
+
 @dataclass(frozen=True)
 class PrefixState:
     epoch: int  # bumped by every prefill: contexts of older epochs are stale
