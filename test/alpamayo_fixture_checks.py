@@ -128,3 +128,17 @@ def check_trajectory_outputs(ref: dict, samples: int, n_waypoints: int) -> None:
     assert torch.isfinite(ref["pred_xyz"]).all() and torch.isfinite(ref["pred_rot"]).all()
     rot = ref["pred_rot"].reshape(-1, 3, 3)
     torch.testing.assert_close(rot @ rot.transpose(-1, -2), torch.eye(3).expand_as(rot), rtol=0, atol=1e-5)
+
+
+def check_budget_at_stop(ref: dict, zero: dict, meta: dict, case: str, prompt_len: int) -> int:
+    """A run whose <|traj_future_start|> was sampled in the budget's last slot against the same call with
+    the full budget (`zero`): generate ran no forward for it, so the cache lacks its key, while the
+    expert's positions still continue after it. Returns the budget."""
+    budget = meta["cases"][case]["max_generation_length"]
+    assert budget < meta["call"]["max_generation_length"]
+    assert torch.equal(ref["sequences_raw"][0], zero["sequences_raw"][0, :prompt_len + budget])
+    assert int(ref["sequences_raw"][0, -1]) == meta["tokens"]["special"]["traj_future_start"]
+    assert int(ref["cache_len"]) == prompt_len + budget - 1 == int(zero["cache_len"]) - 1
+    assert int(ref["prefix_len"][0]) == prompt_len + budget == int(zero["prefix_len"][0])
+    assert not ref["noise"].any()
+    return budget

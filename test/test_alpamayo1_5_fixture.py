@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from alpamayo_fixture_checks import (check_euler_steps, check_expert_view, check_greedy_rollout, check_history_fused,
-                                     check_manifest, check_token_layout, check_trajectory_outputs, check_weight_layout,
-                                     tokenizer_ids, weight_shapes)
+from alpamayo_fixture_checks import (check_budget_at_stop, check_euler_steps, check_expert_view, check_greedy_rollout,
+                                     check_history_fused, check_manifest, check_token_layout, check_trajectory_outputs,
+                                     check_weight_layout, tokenizer_ids, weight_shapes)
 from safetensors.torch import load_file
 from tokenizers import Tokenizer
 
@@ -236,14 +236,7 @@ def test_budget_at_stop_case_never_feeds_the_stop_token(refs, meta):
     """<|traj_future_start|> sampled in the budget's last slot: generate ran no forward for it, so the
     cache lacks its key, while the expert's positions still continue after it."""
     ref, zero = refs["reference_budget_at_stop.safetensors"], refs["reference_zero_noise.safetensors"]
-    entry = meta["cases"]["reference_budget_at_stop.safetensors"]
-    budget, prompt_len = entry["max_generation_length"], ref["input_ids"].shape[1]
-    assert budget < meta["call"]["max_generation_length"]
-    assert torch.equal(ref["sequences_raw"][0], zero["sequences_raw"][0, :prompt_len + budget])
-    assert int(ref["sequences_raw"][0, -1]) == meta["tokens"]["special"]["traj_future_start"]
-    assert int(ref["cache_len"]) == prompt_len + budget - 1 == int(zero["cache_len"]) - 1
-    assert int(ref["prefix_len"][0]) == prompt_len + budget == int(zero["prefix_len"][0])
-    assert not ref["noise"].any()
+    budget = check_budget_at_stop(ref, zero, meta, "reference_budget_at_stop.safetensors", ref["input_ids"].shape[1])
     # one key less moves the trajectory by more than the replay's tolerance (1e-4)
     assert float((ref["pred_xyz"] - zero["pred_xyz"]).abs().max()) > 3e-4
     # Through the cfg entry point: the guided cache the same, the unguided branch fed every generated

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from alpamayo_fixture_checks import (check_euler_steps, check_expert_view, check_greedy_rollout, check_history_fused,
-                                     check_manifest, check_token_layout, check_trajectory_outputs, check_weight_layout,
-                                     tokenizer_ids, weight_shapes)
+from alpamayo_fixture_checks import (check_budget_at_stop, check_euler_steps, check_expert_view, check_greedy_rollout,
+                                     check_history_fused, check_manifest, check_token_layout, check_trajectory_outputs,
+                                     check_weight_layout, tokenizer_ids, weight_shapes)
 from safetensors.torch import load_file
 
 FIXTURE = Path(__file__).parent / "fixtures" / "alpamayo_r1_tiny"
@@ -108,13 +108,6 @@ def test_budget_at_stop_case_never_feeds_the_stop_token(inputs, meta):
     cache lacks its key, while the expert's positions still continue after it."""
     ref = load_file(str(FIXTURE / "reference_budget_at_stop.safetensors"))
     zero = load_file(str(FIXTURE / "reference_zero_noise.safetensors"))
-    budget, prompt_len = meta["cases"]["reference_budget_at_stop.safetensors"]["max_generation_length"], \
-        inputs["input_ids"].shape[1]
-    assert budget < meta["call"]["max_generation_length"]
-    assert torch.equal(ref["sequences_raw"][0], zero["sequences_raw"][0, :prompt_len + budget])
-    assert int(ref["sequences_raw"][0, -1]) == meta["tokens"]["special"]["traj_future_start"]
-    assert int(ref["cache_len"]) == prompt_len + budget - 1 == int(zero["cache_len"]) - 1
-    assert int(ref["prefix_len"][0]) == prompt_len + budget == int(zero["prefix_len"][0])
-    assert not ref["noise"].any()
+    check_budget_at_stop(ref, zero, meta, "reference_budget_at_stop.safetensors", inputs["input_ids"].shape[1])
     # one key less moves each velocity by more than the replay's per-step tolerance (1e-5)
     assert float((ref["flow_v"] - zero["flow_v"]).abs().max()) > 5e-5
