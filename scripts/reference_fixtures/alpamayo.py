@@ -433,18 +433,27 @@ def package_versions() -> dict:
     return out
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
-    ap.add_argument("--alpamayo-src", type=Path, default=DEFAULT_SRC,
-                    help=f"NVlabs/alpamayo: a bare git dir or a source tree (default {DEFAULT_SRC})")
+def generator_arguments(doc: str, repository: str, default_src: Path, default_out: Path, max_seeds: int,
+                        seeds_until: str) -> argparse.ArgumentParser:
+    """The options every Alpamayo fixture generator takes (its reference source, output, seeds,
+    samples and reasoning budget); `seeds_until`: what the weight seeds are tried until."""
+    ap = argparse.ArgumentParser(description=doc.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter,
+                                 epilog=doc)
+    ap.add_argument("--alpamayo-src", type=Path, default=default_src,
+                    help=f"{repository}: a bare git dir or a source tree (default {default_src})")
     ap.add_argument("--commit", default=None, help="commit to export from a git dir (default HEAD)")
-    ap.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"fixture directory, replaced (default {DEFAULT_OUT})")
+    ap.add_argument("--out", type=Path, default=default_out, help=f"fixture directory, replaced (default {default_out})")
     ap.add_argument("--seed", type=int, default=0, help="first weight seed tried (default 0)")
-    ap.add_argument("--max-seeds", type=int, default=64,
-                    help="weight seeds tried until every greedy rollout ends with <|traj_future_start|> (default 64)")
+    ap.add_argument("--max-seeds", type=int, default=max_seeds,
+                    help=f"weight seeds tried until {seeds_until} (default {max_seeds})")
     ap.add_argument("--samples", type=int, default=2, help="trajectory samples (default 2)")
     ap.add_argument("--max-generation-length", type=int, default=24, help="reasoning token budget (default 24)")
+    return ap
+
+
+def main() -> int:
+    ap = generator_arguments(__doc__, "NVlabs/alpamayo", DEFAULT_SRC, DEFAULT_OUT, 64,
+                             "every greedy rollout ends with <|traj_future_start|>")
     ap.add_argument("--short-generation-length", type=int, default=8,
                     help="budget of the second case, which must stop before <|traj_future_start|> (default 8)")
     args = ap.parse_args()

@@ -76,7 +76,6 @@ Files (safetensors + json, no pickles):
 """
 from __future__ import annotations
 
-import argparse
 import copy
 import json
 import os
@@ -293,18 +292,8 @@ def piecewise_tokenization(tokenizer, items: list[str]) -> dict:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
-    ap.add_argument("--alpamayo-src", type=Path, default=DEFAULT_SRC,
-                    help=f"NVlabs/alpamayo1.5: a bare git dir or a source tree (default {DEFAULT_SRC})")
-    ap.add_argument("--commit", default=None, help="commit to export from a git dir (default HEAD)")
-    ap.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"fixture directory, replaced (default {DEFAULT_OUT})")
-    ap.add_argument("--seed", type=int, default=0, help="first weight seed tried (default 0)")
-    ap.add_argument("--max-seeds", type=int, default=200,
-                    help="weight seeds tried until the greedy rollouts with and without nav text end with "
-                         "<|traj_future_start|> (default 200)")
-    ap.add_argument("--samples", type=int, default=2, help="trajectory samples (default 2)")
-    ap.add_argument("--max-generation-length", type=int, default=24, help="reasoning token budget (default 24)")
+    ap = r1.generator_arguments(__doc__, "NVlabs/alpamayo1.5", DEFAULT_SRC, DEFAULT_OUT, 200,
+                                "the greedy rollouts with and without nav text end with <|traj_future_start|>")
     args = ap.parse_args()
     if sys.version_info[:2] != (3, 12):
         log(f"warning: the reference requires Python 3.12, this is {platform.python_version()}")
