@@ -397,7 +397,8 @@ def test_lifecycle_walk_parameters_namespace_and_one_policy_process(ws: Ws, tmp_
         res = ws.run("ros2", "param", "get", "--no-daemon", name, "inference.rate_hz", domain=domain)
         assert res.returncode == 0 and "value is: 4" in res.stdout, res.stdout + res.stderr  # an int, accepted for a float key
         res = ws.run("ros2", "param", "list", "--no-daemon", name, domain=domain)
-        for key in ("frames.tolerance_s", "ego.odometry_topic", "outputs.trajectory_topic", "model", "use_sim_time"):
+        for key in ("frames.tolerance_s", "ego.odometry_topic", "outputs.trajectory_topic", "navigation.guidance_weight", "model",
+                    "use_sim_time"):
             assert key in res.stdout, key
         res = ws.run("ros2", "param", "get", "--no-daemon", name, "outputs.trajectory_topic", domain=domain)
         assert "/car1/vla/trajectory" in res.stdout, res.stdout
@@ -433,6 +434,8 @@ def test_lifecycle_walk_parameters_namespace_and_one_policy_process(ws: Ws, tmp_
         (["model:=random:tiny", "frames.tolerance_s:=-1.0"], "frames.tolerance_s"),
         (["model:=/nonexistent/checkpoint"], "/nonexistent/checkpoint"),
         (["model:=random:tiny", "outputs.trajectory_topic:=bad//name"], "outputs.trajectory_topic"),
+        # an optional key left null in the YAML is declared, so the override reaches the policy
+        (["model:=random:tiny", "navigation.guidance_weight:=2.0"], "takes no navigation instruction"),
     ],
 )
 def test_bad_configuration_leaves_the_node_unconfigured_with_the_reason(ws: Ws, tmp_path: Path, params: list[str], words: str) -> None:

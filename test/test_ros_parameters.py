@@ -21,9 +21,12 @@ def test_round_trip_of_defaults_and_a_custom_config():
 
 
 def test_parameters_are_scalars_or_homogeneous_lists():
-    """What rclpy can declare: scalars, or lists of one type (joint limits are float lists, camera ids int lists)."""
+    """What rclpy can declare: scalars, or lists of one type (joint limits are float lists, camera
+    ids int lists); None only for an optional key, declared as not set with dynamic typing."""
     for key, value in to_parameters(Config()).items():
-        if isinstance(value, list):
+        if value is None:
+            assert key == "navigation.guidance_weight", key
+        elif isinstance(value, list):
             assert len({type(v) for v in value}) <= 1 and all(isinstance(v, (str, float, int)) for v in value), key
         else:
             assert isinstance(value, (bool, int, float, str)), key
@@ -39,6 +42,18 @@ def test_nested_arm_sections_round_trip_as_dotted_keys():
     assert from_parameters(params).arm.limits.per_joint("max_velocity", 2) == (1.5, 1.5)
     params["arm.limits.max_velocity"] = [1.0, 2.0, 3.0]
     with pytest.raises(ConfigError, match="arm.limits.max_velocity"):
+        from_parameters(params)
+
+
+def test_an_unset_optional_key_is_a_parameter_that_an_override_sets():
+    """`navigation.guidance_weight: null` (the checkpoint's setting) is declared, so `-p` can set it."""
+    params = to_parameters(Config())
+    assert "navigation.guidance_weight" in params and params["navigation.guidance_weight"] is None
+    assert from_parameters(params).navigation.guidance_weight is None
+    params["navigation.guidance_weight"] = 2  # an int from the command line, for a float key
+    assert from_parameters(params).navigation.policy_guidance_weight == 2.0
+    params["navigation.guidance_weight"] = float("nan")
+    with pytest.raises(ConfigError, match="navigation.guidance_weight"):
         from_parameters(params)
 
 

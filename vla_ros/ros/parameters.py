@@ -17,7 +17,8 @@ _CAMERA_INT_FIELDS = ("camera_id",)
 
 
 def to_parameters(config: Config) -> dict[str, Any]:
-    """Flat {dotted.key: value} (bool, int, float, str, or list of str)."""
+    """Flat {dotted.key: value} (bool, int, float, str, a list of one of them, or None for an
+    optional key left unset, which the node declares with dynamic typing as "not set")."""
     data = config.to_dict()
     cameras = data.pop("cameras")
     params: dict[str, Any] = {f"cameras.{field}s": [c[field] or "" for c in cameras] for field in _CAMERA_FIELDS}
@@ -33,7 +34,7 @@ def _flatten(values: dict[str, Any], prefix: str) -> dict[str, Any]:
     for key, value in values.items():
         if isinstance(value, dict):
             flat.update(_flatten(value, f"{prefix}.{key}"))
-        elif value is not None:
+        else:  # None too: `-p navigation.guidance_weight:=2.0` needs the key declared to override it
             flat[f"{prefix}.{key}"] = value
     return flat
 
