@@ -17,6 +17,7 @@ import csv
 import json
 import math
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -60,7 +61,8 @@ def _arc(t: float) -> tuple[list[float], float]:
     return [radius * math.sin(s / radius), radius * (1 - math.cos(s / radius)), 0.004 * math.sin(3.0 * t)], YAW_RATE * t
 
 
-def write_fixture_bag(path: Path, config, fixture: Path) -> None:
+def write_fixture_bag(path: Path, config, fixture: Path, route: str | None = None) -> None:
+    """`route`: the navigation text the bag carries (None: the fixture's; "": none)."""
     inputs = load_file(str(fixture / "inputs.safetensors"))
     cams = len(config.cameras)
     images = inputs["images"].permute(0, 2, 3, 1).numpy().reshape(cams, 4, 64, 96, 3)  # camera-major
@@ -82,8 +84,8 @@ def write_fixture_bag(path: Path, config, fixture: Path) -> None:
             stamp = T0_NS - (3 - f) * 100_000_000
             msg = messages.compressed_image(stamp, f"{cam.name}_optical", messages.encode_png(images[c, f]), "png")
             events.append((stamp, 1 + c, cam.topic, msg))
-    if config.navigation.topic:  # the route, once before the first frame (the node keeps the latest)
-        nav = json.loads((fixture / "meta.json").read_text())["nav_text"]
+    nav = json.loads((fixture / "meta.json").read_text())["nav_text"] if route is None else route
+    if config.navigation.topic and nav:  # the route, once before the first frame (the node keeps the latest)
         events.append((T0_NS - 2_000_000_000, -1, config.navigation.topic, messages.string(nav)))
     events.sort(key=lambda e: (e[0], e[1]))
     with BagWriter(path, "mcap") as bag:
@@ -151,9 +153,9 @@ def setup(request, tmp_path, monkeypatch):
     return _release_setup(request.param, tmp_path, monkeypatch)
 
 
-def _run_eval(cfg_path: Path, bag: Path, fixture: Path, out: Path) -> tuple[list, dict]:
-    """`vla-ros eval` on the fixture bag: (its predicted paths, metrics.json)."""
-    done = subprocess.run([sys.executable, "-m", "vla_ros.cli", "eval", "--bag", str(bag), "--model", str(fixture / "model"),
+def _run_eval(cfg_path: Path, bag: Path, fixture: Path, out: Path, model: Path | None = None) -> tuple[list, dict]:
+    """`vla-ros eval` on the fixture bag: (its predicted paths, metrics.json). `model`: another model directory."""
+    done = subprocess.run([sys.executable, "-m", "vla_ros.cli", "eval", "--bag", str(bag), "--model", str(model or fixture / "model"),
                            "--config", str(cfg_path), "--out", str(out), "--no-progress"],
                           capture_output=True, text=True, timeout=600, env={**os.environ})
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
@@ -183,9 +185,9 @@ def _domain() -> int:
     return 20 + (os.getpid() + int(time.time())) % 80  # ids <= 101 keep Cyclone's ports out of the ephemeral range
 
 
-def _run_node(cfg_path: Path, bag: Path, fixture: Path, tmp_path: Path) -> list:
+def _run_node(cfg_path: Path, bag: Path, fixture: Path, tmp_path: Path, model: Path | None = None) -> list:
     """`vla-ros node --transport dds` fed by `vla-ros play --clock` of the fixture bag: the paths it
-    published for the fixture's t0."""
+    published for the fixture's t0 (its log: tmp_path / node.log). `model`: another model directory."""
     pytest.importorskip("cyclonedds", reason="cyclonedds is not installed: the DDS end-to-end test needs it")
     from vla_ros.ros.dds_transport import DdsTransport
 
@@ -193,7 +195,7 @@ def _run_node(cfg_path: Path, bag: Path, fixture: Path, tmp_path: Path) -> list:
     env = {**os.environ, "ROS_DOMAIN_ID": str(domain), "PYTHONUNBUFFERED": "1"}
     log_path = tmp_path / "node.log"
     with open(log_path, "w") as log:
-        node = subprocess.Popen([sys.executable, "-m", "vla_ros.cli", "node", "--transport", "dds", "--model", str(fixture / "model"),
+        node = subprocess.Popen([sys.executable, "-m", "vla_ros.cli", "node", "--transport", "dds", "--model", str(model or fixture / "model"),
                                  "--config", str(cfg_path), "--use-sim-time"], env=env, stdout=log, stderr=subprocess.STDOUT)
     paths = []
     try:
@@ -247,6 +249,46 @@ def test_eval_navigation_guidance_weight_reaches_the_policy(tmp_path, monkeypatc
     for p in paths:
         xyz, _ = _path_arrays(p)
         assert np.abs(xyz[1:] - want_xyz).max() > 10 * TOL  # 3.7e-3 seen at weight 3
+
+
+def _with_added_token(model: Path, out: Path, token: str) -> Path:
+    """A copy of a release directory whose tokenizer has one more added token (as Qwen3's has
+    <think>), which the node's control-token pattern does not catch but the prompt refuses."""
+    shutil.copytree(model, out)
+    spec = json.loads((out / "tokenizer.json").read_text())
+    new_id = max(t["id"] for t in spec["added_tokens"]) + 1
+    spec["added_tokens"].append({"id": new_id, "content": token, "single_word": False, "lstrip": False, "rstrip": False,
+                                 "normalized": False, "special": False})
+    (out / "tokenizer.json").write_text(json.dumps(spec))
+    return out
+
+
+def test_a_route_the_prompt_refuses_is_cleared_in_eval_and_in_the_node(tmp_path, monkeypatch) -> None:
+    """A route holding a token the tokenizer added (not one of the control tokens the input
+    refuses) is refused by the prompt on the first tick; eval and the node then clear it (counted
+    as instruction_refused) and drive without it, the same trajectory as a bag without a route.
+    Before the typed RouteRefusedError, eval failed every tick on it."""
+    cfg_path, _, fixture = _release_setup("alpamayo1_5", tmp_path, monkeypatch)
+    model = _with_added_token(fixture / "model", tmp_path / "model_think", "<think>")
+    config = load_config(cfg_path)
+    refused_bag, plain_bag = tmp_path / "refused_bag", tmp_path / "plain_bag"
+    write_fixture_bag(refused_bag, config, fixture, route="<think>Turn left in 40m")
+    write_fixture_bag(plain_bag, config, fixture, route="")
+    without, _ = _run_eval(cfg_path, plain_bag, fixture, tmp_path / "eval_plain", model=model)
+    want_xyz, want_yaw = _path_arrays(without[0])
+    assert np.abs(want_xyz[1:] - _expected(fixture)[0]).max() > 10 * TOL  # the route matters: not the routed reference
+    paths, metrics = _run_eval(cfg_path, refused_bag, fixture, tmp_path / "eval_refused", model=model)
+    (bag_metrics,) = metrics["bags"].values()
+    assert bag_metrics["ticks_skipped"].get("policy_error/RouteRefusedError") == 1, bag_metrics["ticks_skipped"]
+    assert bag_metrics["input_drops"].get("instruction_refused") == 1, bag_metrics["input_drops"]
+    for p in paths:
+        np.testing.assert_allclose(_path_arrays(p)[0], want_xyz, atol=TOL, rtol=0)
+    with open(tmp_path / "eval_refused" / "ticks.csv", newline="") as f:
+        assert all(r["navigation"] == "" for r in csv.DictReader(f))
+    for p in _run_node(cfg_path, refused_bag, fixture, tmp_path, model=model):
+        _assert_retimed_path(p, want_xyz[1:], want_yaw[1:])
+    log = (tmp_path / "node.log").read_text()
+    assert "RouteRefusedError" in log and "the policy refused the navigation" in log, log[-3000:]
 
 
 def test_node_refuses_configs_the_release_cannot_serve(monkeypatch) -> None:

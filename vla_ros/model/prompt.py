@@ -31,6 +31,10 @@ class PromptInputError(ValueError):
     """The caller's camera ids or navigation text cannot go into this model's prompt."""
 
 
+class NavigationPromptError(PromptInputError):
+    """The navigation text cannot go into this model's prompt (the cameras could)."""
+
+
 @dataclass(frozen=True)
 class Prompt:
     input_ids: torch.Tensor  # (1, L) int64
@@ -61,9 +65,9 @@ class PromptBuilder:
         ids = self.tok.encode(text)
         smuggled = sorted({self.tok.tokenizer.id_to_token(i) for i in ids if i in self.tok.added_ids})
         if smuggled:
-            raise PromptInputError(f"the navigation instruction contains special tokens {smuggled}")
+            raise NavigationPromptError(f"the navigation instruction contains special tokens {smuggled}")
         if len(ids) > MAX_NAVIGATION_TOKENS:
-            raise PromptInputError(f"the navigation instruction is {len(ids)} tokens long "
+            raise NavigationPromptError(f"the navigation instruction is {len(ids)} tokens long "
                                    f"(at most {MAX_NAVIGATION_TOKENS})")
         return ids
 

@@ -32,7 +32,7 @@ from vla_ros.replay.metrics import trajectory_errors
 from vla_ros.replay.prediction_bag import write_prediction_bag
 from vla_ros.replay.tick_record import MODEL, TickRecord
 from vla_ros.replay.tick_replay import evaluated_stacks
-from vla_ros.runtime.inputs import PolicyInputs
+from vla_ros.runtime.inputs import PolicyInputs, RouteRefusedError
 from vla_ros.runtime.tick_seed import tick_seed
 from vla_ros.sensors.drops import DropCounter
 from vla_ros.sensors.frame_stack import FrameStack
@@ -259,6 +259,8 @@ def evaluate_ticks(
                 generator=generator,
             )
         except (ValueError, RuntimeError) as exc:  # bad input or NaN output: counted, not fatal
+            if route and isinstance(exc, RouteRefusedError):  # as the node: the next ticks drive without it
+                navigation.reject(route, str(exc))
             count_policy_error(result, exc, bag, stack.t0, logged_policy_errors)
             continue
         timings = tick_timings(out, stack_ms, (time.perf_counter() - t_policy) * 1e3)

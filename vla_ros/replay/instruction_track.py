@@ -57,6 +57,11 @@ class InstructionTrack:
         self._last_ns = tick_ns
         return self._input.current(tick_ns) or None
 
+    def reject(self, text: str, reason: str) -> None:
+        """The policy refused `text`: cleared and counted as the node clears it, so the next ticks
+        run without it until another instruction arrives."""
+        self._input.reject(text, reason)
+
     @property
     def expired(self) -> int:
         """Ticks asked for at which the instruction had expired."""

@@ -35,7 +35,7 @@ from vla_ros.ros.autoware_msgs import autoware_trajectory
 from vla_ros.ros.clock import Clock, SimClock, Timer
 from vla_ros.ros.conversions import latency_message, path_message
 from vla_ros.ros.inference_trigger import InferenceTrigger
-from vla_ros.runtime.inputs import PolicyInputs
+from vla_ros.runtime.inputs import PolicyInputs, RouteRefusedError
 from vla_ros.runtime.tick_seed import tick_seed
 from vla_ros.sensors.frame_stack import FrameStack, StackSkip
 from vla_ros.sensors.instruction import InstructionInput, navigation_rule
@@ -253,8 +253,7 @@ class DriveNodeCore:
             self.inference_errors += 1
             self._last_error = f"{type(exc).__name__}: {exc}"
             route = getattr(inputs, "task", None) if self.navigation is not None else None
-            # the prompt's refusals of a route (special tokens, too long) name the navigation instruction
-            if route and "navigation instruction" in str(exc):  # drive without it from the next tick
+            if route and isinstance(exc, RouteRefusedError):  # drive without it from the next tick
                 self.navigation.reject(route, str(exc))
             self._count_skip("inference_error")
             if self.inference_errors == 1:

@@ -13,6 +13,11 @@ class PolicyInputError(ValueError):
     """An input to the policy has the wrong count, shape, dtype or non-finite values."""
 
 
+class RouteRefusedError(PolicyInputError):
+    """The model's prompt refuses this navigation instruction (special tokens, too long): a
+    node clears it and drives without one from the next tick."""
+
+
 @dataclass(frozen=True)
 class PolicyInputs:
     """The tensors behind one tick, for callers without a FrameStack.

@@ -26,11 +26,11 @@ import torch
 
 from vla_ros.model import TextTokenizer
 from vla_ros.model.family import DecodedActions, Family, ImageEmbedding
-from vla_ros.model.prompt import PromptInputError
+from vla_ros.model.prompt import NavigationPromptError, PromptInputError
 from vla_ros.runtime.backends.protocol import Backend, nav_guidance_unsupported
 from vla_ros.runtime.context import Context, GuidancePrefix, StaleContextError
-from vla_ros.runtime.inputs import (PolicyInputError, PolicyInputs, validate_camera_ids, validate_inputs,
-                                    validate_navigation, validate_robot_inputs)
+from vla_ros.runtime.inputs import (PolicyInputError, PolicyInputs, RouteRefusedError, validate_camera_ids,
+                                    validate_inputs, validate_navigation, validate_robot_inputs)
 from vla_ros.runtime.output import NonFiniteOutputError, PolicyOutput, Timings
 from vla_ros.runtime.rtc import ChunkGuide
 from vla_ros.runtime.start_noise import start_noise
@@ -206,6 +206,8 @@ class Policy:
                         # Classifier-free guidance's other prefix: the same prompt without the route span.
                         unguided_args = {k: a for k, a in prompt_args.items() if k != "navigation"}
                         unguided = self.model.prefix_plan(embeds, xyz, self.tokenizer, **unguided_args)
+                except NavigationPromptError as exc:
+                    raise RouteRefusedError(str(exc)) from exc
                 except PromptInputError as exc:
                     raise PolicyInputError(str(exc)) from exc
             else:

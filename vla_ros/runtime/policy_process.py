@@ -10,11 +10,13 @@ the stamps of the rest (at 320x576, 2.2 MB instead of 8.8 MB pickled per tick).
 
 `PolicyProcess.act` has the Policy's signature and may be called from any thread (calls are
 serialized). An exception inside the child comes back as a `PolicyProcessError` naming the
-original type and message (the node counts it and goes on). If the child dies, that call raises
-and the next call starts a fresh child (loading the model again); if that fails too, calls fail
-fast until RESTART_BACKOFF_S has passed, then the next one tries again. Once closed, nothing is
-restarted. The child ignores SIGINT and SIGTERM (a Ctrl-C or a group kill reaches it too): the
-node decides when it stops, and it exits when the node closes it or goes away.
+original type and message (the node counts it and goes on); a navigation instruction the prompt
+refuses comes back as the `RouteRefusedError` it was, so the node can clear the route. If the
+child dies, that call raises and the next call starts a fresh child (loading the model again); if
+that fails too, calls fail fast until RESTART_BACKOFF_S has passed, then the next one tries
+again. Once closed, nothing is restarted. The child ignores SIGINT and SIGTERM (a Ctrl-C or a
+group kill reaches it too): the node decides when it stops, and it exits when the node closes it
+or goes away.
 """
 from __future__ import annotations
 
@@ -113,6 +115,7 @@ def _serve(conn: Any, spec: PolicySpec) -> None:
             os.nice(spec.nice)
         import torch
 
+        from vla_ros.runtime.inputs import RouteRefusedError
         from vla_ros.runtime.policy import Policy
 
         torch.set_num_threads(default_threads(spec.cpu_threads))
@@ -148,6 +151,8 @@ def _serve(conn: Any, spec: PolicySpec) -> None:
             if isinstance(stack, FrameDelta):
                 stack = store.rebuild(stack)
             conn.send(("ok", policy.act(stack, **kwargs)))
+        except RouteRefusedError as exc:  # its own kind: the node clears the route
+            conn.send(("route_refused", str(exc)))
         except Exception as exc:  # noqa: BLE001 - one failed inference is reported, the next one runs
             conn.send(("error", f"{type(exc).__name__}: {exc}"))
 
@@ -293,7 +298,7 @@ class PolicyProcess:
                 self._conn.send((request, kwargs))
                 kind, payload = self._conn.recv()
                 # The child now holds exactly this tick's frames; after an error, assume nothing.
-                if kind == "error":
+                if kind in ("error", "route_refused"):
                     self._held = set()
                 elif keys is not None:
                     self._held = keys
@@ -304,6 +309,10 @@ class PolicyProcess:
                 raise PolicyProcessError(f"{self._dead_reason} during an inference; a new one starts with the next") from exc
         if kind == "error":
             raise PolicyProcessError(payload)
+        if kind == "route_refused":
+            from vla_ros.runtime.inputs import RouteRefusedError  # the same type as in one process
+
+            raise RouteRefusedError(payload)
         return payload
 
     def _restart(self) -> None:

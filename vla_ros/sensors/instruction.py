@@ -23,11 +23,12 @@ _LOG = logging.getLogger("vla_ros.node")
 
 # A navigation instruction is a sentence ("Turn left onto Main Street in 40m"). At most 128
 # characters keeps it within the prompt's 512-token budget for any byte-level BPE (a UTF-8
-# character is at most 4 bytes, each byte at most one token), so an accepted text never makes
-# the policy refuse a tick.
+# character is at most 4 bytes, each byte at most one token), so its length never makes the
+# policy refuse a tick.
 MAX_NAVIGATION_CHARS = 128
 # The model's control tokens (<|...|> special tokens, <iN> trajectory tokens) may not be smuggled
-# into the prompt inside an instruction.
+# into the prompt inside an instruction. Other tokens a tokenizer added (Qwen3's <think>,
+# <tool_call>) the prompt refuses (RouteRefusedError): the node and eval then clear the route.
 NAVIGATION_FORBIDDEN = re.compile(r"<\|[^<>]*\|>|<i\d+>")
 _CHANGE_LOG_INTERVAL_S = 5.0
 _LOGGED_CHARS = 80
