@@ -44,6 +44,9 @@ BUDGET = 24  # the reference's max_generation_length
 CASES = ("reference.safetensors", "reference_no_nav.safetensors", "reference_cfg_nav.safetensors",
          "reference_zero_noise.safetensors", "reference_budget_at_stop.safetensors",
          "reference_cfg_nav_budget_at_stop.safetensors")
+# Prompt-only goldens for other camera sets (prompts.safetensors): vla_ros's default ids 0, 1, 2, 6,
+# the rear cameras, an index past the named ones.
+PROMPT_CASES = sorted(json.loads((FIXTURE / "meta.json").read_text())["prompt_cases"])
 
 
 @pytest.fixture(scope="module")
@@ -196,6 +199,21 @@ def test_prompt_ids_equal_the_reference(policy: Policy, inputs, meta, refs, case
         args.pop("navigation")
         plan_u = policy.model.prefix_plan(embeds, inp.history_xyz, policy.tokenizer, **args)
         assert plan_u.input_ids.tolist() == ref["unguided_input_ids"].tolist()
+
+
+@pytest.mark.parametrize("name", PROMPT_CASES)
+def test_prompt_ids_for_other_camera_sets_equal_the_reference(policy: Policy, inputs, meta, name: str) -> None:
+    case = meta["prompt_cases"][name]
+    want = load_file(str(FIXTURE / case["file"]))[f"{name}/input_ids"]
+    n = len(case["camera_indices"]) * meta["shapes"]["num_frames"]
+    frames = inputs["images"].permute(0, 2, 3, 1).numpy()
+    frames = np.concatenate([frames] * -(-n // len(frames)))[:n]  # the generator's repetition
+    embeds = policy.encode_images(frames, None)[0]
+    args = {"camera_ids": tuple(case["camera_indices"])}
+    if case["nav_text"] is not None:
+        args["navigation"] = case["nav_text"]
+    plan = policy.model.prefix_plan(embeds, inputs["ego_history_xyz"][0, 0].double().numpy(), policy.tokenizer, **args)
+    assert plan.input_ids.tolist() == want.tolist()
 
 
 @pytest.mark.parametrize("case", CASES)

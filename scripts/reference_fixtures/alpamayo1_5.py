@@ -70,6 +70,8 @@ Files (safetensors + json, no pickles):
   unguided_prefix_len, unguided_rope_deltas, unguided_expert_position_ids,
   unguided_expert_visible_keys) and per step flow_v_guided / flow_v_unguided, with flow_v the
   reference's (1 - w) * unguided + w * guided.
+- OUT/prompts.safetensors: prompt ids only (no model call) for other camera sets, PROMPT_CASES:
+  NAME/prompt_input_ids as templated and NAME/input_ids with the history fused in.
 - OUT/meta.json: commit, versions, seeds, call arguments, token ids, the exact prompt text per
   case and the user message's content items, how piecewise tokenization differs from the whole
   prompt's, decoded reasoning, conditioning, reload check, sha256 of every file.
@@ -103,6 +105,12 @@ CAMERA_INDICES = [0, 1, 6]  # front left, front, front telephoto: non-consecutiv
 NUM_FRAMES = 4
 NUM_IMAGES = len(CAMERA_INDICES) * NUM_FRAMES
 NAV_TEXT = "Turn left onto Main Street in 40m"
+# Prompt-only cases (prompts.safetensors): camera sets beyond the run's, (indices, nav text).
+PROMPT_CASES = {
+    "cameras_0_1_2_6": ([0, 1, 2, 6], NAV_TEXT),  # vla_ros's default camera ids
+    "cameras_2_3_4_5_no_nav": ([2, 3, 4, 5], None),  # the names of the rear cameras
+    "cameras_1_9": ([1, 9], "Turn right in 30m"),  # an index past the named ones: "Camera 9"
+}
 GUIDANCE_WEIGHT = 1.5  # FlowMatching.inference_guidance_weight in the saved config (the nav notebook's value)
 # Action statistics, unlike R1's fixture values so a loader that falls back on R1's defaults fails.
 ACTION_STATS = {"accel_mean": -0.12, "accel_std": 1.1, "curvature_mean": 0.0021, "curvature_std": 0.04}
@@ -185,10 +193,28 @@ class CfgRecorder(r1.Recorder):
         return x
 
 
-def messages_for(nav_text: str | None):
+def messages_for(nav_text: str | None, camera_indices: list[int] = CAMERA_INDICES):
     from alpamayo1_5 import helper
-    return lambda images: helper.create_message(images, camera_indices=torch.tensor(CAMERA_INDICES),
+    return lambda images: helper.create_message(images, camera_indices=torch.tensor(camera_indices),
                                                 num_frames_per_camera=NUM_FRAMES, nav_text=nav_text)
+
+
+def prompt_cases(model, processor, images: torch.Tensor, xyz: torch.Tensor, rot: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The reference's prompt ids for the camera sets of PROMPT_CASES: the processor's output
+    (`NAME/prompt_input_ids`) and with the model's `fuse_traj_tokens` of the fixture's history
+    (`NAME/input_ids`, what it prefills). Each set's images are the fixture's, repeated as needed;
+    only their size counts here."""
+    out = {}
+    for name, (indices, nav_text) in PROMPT_CASES.items():
+        n = len(indices) * NUM_FRAMES
+        frames = images.repeat((n + len(images) - 1) // len(images), 1, 1, 1)[:n]
+        tokenized = processor.apply_chat_template(messages_for(nav_text, indices)(frames), tokenize=True,
+                                                  add_generation_prompt=False, continue_final_message=True,
+                                                  return_dict=True, return_tensors="pt")
+        out[f"{name}/prompt_input_ids"] = tokenized["input_ids"].contiguous()
+        fused = model.fuse_traj_tokens(tokenized["input_ids"], {"ego_history_xyz": xyz, "ego_history_rot": rot})
+        out[f"{name}/input_ids"] = fused.contiguous()
+    return out
 
 
 def run_case(model, processor, inputs: dict, nav_text: str | None, samples: int, max_len: int, seed: int,
@@ -427,6 +453,7 @@ def main() -> int:
                    "image_grid_thw": tok_nav["image_grid_thw"].contiguous()}, str(stage / "inputs.safetensors"))
         for name, out in tensors.items():
             save_file(out, str(stage / name))
+        save_file(prompt_cases(model, processor, images, xyz, rot), str(stage / "prompts.safetensors"))
 
         tok = model.tokenizer
         special = {k: int(tok.convert_tokens_to_ids(to_special_token(k))) for k in SPECIAL_TOKENS_KEYS}
@@ -462,6 +489,11 @@ def main() -> int:
                        "camera_indices": CAMERA_INDICES, "num_cameras": len(CAMERA_INDICES),
                        "num_frames": NUM_FRAMES, "image_hw": list(r1.IMAGE_HW)},
             "nav_text": NAV_TEXT,
+            "prompt_cases": {name: {"camera_indices": ids, "nav_text": nav, "file": "prompts.safetensors",
+                                    "keys": [f"{name}/input_ids", f"{name}/prompt_input_ids"],
+                                    "what": "helper.create_message for these cameras (the fixture's images "
+                                            "repeated), processed as above; input_ids with the history fused in"}
+                             for name, (ids, nav) in PROMPT_CASES.items()},
             "action_stats": ACTION_STATS,
             "cases": {},
             "flow": {"direction": "noise_to_data: x starts as temperature * N(0, 1) noise at t=0; x += (t[i+1] - t[i]) * v",
