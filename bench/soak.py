@@ -30,7 +30,10 @@ while RSS grows: allocator fragmentation or mappings. RSS under tracing is not c
 an untraced run (tracemalloc costs memory, and each snapshot leaves RSS a few tens of MB
 higher); --trace-native gives the allocators' figures with the node untraced. Every probe also
 splits the node's RSS by kind of mapping (/proc/PID/smaps: C heap, other anonymous maps, files,
-stacks), with a slope for each.
+stacks), with a slope for each; with --trace-native the summary also names the single mappings
+whose RSS grew most between the end of warm-up and the end (soak.json `node_mappings_grown`).
+That is how the last creep was found: one anonymous block holding Cyclone DDS's discovery
+receive buffer, filled message after message over hours (see vla_ros/ros/dds_transport.py).
 
 Usage: nice -n 10 .venv/bin/python bench/soak.py [--minutes 60] [--out bench/results/soak-DATE]
 CI never runs it (an hour). Output: OUT/soak.json (every sample), OUT/soak.log (these lines),
@@ -163,6 +166,40 @@ def smaps_rss_mb(pid: int) -> dict[str, float] | None:
     return out
 
 
+def mapping_rss_kb(pid: int) -> dict[str, dict] | None:
+    """Every mapping of the node (/proc/PID/smaps) by its start address: size, name, RSS (KiB)."""
+    maps: dict[str, dict] = {}
+    current = None
+    try:
+        with open(f"/proc/{pid}/smaps") as f:
+            for line in f:
+                head = line.split(None, 6)
+                if "-" in head[0] and len(head) >= 5 and ":" not in head[0]:
+                    start, end = (int(a, 16) for a in head[0].split("-"))
+                    current = maps[head[0].split("-")[0]] = {"size_kb": (end - start) // 1024, "perms": head[1],
+                                                              "name": head[5].strip() if len(head) > 5 else "", "rss_kb": 0}
+                elif head[0] == "Rss:" and current is not None:
+                    current["rss_kb"] = int(head[1])
+    except OSError:
+        return None
+    return maps
+
+
+def grown_mappings(first: dict[str, dict], last: dict[str, dict], top: int = 8) -> list[dict]:
+    """The mappings whose RSS changed most between two `mapping_rss_kb` snapshots, largest growth
+    first (a mapping that appeared or went counts from or to 0): where a growth lives, e.g. one
+    anonymous block of a library's buffers rather than the allocator's arenas."""
+    rows = []
+    for start in set(first) | set(last):
+        a, b = first.get(start), last.get(start)
+        change = (b["rss_kb"] if b else 0) - (a["rss_kb"] if a else 0)
+        if change:
+            m = b or a
+            rows.append({"start": start, "size_kb": m["size_kb"], "perms": m["perms"], "name": m["name"] or "[anonymous]",
+                         "rss_first_kb": a["rss_kb"] if a else None, "rss_last_kb": b["rss_kb"] if b else None, "change_kb": change})
+    return sorted(rows, key=lambda r: -r["change_kb"])[:top]
+
+
 def _policy_child(node: psutil.Process) -> psutil.Process | None:
     try:
         kids = [c for c in node.children(recursive=True) if "python" in (c.name() or "")]
@@ -191,7 +228,8 @@ def main() -> int:
                          "OUT/tracemalloc-*.txt growth reports")
     ap.add_argument("--overwrite", action="store_true", help="write into an --out that already holds a soak.json")
     ap.add_argument("--trace-native", action="store_true",
-                    help="like --trace-python without tracemalloc: the C allocator's in-use MB (mallinfo2) per minute, node untraced")
+                    help="like --trace-python without tracemalloc: the C allocator's in-use MB (mallinfo2) per minute, "
+                         "and the mappings that grew most; node untraced")
     ap.add_argument("--trace-every", type=float, default=5.0, help="minutes between tracemalloc reports (default 5)")
     args = ap.parse_args()
     faults = select_faults(args.faults)
@@ -238,6 +276,7 @@ def main() -> int:
     samples: list[dict] = []
     probes: list[dict] = []
     final_drops: dict[str, int] = {}
+    mappings_warm = mappings_last = None  # --trace-native: the node's mappings after warm-up and at the end
     faults_sent: dict[str, int] = {}
     status = 1
     try:
@@ -289,6 +328,8 @@ def main() -> int:
                         faults_sent[f"{stream}/{kind}"] = faults_sent.get(f"{stream}/{kind}", 0) + 1
                     next_fault += args.fault_every
                 if now >= next_probe:
+                    if args.trace_native and now - t_start >= args.warmup_minutes * 60 and mappings_warm is None:
+                        mappings_warm = mapping_rss_kb(node.pid)
                     for name, ps in (("node", node_ps), ("policy", _policy_child(node_ps))):
                         rss = _proc_stats(ps)["rss_mb"]
                         if rss is not None:
@@ -333,6 +374,8 @@ def main() -> int:
                         + (f" | pymalloc arenas {n['pymalloc_arenas_mb']:.0f} MB" if n.get("pymalloc_arenas_mb") is not None else ""))
                     next_report += args.report_every
                 time.sleep(0.05)
+            if mappings_warm is not None:
+                mappings_last = mapping_rss_kb(node.pid)
             time.sleep(3.0)  # the node's diagnostics (1 Hz) catch up with the last fault
             with watch.lock:
                 final_drops = {k2.split("/", 1)[1]: int(v) for k2, v in watch.diag.items() if k2.startswith("dropped/")}
@@ -351,6 +394,8 @@ def main() -> int:
     baseline_flag.unlink(missing_ok=True)
     trace = _read_trace(trace_log) if tracing else []
     result = summarize(samples, probes, faults_sent, final_drops, args, status, node.returncode, trace)
+    if mappings_warm is not None and mappings_last is not None:
+        result["node_mappings_grown"] = grown_mappings(mappings_warm, mappings_last)
     (args.out / "soak.json").write_text(json.dumps(result, indent=1))
     plot(samples, args.out / "soak.png")
     for name in ("node", "policy"):
@@ -361,6 +406,9 @@ def main() -> int:
                 f" max {g['max_mb']:.1f} MB; fds {g['fds_first']} -> {g['fds_last']}")
     say("node RSS by mapping after warm-up (median of first -> last window; fitted slope): " + "; ".join(
         f"{kind} {g['baseline_mb']:.2f} -> {g['final_mb']:.2f} MB ({g['slope_mb_per_h']:+.2f} MB/h)" for kind, g in result["node_smaps_growth"].items()))
+    for m in result.get("node_mappings_grown", [])[:5]:
+        say(f"node mapping {m['start']} ({m['name']}, {m['perms']}, {m['size_kb']} KiB): RSS {m['rss_first_kb']} -> "
+            f"{m['rss_last_kb']} KiB after warm-up ({m['change_kb']:+d} KiB)")
     for name, g in result.get("trace_growth", {}).items():
         say(f"node {name} after warm-up (median of {args.window:g} min at each end): {g['baseline_mb']:.3f} MB -> {g['final_mb']:.3f} MB,"
             f" {g['final_mb'] - g['baseline_mb']:+.3f} MB; fitted slope {g['slope_mb_per_h']:+.3f} MB/h")
