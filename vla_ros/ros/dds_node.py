@@ -10,6 +10,7 @@ from vla_ros.config import Config
 from vla_ros.ros.clock import SimClock, WallClock
 from vla_ros.ros.conversions import path_cdr_message
 from vla_ros.ros.dds_transport import DdsTransport
+from vla_ros.ros.heap import keep_large_blocks_out_of_arenas
 from vla_ros.ros.node_core import DriveNodeCore, input_topics, output_topics
 from vla_ros.ros.node_factory import make_node_core
 from vla_ros.sensors.stamps import NS_PER_S
@@ -24,6 +25,7 @@ def run_dds_node(config: Config, use_sim_time: bool = False, duration_s: float |
     """Load the model, run until SIGINT/SIGTERM (or `duration_s`), return an exit status."""
     from vla_ros.runtime.policy_process import load_node_policy  # heavy imports: only once we are really starting
 
+    keep_large_blocks_out_of_arenas()  # a node runs for days: bounded heap fragmentation
     _LOG.info("loading model %s (%s, %s%s)", config.model.path, config.inference.backend, config.model.device,
               ", in a separate process" if config.inference.separate_process else "")
     policy, threads = load_node_policy(config)

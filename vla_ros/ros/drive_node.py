@@ -34,6 +34,7 @@ from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPo
 
 from vla_ros.config import DEFAULT_NODE_NAME, ConfigError, load_config
 from vla_ros.ros.clock import WallClock
+from vla_ros.ros.heap import keep_large_blocks_out_of_arenas
 from vla_ros.ros.model_path import resolve_model_path
 from vla_ros.ros.node_core import DriveNodeCore, input_topics, output_topics
 from vla_ros.ros.node_factory import make_node_core
@@ -305,6 +306,7 @@ def main(argv: list[str] | None = None, autostart: bool = False, duration_s: flo
     events; `vla-ros node --transport ros` passes autostart=True to do it here. SIGINT and
     SIGTERM end it cleanly (exit 0): the core's timers stop and the policy process is closed
     before rclpy shuts down, so no publish races a dead context."""
+    keep_large_blocks_out_of_arenas()  # a node runs for days: bounded heap fragmentation
     stop = threading.Event()
     # Our handlers, not rclpy's: rclpy's would shut the context down at once, under the core's
     # control thread, which may be publishing at that moment.
