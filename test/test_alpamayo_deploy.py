@@ -61,8 +61,10 @@ def _arc(t: float) -> tuple[list[float], float]:
     return [radius * math.sin(s / radius), radius * (1 - math.cos(s / radius)), 0.004 * math.sin(3.0 * t)], YAW_RATE * t
 
 
-def write_fixture_bag(path: Path, config, fixture: Path, route: str | None = None) -> None:
-    """`route`: the navigation text the bag carries (None: the fixture's; "": none)."""
+def write_fixture_bag(path: Path, config, fixture: Path, route: str | None = None, later_frames: int = 0) -> None:
+    """`route`: the navigation text the bag carries (None: the fixture's; "": none).
+    `later_frames`: each camera goes on for that many frames after t0 (its t0 image again), so
+    ticks after the fixture's have new stacks."""
     inputs = load_file(str(fixture / "inputs.safetensors"))
     cams = len(config.cameras)
     images = inputs["images"].permute(0, 2, 3, 1).numpy().reshape(cams, 4, 64, 96, 3)  # camera-major
@@ -80,9 +82,9 @@ def write_fixture_bag(path: Path, config, fixture: Path, route: str | None = Non
         events.append((stamp, 0, config.ego.odometry_topic,
                        messages.odometry(stamp, xyz, yaw_to_quat(yaw), (speed, 0.0, 0.0), (0.0, 0.0, YAW_RATE * speed))))
     for c, cam in enumerate(config.cameras):
-        for f in range(4):
+        for f in range(4 + later_frames):
             stamp = T0_NS - (3 - f) * 100_000_000
-            msg = messages.compressed_image(stamp, f"{cam.name}_optical", messages.encode_png(images[c, f]), "png")
+            msg = messages.compressed_image(stamp, f"{cam.name}_optical", messages.encode_png(images[c, min(f, 3)]), "png")
             events.append((stamp, 1 + c, cam.topic, msg))
     nav = json.loads((fixture / "meta.json").read_text())["nav_text"] if route is None else route
     if config.navigation.topic and nav:  # the route, once before the first frame (the node keeps the latest)
@@ -126,12 +128,17 @@ def _assert_retimed_reference_path(msg, fixture: Path) -> None:
 def _assert_retimed_path(msg, want_xyz: np.ndarray, want_yaw: np.ndarray) -> None:
     """The node publishes the plan from the control tick's time on (control.trajectory.retime: the
     plan, t0 pose first, linearly interpolated at now, now + dt, ...): the same done to the
-    expected trajectory (64 waypoints after t0) must give the same poses."""
+    expected trajectory (64 waypoints after the fixture's t0, the odom origin with zero yaw)
+    must give the same poses."""
+    _assert_retimed(msg, T0_NS, np.vstack([np.zeros(3), want_xyz]), np.concatenate([[0.0], want_yaw]))
+
+
+def _assert_retimed(msg, t0_ns: int, full_xyz: np.ndarray, full_yaw: np.ndarray) -> None:
+    """`msg` is the plan stamped t0_ns (65 odom poses: t0's, then the 64 waypoints) retimed."""
     xyz, yaw = _path_arrays(msg)
-    rel = (np.array([_stamp(p) for p in msg.poses]) - T0_NS) / 1e9
-    grid = np.arange(65) * 0.1  # t0 (the odom origin, zero yaw), then the 64 waypoints
-    full_xyz, full_yaw = np.vstack([np.zeros(3), want_xyz]), np.concatenate([[0.0], want_yaw])
-    assert _stamp(msg) == T0_NS and len(xyz) >= 2 and rel[0] >= 0
+    rel = (np.array([_stamp(p) for p in msg.poses]) - t0_ns) / 1e9
+    grid = np.arange(65) * 0.1
+    assert _stamp(msg) == t0_ns and len(xyz) >= 2 and rel[0] >= 0
     np.testing.assert_allclose(xyz, np.stack([np.interp(rel, grid, full_xyz[:, k]) for k in range(3)], 1), atol=TOL, rtol=0)
     np.testing.assert_allclose(yaw, np.interp(rel, grid, full_yaw), atol=TOL, rtol=0)
 
@@ -153,8 +160,10 @@ def setup(request, tmp_path, monkeypatch):
     return _release_setup(request.param, tmp_path, monkeypatch)
 
 
-def _run_eval(cfg_path: Path, bag: Path, fixture: Path, out: Path, model: Path | None = None) -> tuple[list, dict]:
-    """`vla-ros eval` on the fixture bag: (its predicted paths, metrics.json). `model`: another model directory."""
+def _run_eval(cfg_path: Path, bag: Path, fixture: Path, out: Path, model: Path | None = None,
+              at_t0_only: bool = True) -> tuple[list, dict]:
+    """`vla-ros eval` on the fixture bag: (its predicted paths, metrics.json). `model`: another
+    model directory; `at_t0_only`: check that every evaluated tick is the fixture's stack."""
     done = subprocess.run([sys.executable, "-m", "vla_ros.cli", "eval", "--bag", str(bag), "--model", str(model or fixture / "model"),
                            "--config", str(cfg_path), "--out", str(out), "--no-progress"],
                           capture_output=True, text=True, timeout=600, env={**os.environ})
@@ -162,7 +171,7 @@ def _run_eval(cfg_path: Path, bag: Path, fixture: Path, out: Path, model: Path |
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["overall"]["ticks_evaluated"] >= 1, metrics["overall"]
     paths = [m.msg for m in read_messages(out / "predictions.mcap", ["/vla/trajectory"])]
-    assert paths and all(_stamp(p) == T0_NS for p in paths)  # every evaluated tick is the fixture's stack
+    assert paths and (not at_t0_only or all(_stamp(p) == T0_NS for p in paths))
     return paths, metrics
 
 
@@ -185,9 +194,11 @@ def _domain() -> int:
     return 20 + (os.getpid() + int(time.time())) % 80  # ids <= 101 keep Cyclone's ports out of the ephemeral range
 
 
-def _run_node(cfg_path: Path, bag: Path, fixture: Path, tmp_path: Path, model: Path | None = None) -> list:
+def _run_node(cfg_path: Path, bag: Path, fixture: Path, tmp_path: Path, model: Path | None = None,
+              every_path: bool = False) -> list:
     """`vla-ros node --transport dds` fed by `vla-ros play --clock` of the fixture bag: the paths it
-    published for the fixture's t0 (its log: tmp_path / node.log). `model`: another model directory."""
+    published for the fixture's t0 (its log: tmp_path / node.log). `model`: another model
+    directory; `every_path`: return every path it published, stopping fallbacks included."""
     pytest.importorskip("cyclonedds", reason="cyclonedds is not installed: the DDS end-to-end test needs it")
     from vla_ros.ros.dds_transport import DdsTransport
 
@@ -215,6 +226,8 @@ def _run_node(cfg_path: Path, bag: Path, fixture: Path, tmp_path: Path, model: P
     finally:
         node.terminate()
         assert node.wait(30) == 0, log_path.read_text()[-3000:]
+    if every_path:
+        return list(paths)
     policy = [p for p in list(paths) if _stamp(p) == T0_NS]  # the others are the stopping fallback
     assert policy, f"no trajectory for the fixture's t0 among {len(paths)}; node log:\n" + log_path.read_text()[-3000:]
     return policy
@@ -266,27 +279,38 @@ def _with_added_token(model: Path, out: Path, token: str) -> Path:
 def test_a_route_the_prompt_refuses_is_cleared_in_eval_and_in_the_node(tmp_path, monkeypatch) -> None:
     """A route holding a token the tokenizer added (not one of the control tokens the input
     refuses) is refused by the prompt on the first tick; eval and the node then clear it (counted
-    as instruction_refused) and drive without it, the same trajectory as a bag without a route.
-    Before the typed RouteRefusedError, eval failed every tick on it."""
+    as instruction_refused) and drive without it: the later ticks give what a bag without a route
+    gives for the same stacks (the cameras go on 3 frames past the fixture's t0). Before the typed
+    RouteRefusedError, eval failed every tick on it."""
     cfg_path, _, fixture = _release_setup("alpamayo1_5", tmp_path, monkeypatch)
     model = _with_added_token(fixture / "model", tmp_path / "model_think", "<think>")
     config = load_config(cfg_path)
     refused_bag, plain_bag = tmp_path / "refused_bag", tmp_path / "plain_bag"
-    write_fixture_bag(refused_bag, config, fixture, route="<think>Turn left in 40m")
-    write_fixture_bag(plain_bag, config, fixture, route="")
-    without, _ = _run_eval(cfg_path, plain_bag, fixture, tmp_path / "eval_plain", model=model)
-    want_xyz, want_yaw = _path_arrays(without[0])
-    assert np.abs(want_xyz[1:] - _expected(fixture)[0]).max() > 10 * TOL  # the route matters: not the routed reference
-    paths, metrics = _run_eval(cfg_path, refused_bag, fixture, tmp_path / "eval_refused", model=model)
+    write_fixture_bag(refused_bag, config, fixture, route="<think>Turn left in 40m", later_frames=3)
+    write_fixture_bag(plain_bag, config, fixture, route="", later_frames=3)
+    plain, _ = _run_eval(cfg_path, plain_bag, fixture, tmp_path / "eval_plain", model=model, at_t0_only=False)
+    by_t0 = {_stamp(p): p for p in plain}
+    assert T0_NS in by_t0 and len(by_t0) >= 2, sorted(by_t0)
+    assert np.abs(_path_arrays(by_t0[T0_NS])[0][1:] - _expected(fixture)[0]).max() > 10 * TOL  # the route matters
+    paths, metrics = _run_eval(cfg_path, refused_bag, fixture, tmp_path / "eval_refused", model=model, at_t0_only=False)
     (bag_metrics,) = metrics["bags"].values()
     assert bag_metrics["ticks_skipped"].get("policy_error/RouteRefusedError") == 1, bag_metrics["ticks_skipped"]
     assert bag_metrics["input_drops"].get("instruction_refused") == 1, bag_metrics["input_drops"]
+    assert paths and all(_stamp(p) > T0_NS for p in paths)  # the fixture's tick was the refused one
     for p in paths:
-        np.testing.assert_allclose(_path_arrays(p)[0], want_xyz, atol=TOL, rtol=0)
+        np.testing.assert_allclose(_path_arrays(p)[0], _path_arrays(by_t0[_stamp(p)])[0], atol=TOL, rtol=0)
     with open(tmp_path / "eval_refused" / "ticks.csv", newline="") as f:
         assert all(r["navigation"] == "" for r in csv.DictReader(f))
-    for p in _run_node(cfg_path, refused_bag, fixture, tmp_path, model=model):
-        _assert_retimed_path(p, want_xyz[1:], want_yaw[1:])
+    published = _run_node(cfg_path, refused_bag, fixture, tmp_path, model=model, every_path=True)
+    planned = []
+    for p in published:
+        if _stamp(p) in by_t0 and _stamp(p) > T0_NS:
+            try:
+                _assert_retimed(p, _stamp(p), *_path_arrays(by_t0[_stamp(p)]))
+                planned.append(p)
+            except AssertionError:  # a stopping fallback, stamped with the clock's time, may share a stamp
+                pass
+    assert planned, f"none of the node's {len(published)} paths is a later tick's plan without the route"
     log = (tmp_path / "node.log").read_text()
     assert "RouteRefusedError" in log and "the policy refused the navigation" in log, log[-3000:]
 
