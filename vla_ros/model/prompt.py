@@ -68,7 +68,7 @@ class PromptBuilder:
             raise NavigationPromptError(f"the navigation instruction contains special tokens {smuggled}")
         if len(ids) > MAX_NAVIGATION_TOKENS:
             raise NavigationPromptError(f"the navigation instruction is {len(ids)} tokens long "
-                                   f"(at most {MAX_NAVIGATION_TOKENS})")
+                                        f"(at most {MAX_NAVIGATION_TOKENS})")
         return ids
 
     def build(self, num_images: int, tokens_per_image: int, history_bins: np.ndarray, *,

@@ -85,10 +85,11 @@ def domain_id_from_env() -> int:
 # datagrams near 64 KB and a writer that may hold 8 MB unacknowledged cut the time of a 6 MB
 # image between processes on loopback about 6x (bench/dds.py). Each receive thread stores what
 # it receives one after the other in a buffer and starts a new one when it is full (the old one
-# is freed once delivered); the thread that receives only discovery fills its 1 MiB default over
-# hours, so the process's memory crept about 0.7 MB/h before levelling off: 256 KiB (two of the
-# 128 KiB messages it must hold) bounds that creep to a quarter (bench/soak.py). Wire behaviour
-# is unchanged.
+# is freed once delivered); the thread that hears only discovery takes one to two hours to fill
+# Cyclone's 1 MiB default, a creep of about 0.7 MB/h that a memory watch reads as growth
+# (bench/results/soak-2026-12-04-bisect-e-mappings). 256 KiB (two of the 128 KiB messages a
+# buffer must hold) bounds it to a quarter, with the same loopback round trips (docs/dds.md).
+# Wire behaviour is unchanged.
 _TUNING = (
     "<General><MaxMessageSize>65500B</MaxMessageSize></General>"
     "<Sizing><ReceiveBufferSize>256KiB</ReceiveBufferSize></Sizing>"

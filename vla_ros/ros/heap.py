@@ -5,10 +5,11 @@ is freed, but the first time such a block is freed it raises that threshold to t
 (up to 32 MiB). From then on the blocks a node allocates and frees on every tick (decoded images
 of a few hundred KB, their numpy copies, large message buffers) are cut from the decode and DDS
 threads' arenas instead, and those arenas' footprint grows with fragmentation while what is in
-use does not: `bench/soak.py` measured +0.5 MB in 12 minutes in the thread arenas with flat
-in-use bytes (bench/results/soak-2026-12-04-bisect-f-arenas). Setting the threshold fixes it
-(mallopt M_MMAP_THRESHOLD also turns the raising off): each large block comes from the kernel and
-goes back to it, and the arenas hold only small ones.
+use does not: `bench/soak.py` measured +0.5 MB in 12 minutes in the thread arenas with falling
+in-use bytes (bench/results/soak-2026-12-04-bisect-f-arenas). Setting the threshold (mallopt
+M_MMAP_THRESHOLD, which also turns the raising off) gives each large block its own mapping, taken
+from the kernel and given back, so the arenas hold only small ones; the hour's soak then saw their
+footprint grow +0.6 MB in the hour instead (bench/results/soak-2026-12-04-hour).
 """
 from __future__ import annotations
 
