@@ -32,8 +32,9 @@ higher); --trace-native gives the allocators' figures with the node untraced. Ev
 splits the node's RSS by kind of mapping (/proc/PID/smaps: C heap, other anonymous maps, files,
 stacks), with a slope for each; with --trace-native the summary also names the single mappings
 whose RSS grew most between the end of warm-up and the end (soak.json `node_mappings_grown`).
-That is how the last creep was found: one anonymous block holding Cyclone DDS's discovery
-receive buffer, filled message after message over hours (see vla_ros/ros/dds_transport.py).
+Comparing mappings is how the last two creeps were found (by hand, then built in here): Cyclone
+DDS's discovery receive buffer and glibc's thread arenas (bench/results/soak-2026-12-04-bisect-e*
+and -f*; vla_ros/ros/dds_transport.py, vla_ros/ros/heap.py).
 
 Usage: nice -n 10 .venv/bin/python bench/soak.py [--minutes 60] [--out bench/results/soak-DATE]
 CI never runs it (an hour). Output: OUT/soak.json (every sample), OUT/soak.log (these lines),
