@@ -86,7 +86,9 @@ def write_fixture_bag(path: Path, config, fixture: Path, route: str | None = Non
             stamp = T0_NS - (3 - f) * 100_000_000
             msg = messages.compressed_image(stamp, f"{cam.name}_optical", messages.encode_png(images[c, min(f, 3)]), "png")
             events.append((stamp, 1 + c, cam.topic, msg))
-    nav = json.loads((fixture / "meta.json").read_text())["nav_text"] if route is None else route
+    nav = route
+    if config.navigation.topic and route is None:  # the fixture's own (R1's fixture has none)
+        nav = json.loads((fixture / "meta.json").read_text())["nav_text"]
     if config.navigation.topic and nav:  # the route, once before the first frame (the node keeps the latest)
         events.append((T0_NS - 2_000_000_000, -1, config.navigation.topic, messages.string(nav)))
     events.sort(key=lambda e: (e[0], e[1]))
