@@ -111,18 +111,14 @@ class _BufferLayer(DynamicLayer):
         pass
 
     def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs) -> tuple[torch.Tensor, torch.Tensor]:
-        n = key_states.shape[-2]
-        end = self.filled + n
         if key_states.shape[0] != 1:
             raise KVCapacityError("the prefix cache holds one sequence (batch 1)")
-        if end > self.owner.capacity:
-            raise KVCapacityError(f"prefix needs {end} K/V slots but {self.owner.capacity} are preallocated")
-        kb, vb = self.owner.keys[self.index], self.owner.values[self.index]
-        kb[:, :, self.filled:end].copy_(key_states)
-        vb[:, :, self.filled:end].copy_(value_states)
-        self.filled = end
-        self.keys, self.values = kb[:, :, :end], vb[:, :, :end]
-        return self.keys, self.values
+        n = key_states.shape[-2]
+        keys, values = self.reserve(n)
+        start = keys.shape[2] - n  # the reserved slots (not `-n:`, which for n = 0 is everything)
+        keys[:, :, start:].copy_(key_states)
+        values[:, :, start:].copy_(value_states)
+        return keys, values
 
     def reserve(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Count the next n slots as filled for a caller that writes them itself (the reasoning
