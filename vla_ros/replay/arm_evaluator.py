@@ -106,8 +106,6 @@ def evaluate_arm_ticks(
     """Evaluate the ticks [first, stop) of one arm bag. Bad input never raises: it is counted in
     `skipped` (by reason), `warnings` or the sensing drops, or, if the bag stops being readable,
     noted in `error`."""
-    import torch
-
     from vla_ros.runtime.inputs import PolicyInputs
 
     start = time.perf_counter()
@@ -142,11 +140,10 @@ def evaluate_arm_ticks(
         except FutureUnavailable as exc:
             result.skipped[exc.key] += 1
             continue
-        generator = torch.Generator(device="cpu").manual_seed(tick_seed(options.seed, stack.t0_ns))
         t_policy = time.perf_counter()
         try:
             out = policy.act(PolicyInputs.from_stack(ablate(stack, options.ablate), task=task), samples=options.samples,
-                             steps=options.steps, noise_scale=options.noise_scale, generator=generator)
+                             steps=options.steps, noise_scale=options.noise_scale, seed=tick_seed(options.seed, stack.t0_ns))
         except (ValueError, RuntimeError) as exc:  # bad input or NaN output: counted, not fatal
             count_policy_error(result, exc, bag, stack.t0, logged)
             continue

@@ -206,8 +206,6 @@ def evaluate_ticks(
     """Evaluate the ticks [first, stop) of one bag (a worker's share; see `merge_parts`): the
     records and counts only, without gallery images or output bag (`finish_bag` adds them).
     `track`: the bag's odometry when the caller has read it already."""
-    import torch
-
     start = time.perf_counter()
     bag = Path(bag)
     T = int(policy.num_waypoints)
@@ -242,7 +240,6 @@ def evaluate_ticks(
         except FutureUnavailable as exc:
             result.skipped[exc.key] += 1
             continue
-        generator = torch.Generator(device="cpu").manual_seed(tick_seed(options.seed, stack.t0_ns))
         route = navigation.at(tick.time_ns) if navigation is not None else None
         inputs = ablate(stack, options.ablate)
         if route or camera_ids:
@@ -255,8 +252,8 @@ def evaluate_ticks(
                 max_reasoning_tokens=options.max_reasoning_tokens if options.reasoning else None,
                 samples=options.samples,
                 steps=options.steps,
-                noise_scale=options.noise_scale,  # drawn in the policy from this tick's generator
-                generator=generator,
+                noise_scale=options.noise_scale,  # drawn in the policy, seeded by (seed, t0) as the node seeds it
+                seed=tick_seed(options.seed, stack.t0_ns),
             )
         except (ValueError, RuntimeError) as exc:  # bad input or NaN output: counted, not fatal
             if route and isinstance(exc, RouteRefusedError):  # as the node: the next ticks drive without it
