@@ -167,12 +167,13 @@ def smaps_rss_mb(pid: int) -> dict[str, float] | None:
     return out
 
 
-def mapping_rss_kb(pid: int) -> dict[str, dict] | None:
-    """Every mapping of the node (/proc/PID/smaps) by its start address: size, name, RSS (KiB)."""
+def mapping_rss_kb(source: int | Path) -> dict[str, dict] | None:
+    """Every mapping of a process (/proc/PID/smaps for a pid, or a saved copy of that file) by its
+    start address: size, name, RSS (KiB)."""
     maps: dict[str, dict] = {}
     current = None
     try:
-        with open(f"/proc/{pid}/smaps") as f:
+        with open(f"/proc/{source}/smaps" if isinstance(source, int) else source) as f:
             for line in f:
                 head = line.split(None, 6)
                 if "-" in head[0] and len(head) >= 5 and ":" not in head[0]:
